@@ -1,0 +1,74 @@
+//! The AgentCore Runtime data plane: InvokeAgentRuntime and StopRuntimeSession.
+
+use super::describe;
+use crate::error::{AgentError, AgentErrorKind};
+use crate::ports::AgentRuntime;
+use crate::session::SessionId;
+use aws_sdk_bedrockagentcore::Client;
+use aws_sdk_bedrockagentcore::primitives::Blob;
+
+#[derive(Debug, Clone)]
+pub struct AgentCoreRuntime {
+    client: Client,
+    runtime_arn: String,
+    qualifier: String,
+}
+
+impl AgentCoreRuntime {
+    pub fn new(client: Client, runtime_arn: impl Into<String>, qualifier: impl Into<String>) -> Self {
+        Self { client, runtime_arn: runtime_arn.into(), qualifier: qualifier.into() }
+    }
+}
+
+fn agent_error<E, R>(operation: &'static str, error: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AgentError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let failure = describe(&error);
+    let kind = match failure.code.as_deref() {
+        Some("ThrottlingException") => AgentErrorKind::Throttled,
+        Some("ServiceQuotaExceededException") => AgentErrorKind::QuotaExceeded,
+        Some("RuntimeClientError") => AgentErrorKind::Agent,
+        Some("RetryableConflictException") => AgentErrorKind::Server,
+        _ if failure.transport => AgentErrorKind::Server,
+        _ => AgentErrorKind::Rejected,
+    };
+    AgentError { operation, kind, message: failure.message, source: Some(Box::new(error)) }
+}
+
+impl AgentRuntime for AgentCoreRuntime {
+    async fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> Result<Vec<u8>, AgentError> {
+        let output = self
+            .client
+            .invoke_agent_runtime()
+            .agent_runtime_arn(&self.runtime_arn)
+            .qualifier(&self.qualifier)
+            .runtime_session_id(session_id.as_str())
+            .content_type("application/json")
+            .accept("application/json")
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| agent_error("invoke", e))?;
+        let body = output
+            .response
+            .collect()
+            .await
+            .map_err(|e| AgentError { operation: "invoke", kind: AgentErrorKind::Server, message: e.to_string(), source: Some(Box::new(e)) })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn stop(&self, session_id: &SessionId) -> Result<(), AgentError> {
+        self.client
+            .stop_runtime_session()
+            .agent_runtime_arn(&self.runtime_arn)
+            .qualifier(&self.qualifier)
+            .runtime_session_id(session_id.as_str())
+            .client_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await
+            .map_err(|e| agent_error("stop", e))?;
+        Ok(())
+    }
+}

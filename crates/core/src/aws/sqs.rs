@@ -1,0 +1,112 @@
+//! The pool queue on SQS FIFO.
+
+use super::describe;
+use crate::error::{QueueError, QueueErrorKind};
+use crate::ports::{PoolDepth, PoolQueue, Received};
+use crate::session::PooledSession;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct SqsPoolQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsPoolQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self { client, queue_url: queue_url.into() }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+fn queue_error<E, R>(operation: &'static str, error: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> QueueError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let failure = describe(&error);
+    let kind = match failure.code.as_deref() {
+        _ if failure.transport => QueueErrorKind::Transport,
+        Some(code) if code.contains("Throttl") => QueueErrorKind::Throttled,
+        // FIFO refuses a receipt handle past its visibility timeout with either code.
+        Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "AWS.SimpleQueueService.ReceiptHandleIsInvalid") => {
+            QueueErrorKind::ReceiptInvalid
+        }
+        _ => QueueErrorKind::Rejected,
+    };
+    QueueError { operation, kind, message: failure.message, source: Some(Box::new(error)) }
+}
+
+fn whole_seconds(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+impl PoolQueue for SqsPoolQueue {
+    async fn receive(&self, max: u8, wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(i32::from(max.clamp(1, 10)))
+            .wait_time_seconds(whole_seconds(wait).min(20))
+            .visibility_timeout(whole_seconds(visibility))
+            .send()
+            .await
+            .map_err(|e| queue_error("receive", e))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                Some(Received { message_id: m.message_id?, receipt: m.receipt_handle?, body: m.body.unwrap_or_default() })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| queue_error("delete", e))?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(session.to_body())
+            .message_group_id(session.message_group_id())
+            .message_deduplication_id(session.deduplication_id())
+            .send()
+            .await
+            .map_err(|e| queue_error("enqueue", e))?;
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<PoolDepth, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| queue_error("depth", e))?;
+        let attributes = output.attributes.unwrap_or_default();
+        let count = |name: &QueueAttributeName| attributes.get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(PoolDepth {
+            visible: count(&QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! Reading typed configuration from the environment, once, at init: a bad deploy fails
+//! there with the variable's name, never on the first event.
+//!
+//! Each function owns its config struct; the settings they share (session lifecycle) are here
+//! so that the same variable names mean the same thing everywhere.
+
+use crate::error::ConfigError;
+use crate::pool::Lifecycle;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A snapshot of environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    pub fn required(&self, key: &'static str) -> Result<String, ConfigError> {
+        match self.0.get(key) {
+            Some(value) if !value.trim().is_empty() => Ok(value.clone()),
+            _ => Err(ConfigError::Missing(key)),
+        }
+    }
+
+    pub fn parse_or<T>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(key) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                key,
+                value: value.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn secs_or(&self, key: &'static str, default_secs: u64) -> Result<Duration, ConfigError> {
+        self.parse_or(key, default_secs).map(Duration::from_secs)
+    }
+
+    pub fn millis_or(&self, key: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse_or(key, default_ms).map(Duration::from_millis)
+    }
+}
+
+pub const IDLE_TIMEOUT: &str = "SESSION_IDLE_TIMEOUT_SECS";
+pub const MAX_LIFETIME: &str = "SESSION_MAX_LIFETIME_SECS";
+pub const SAFETY_MARGIN: &str = "SESSION_SAFETY_MARGIN_SECS";
+
+impl Lifecycle {
+    /// Must match the AgentCore runtime's `idleRuntimeSessionTimeout` and `maxLifetime`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let lifecycle = Self {
+            idle_timeout: env.secs_or(IDLE_TIMEOUT, 900)?,
+            max_lifetime: env.secs_or(MAX_LIFETIME, 28_800)?,
+            safety_margin: env.secs_or(SAFETY_MARGIN, 60)?,
+        };
+        if lifecycle.safety_margin * 2 >= lifecycle.idle_timeout {
+            return Err(ConfigError::Invalid {
+                key: SAFETY_MARGIN,
+                value: lifecycle.safety_margin.as_secs().to_string(),
+                reason: "must be less than half the idle timeout, or every pooled session is stale".into(),
+            });
+        }
+        if lifecycle.idle_timeout > lifecycle.max_lifetime {
+            return Err(ConfigError::Invalid {
+                key: IDLE_TIMEOUT,
+                value: lifecycle.idle_timeout.as_secs().to_string(),
+                reason: "must not exceed the max lifetime".into(),
+            });
+        }
+        Ok(lifecycle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_defaults_to_agentcore_defaults() {
+        assert_eq!(Lifecycle::from_env(&Env::default()).unwrap(), Lifecycle::default());
+    }
+
+    #[test]
+    fn a_margin_that_makes_every_session_stale_is_refused_at_init() {
+        let env = Env::from_pairs([(IDLE_TIMEOUT, "60"), (SAFETY_MARGIN, "30")]);
+        assert!(matches!(Lifecycle::from_env(&env), Err(ConfigError::Invalid { key: SAFETY_MARGIN, .. })));
+    }
+
+    #[test]
+    fn a_malformed_number_names_its_variable() {
+        let env = Env::from_pairs([(IDLE_TIMEOUT, "fifteen minutes")]);
+        let error = Lifecycle::from_env(&env).unwrap_err().to_string();
+        assert!(error.contains(IDLE_TIMEOUT), "{error}");
+    }
+
+    #[test]
+    fn a_blank_required_variable_counts_as_missing() {
+        let env = Env::from_pairs([("POOL_QUEUE_URL", " ")]);
+        assert!(matches!(env.required("POOL_QUEUE_URL"), Err(ConfigError::Missing("POOL_QUEUE_URL"))));
+    }
+}

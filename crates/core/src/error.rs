@@ -1,0 +1,100 @@
+//! Errors of the core, each knowing whether retrying can help.
+
+use std::error::Error as StdError;
+
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A deploy-time mistake: surfaces at init, never on an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing required environment variable {0}")]
+    Missing(&'static str),
+    #[error("environment variable {key} = {value:?} is invalid: {reason}")]
+    Invalid { key: &'static str, value: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueErrorKind {
+    /// The receipt handle is no longer ours (visibility expired, message gone).
+    ReceiptInvalid,
+    Throttled,
+    /// Timeouts, connection failures, 5xx: the outcome of the call is unknown.
+    Transport,
+    /// Anything else the service refused (bad request, missing queue, access denied).
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("pool queue {operation} failed ({kind:?}): {message}")]
+pub struct QueueError {
+    pub operation: &'static str,
+    pub kind: QueueErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl QueueError {
+    pub fn new(operation: &'static str, kind: QueueErrorKind, message: impl Into<String>) -> Self {
+        Self { operation, kind, message: message.into(), source: None }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, QueueErrorKind::Throttled | QueueErrorKind::Transport)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentErrorKind {
+    /// Session-creation rate exceeded (ThrottlingException, 429).
+    Throttled,
+    /// Active-session cap reached (ServiceQuotaExceededException).
+    QuotaExceeded,
+    /// AgentCore or the network failed; the session may or may not exist.
+    Server,
+    /// The agent inside the session failed (RuntimeClientError) or crashed.
+    Agent,
+    /// ValidationException, ResourceNotFoundException, AccessDeniedException, ...: never retried.
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("agent runtime {operation} failed ({kind:?}): {message}")]
+pub struct AgentError {
+    pub operation: &'static str,
+    pub kind: AgentErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl AgentError {
+    pub fn new(operation: &'static str, kind: AgentErrorKind, message: impl Into<String>) -> Self {
+        Self { operation, kind, message: message.into(), source: None }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            AgentErrorKind::Throttled | AgentErrorKind::QuotaExceeded | AgentErrorKind::Server
+        )
+    }
+
+    pub fn is_throttle(&self) -> bool {
+        matches!(self.kind, AgentErrorKind::Throttled | AgentErrorKind::QuotaExceeded)
+    }
+
+    /// Whether a microVM may exist for the session after this failure, so that it should be
+    /// stopped rather than left to bill memory until its idle timeout.
+    pub fn may_have_created_session(&self) -> bool {
+        matches!(self.kind, AgentErrorKind::Server | AgentErrorKind::Agent)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("replenish trigger failed: {message}")]
+pub struct TriggerError {
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}

@@ -1,0 +1,24 @@
+//! Domain rules, ports and AWS adapters of the AgentCore warm pool.
+//!
+//! The functions (`get-session`, `replenish`, ...) are thin wiring over this crate:
+//! - [`session`]: session IDs and the pool message format;
+//! - [`pool`]: freshness rules and the claim algorithm (usable in-process by a trusted service);
+//! - [`warmup`]: warming new sessions and enqueueing them only once warm;
+//! - [`ports`]: the small capability traits the rules need, with [`aws`] adapters behind them;
+//! - [`trigger`]: the replenish trigger that never blocks nor fails a claim;
+//! - [`clock`], [`config`], [`metrics`], [`error`].
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+pub mod metrics;
+pub mod pool;
+pub mod ports;
+pub mod session;
+pub mod trigger;
+pub mod warmup;
+
+pub use error::{AgentError, AgentErrorKind, ConfigError, QueueError, QueueErrorKind, TriggerError};

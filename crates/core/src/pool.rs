@@ -1,0 +1,395 @@
+//! The pool's rules: when a pooled session is still safe to hand out, and how one is claimed
+//! exactly once (DESIGN.md invariants 1 and 2).
+
+use crate::clock::Clock;
+use crate::error::QueueError;
+use crate::ports::{PoolQueue, ReplenishTrigger};
+use crate::session::{PooledSession, SessionId};
+use serde::Serialize;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Session lifetime limits of the AgentCore runtime, and the margin kept from each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// `idleRuntimeSessionTimeout` of the runtime (AgentCore default 900 s).
+    pub idle_timeout: Duration,
+    /// `maxLifetime` of the runtime (AgentCore default 28800 s).
+    pub max_lifetime: Duration,
+    /// Kept from both limits: covers the time between the claim and the caller's first
+    /// invocation, and clock skew between Lambda and AgentCore.
+    pub safety_margin: Duration,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(900),
+            max_lifetime: Duration::from_secs(28_800),
+            safety_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Freshness {
+    Fresh,
+    /// Idle timeout (less margin) reached: AgentCore may already have reclaimed the microVM.
+    IdleExpired,
+    /// Max lifetime (less margin) reached.
+    LifetimeExpired,
+}
+
+impl Lifecycle {
+    /// Invariant 2: a pooled ID is usable only if both deadlines, less the margin, lie ahead.
+    /// An expired ID does not fail when invoked, it silently cold-starts, so this rule is the
+    /// only protection against a hidden cold start.
+    pub fn freshness(&self, session: &PooledSession, now_ms: u64) -> Freshness {
+        let margin = self.safety_margin.as_millis() as u64;
+        let idle_deadline = session.last_ping_at + self.idle_timeout.as_millis() as u64;
+        let lifetime_deadline = session.created_at + self.max_lifetime.as_millis() as u64;
+        if lifetime_deadline.saturating_sub(margin) <= now_ms {
+            Freshness::LifetimeExpired
+        } else if idle_deadline.saturating_sub(margin) <= now_ms {
+            Freshness::IdleExpired
+        } else {
+            Freshness::Fresh
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEmpty {
+    /// Answer a new session ID (a cold start for the caller), flagged `source: "fresh"`.
+    Fresh,
+    /// Fail the claim with [`ClaimError::PoolEmpty`].
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    pub lifecycle: Lifecycle,
+    /// Long-poll wait of each receive: returns at once when a message is there, asks every
+    /// SQS server, and bounds the wait on an empty pool.
+    pub wait: Duration,
+    /// How long a received message stays hidden while we decide and delete.
+    pub visibility: Duration,
+    /// Upper bound on unusable messages (stale, malformed, lost deletes) one claim works
+    /// through before it treats the pool as empty.
+    pub max_discards: u32,
+    pub on_empty: OnEmpty,
+}
+
+impl Default for ClaimPolicy {
+    fn default() -> Self {
+        Self {
+            lifecycle: Lifecycle::default(),
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(30),
+            max_discards: 10,
+            on_empty: OnEmpty::Fresh,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Source {
+    Pool,
+    Fresh,
+}
+
+/// The answer of a claim: `{"sessionId","source","createdAt","lastPingAt"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimedSession {
+    pub session_id: SessionId,
+    pub source: Source,
+    pub created_at: u64,
+    /// `None` for a fresh session: it was never pinged.
+    pub last_ping_at: Option<u64>,
+}
+
+/// What one claim did, for metrics and for the replenish trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub session: ClaimedSession,
+    pub stale_discarded: u32,
+    pub malformed_discarded: u32,
+    /// Messages whose delete failed: not ours any more, never handed out.
+    pub lost_deletes: u32,
+    /// Pool messages this claim removed (claimed or discarded): each needs a replacement.
+    pub consumed: u32,
+    pub trigger_failed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("no warm session in the pool")]
+    PoolEmpty,
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl ClaimError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::PoolEmpty => true,
+            Self::Queue(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Claims warm sessions from the pool and asks for their replacements.
+///
+/// This is the whole claim logic; `get-session` only wires it to Lambda, and a trusted
+/// service in the same account can embed it to claim in-process.
+pub struct Claimer<Q, T, C> {
+    pub queue: Q,
+    pub trigger: T,
+    pub clock: C,
+    pub policy: ClaimPolicy,
+}
+
+impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
+    pub async fn claim(&self) -> Result<Claim, ClaimError> {
+        let mut outcome = self.take_from_pool().await;
+        let consumed = match &outcome {
+            Ok(claim) => claim.consumed,
+            Err((_, consumed)) => *consumed,
+        };
+        let trigger_failed = consumed > 0 && self.request_replacements(consumed).await;
+        if let Ok(claim) = &mut outcome {
+            claim.trigger_failed = trigger_failed;
+        }
+        outcome.map_err(|(e, _)| e)
+    }
+
+    async fn request_replacements(&self, count: u32) -> bool {
+        match self.trigger.request(count).await {
+            Ok(()) => false,
+            Err(error) => {
+                warn!(count, error = %error, "replenish trigger failed; the schedule will top up");
+                true
+            }
+        }
+    }
+
+    /// The error side carries how many messages were consumed before failing, so that their
+    /// replacements are still requested.
+    async fn take_from_pool(&self) -> Result<Claim, (ClaimError, u32)> {
+        let policy = &self.policy;
+        let mut claim = Claim {
+            session: self.fresh_session(),
+            stale_discarded: 0,
+            malformed_discarded: 0,
+            lost_deletes: 0,
+            consumed: 0,
+            trigger_failed: false,
+        };
+        while claim.stale_discarded + claim.malformed_discarded + claim.lost_deletes
+            < policy.max_discards
+        {
+            let received = self
+                .queue
+                .receive(1, policy.wait, policy.visibility)
+                .await
+                .map_err(|e| (e.into(), claim.consumed))?;
+            let Some(message) = received.into_iter().next() else {
+                break;
+            };
+            let usable = match PooledSession::parse(&message.body) {
+                Err(reason) => {
+                    warn!(message_id = %message.message_id, %reason, "discarding malformed pool message");
+                    claim.malformed_discarded += 1;
+                    None
+                }
+                Ok(session) => match policy.lifecycle.freshness(&session, self.clock.now_ms()) {
+                    Freshness::Fresh => Some(session),
+                    stale => {
+                        info!(session_id = %session.session_id, freshness = ?stale, "discarding stale pool session");
+                        claim.stale_discarded += 1;
+                        None
+                    }
+                },
+            };
+            // Invariant 1: the delete is the claim. Only a successful delete proves that
+            // no other caller holds (or will receive) this message.
+            if let Err(error) = self.queue.delete(&message.receipt).await {
+                warn!(message_id = %message.message_id, error = %error, "pool message delete failed; not handing it out");
+                claim.lost_deletes += 1;
+                continue;
+            }
+            claim.consumed += 1;
+            if let Some(session) = usable {
+                claim.session = ClaimedSession {
+                    session_id: session.session_id,
+                    source: Source::Pool,
+                    created_at: session.created_at,
+                    last_ping_at: Some(session.last_ping_at),
+                };
+                return Ok(claim);
+            }
+        }
+        match policy.on_empty {
+            OnEmpty::Fresh => Ok(claim),
+            OnEmpty::Fail => Err((ClaimError::PoolEmpty, claim.consumed)),
+        }
+    }
+
+    fn fresh_session(&self) -> ClaimedSession {
+        ClaimedSession {
+            session_id: SessionId::generate(),
+            source: Source::Fresh,
+            created_at: self.clock.now_ms(),
+            last_ping_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::fakes::{MemoryPool, RecordingTrigger};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn lifecycle() -> Lifecycle {
+        Lifecycle {
+            idle_timeout: Duration::from_secs(900),
+            max_lifetime: Duration::from_secs(28_800),
+            safety_margin: Duration::from_secs(60),
+        }
+    }
+
+    fn session(created_ago_s: u64, pinged_ago_s: u64) -> PooledSession {
+        PooledSession::new(SessionId::generate(), NOW - created_ago_s * 1000, NOW - pinged_ago_s * 1000)
+    }
+
+    fn claimer(pool: MemoryPool, on_empty: OnEmpty) -> Claimer<MemoryPool, RecordingTrigger, ManualClock> {
+        Claimer {
+            queue: pool,
+            trigger: RecordingTrigger::default(),
+            clock: ManualClock::at(NOW),
+            policy: ClaimPolicy { lifecycle: lifecycle(), on_empty, wait: Duration::ZERO, ..ClaimPolicy::default() },
+        }
+    }
+
+    #[test]
+    fn a_recently_pinged_young_session_is_fresh() {
+        assert_eq!(lifecycle().freshness(&session(600, 10), NOW), Freshness::Fresh);
+    }
+
+    #[test]
+    fn a_session_within_the_margin_of_its_idle_timeout_is_stale() {
+        assert_eq!(lifecycle().freshness(&session(900, 840), NOW), Freshness::IdleExpired);
+        assert_eq!(lifecycle().freshness(&session(900, 839), NOW), Freshness::Fresh);
+    }
+
+    #[test]
+    fn a_session_within_the_margin_of_its_max_lifetime_is_stale_even_if_just_pinged() {
+        assert_eq!(lifecycle().freshness(&session(28_740, 1), NOW), Freshness::LifetimeExpired);
+        assert_eq!(lifecycle().freshness(&session(28_739, 1), NOW), Freshness::Fresh);
+    }
+
+    #[tokio::test]
+    async fn claim_returns_a_pooled_session_and_requests_its_replacement() {
+        let pooled = session(100, 10);
+        let pool = MemoryPool::default();
+        pool.push(&pooled);
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.session_id, pooled.session_id);
+        assert_eq!(claim.session.source, Source::Pool);
+        assert_eq!(claim.session.last_ping_at, Some(pooled.last_ping_at));
+        assert_eq!(claimer.queue.len(), 0);
+        assert_eq!(claimer.trigger.requests(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn when_pool_is_empty_claim_falls_back_to_a_fresh_session_without_triggering() {
+        let claimer = claimer(MemoryPool::default(), OnEmpty::Fresh);
+        let claim = claimer.claim().await.unwrap();
+        assert_eq!(claim.session.source, Source::Fresh);
+        assert_eq!(claim.session.last_ping_at, None);
+        assert!(claimer.trigger.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn when_pool_is_empty_and_fallback_is_off_claim_fails() {
+        let claimer = claimer(MemoryPool::default(), OnEmpty::Fail);
+        assert!(matches!(claimer.claim().await, Err(ClaimError::PoolEmpty)));
+    }
+
+    #[tokio::test]
+    async fn stale_and_malformed_messages_are_removed_and_replaced_before_a_fresh_one_is_claimed() {
+        let pool = MemoryPool::default();
+        pool.push(&session(1000, 900));
+        pool.push_raw("{not json");
+        let fresh = session(10, 5);
+        pool.push(&fresh);
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.session_id, fresh.session_id);
+        assert_eq!((claim.stale_discarded, claim.malformed_discarded, claim.consumed), (1, 1, 3));
+        assert_eq!(claimer.queue.len(), 0);
+        assert_eq!(claimer.trigger.requests(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn only_stale_sessions_in_the_pool_means_a_fresh_fallback_and_their_replacement() {
+        let pool = MemoryPool::default();
+        pool.push(&session(28_800, 1));
+        let claimer = claimer(pool, OnEmpty::Fail);
+        assert!(matches!(claimer.claim().await, Err(ClaimError::PoolEmpty)));
+        assert_eq!(claimer.trigger.requests(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_delete_fails_is_never_handed_out() {
+        let pool = MemoryPool::default();
+        let lost = session(10, 5);
+        pool.push(&lost);
+        pool.fail_next_deletes(1);
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_ne!(claim.session.session_id, lost.session_id);
+        assert_eq!(claim.session.source, Source::Fresh);
+        assert_eq!(claim.lost_deletes, 1);
+        assert_eq!(claimer.queue.len(), 1, "the other consumer still holds it");
+        assert!(claimer.trigger.requests().is_empty(), "a message that is not ours is not replaced by us");
+    }
+
+    #[tokio::test]
+    async fn a_failing_trigger_does_not_fail_the_claim() {
+        let pool = MemoryPool::default();
+        pool.push(&session(10, 5));
+        let claimer = claimer(pool, OnEmpty::Fresh);
+        claimer.trigger.fail_all();
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.source, Source::Pool);
+        assert!(claim.trigger_failed);
+    }
+
+    #[tokio::test]
+    async fn a_claim_works_through_at_most_max_discards_unusable_messages() {
+        let pool = MemoryPool::default();
+        for _ in 0..15 {
+            pool.push_raw("garbage");
+        }
+        let claimer = claimer(pool, OnEmpty::Fresh);
+        let claim = claimer.claim().await.unwrap();
+        assert_eq!(claim.malformed_discarded, 10);
+        assert_eq!(claimer.queue.len(), 5);
+    }
+}

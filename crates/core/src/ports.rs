@@ -1,0 +1,93 @@
+//! Capability traits the rules need; each handler asks only for what it uses.
+//! AWS adapters live in [`crate::aws`], in-memory fakes in `fakes` (feature `fakes`).
+
+use crate::error::{AgentError, QueueError, TriggerError};
+use crate::session::{PooledSession, SessionId};
+use std::future::Future;
+use std::time::Duration;
+
+/// One pool message as received: its body and the receipt handle that proves we hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+}
+
+/// Approximate queue depth, as SQS reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+}
+
+impl PoolDepth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight
+    }
+}
+
+/// The pool queue (SQS FIFO in production).
+pub trait PoolQueue: Send + Sync {
+    /// Receive up to `max` messages, waiting up to `wait` for the first; received messages stay
+    /// hidden from other consumers for `visibility`.
+    fn receive(
+        &self,
+        max: u8,
+        wait: Duration,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Received>, QueueError>> + Send;
+
+    /// Delete a received message. An error means the message may not be ours any more.
+    fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    fn enqueue(&self, session: &PooledSession) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    fn depth(&self) -> impl Future<Output = Result<PoolDepth, QueueError>> + Send;
+}
+
+/// The AgentCore Runtime data plane.
+pub trait AgentRuntime: Send + Sync {
+    fn invoke(
+        &self,
+        session_id: &SessionId,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send;
+
+    fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send;
+}
+
+/// Asks the replenish function to warm `count` new sessions.
+pub trait ReplenishTrigger: Send + Sync {
+    fn request(&self, count: u32) -> impl Future<Output = Result<(), TriggerError>> + Send;
+}
+
+impl<T: ReplenishTrigger + ?Sized> ReplenishTrigger for std::sync::Arc<T> {
+    fn request(&self, count: u32) -> impl Future<Output = Result<(), TriggerError>> + Send {
+        (**self).request(count)
+    }
+}
+
+impl<Q: PoolQueue + ?Sized> PoolQueue for std::sync::Arc<Q> {
+    fn receive(&self, max: u8, wait: Duration, visibility: Duration) -> impl Future<Output = Result<Vec<Received>, QueueError>> + Send {
+        (**self).receive(max, wait, visibility)
+    }
+    fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).delete(receipt)
+    }
+    fn enqueue(&self, session: &PooledSession) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).enqueue(session)
+    }
+    fn depth(&self) -> impl Future<Output = Result<PoolDepth, QueueError>> + Send {
+        (**self).depth()
+    }
+}
+
+impl<A: AgentRuntime + ?Sized> AgentRuntime for std::sync::Arc<A> {
+    fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
+        (**self).invoke(session_id, payload)
+    }
+    fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send {
+        (**self).stop(session_id)
+    }
+}

@@ -1,0 +1,241 @@
+//! Warming new sessions: a `{"type":"warmup"}` invocation under a fresh ID, and the pool
+//! message only after it succeeded (invariant 3), with bounded, jittered retries (invariant 4).
+
+use crate::clock::Clock;
+use crate::error::AgentError;
+use crate::ports::{AgentRuntime, PoolQueue};
+use crate::session::{PooledSession, SessionId, WARMUP_PAYLOAD};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmupPolicy {
+    /// Warmups in flight at once within one run.
+    pub concurrency: usize,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for WarmupPolicy {
+    fn default() -> Self {
+        Self { concurrency: 8, backoff_base: Duration::from_millis(100), backoff_cap: Duration::from_secs(5) }
+    }
+}
+
+impl WarmupPolicy {
+    /// "Full jitter": uniform in [0, min(cap, base * 2^attempt)], so concurrent runs that were
+    /// throttled together do not retry together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.backoff_base.saturating_mul(1u32 << attempt.min(20)).min(self.backoff_cap);
+        let ceiling_ms = ceiling.as_millis() as u64;
+        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmupReport {
+    pub requested: u32,
+    pub enqueued: u32,
+    pub failed: u32,
+    /// Throttling / quota answers seen, including those later retried successfully.
+    pub throttles: u32,
+    /// Warm sessions that could not be enqueued (stopped, so they cost nothing).
+    pub enqueue_failures: u32,
+    /// Latency of each successful warmup invocation, in milliseconds.
+    pub latencies_ms: Vec<u64>,
+}
+
+enum Outcome {
+    Enqueued { latency_ms: u64, throttles: u32 },
+    WarmupFailed { throttles: u32 },
+    EnqueueFailed { throttles: u32 },
+}
+
+/// Warms exactly `count` new sessions and enqueues each one whose warmup succeeded.
+/// Retries stop at `deadline` (the function's remaining time less a margin).
+pub async fn warm_new_sessions<A, Q, C>(
+    count: u32,
+    agent: &A,
+    queue: &Q,
+    clock: &C,
+    policy: &WarmupPolicy,
+    deadline: Instant,
+) -> WarmupReport
+where
+    A: AgentRuntime,
+    Q: PoolQueue,
+    C: Clock,
+{
+    let outcomes: Vec<Outcome> = futures::stream::iter(0..count)
+        .map(|_| warm_one(agent, queue, clock, policy, deadline))
+        .buffer_unordered(policy.concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = WarmupReport { requested: count, ..WarmupReport::default() };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Enqueued { latency_ms, throttles } => {
+                report.enqueued += 1;
+                report.throttles += throttles;
+                report.latencies_ms.push(latency_ms);
+            }
+            Outcome::WarmupFailed { throttles } => {
+                report.failed += 1;
+                report.throttles += throttles;
+            }
+            Outcome::EnqueueFailed { throttles } => {
+                report.enqueue_failures += 1;
+                report.throttles += throttles;
+            }
+        }
+    }
+    report
+}
+
+async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
+    agent: &A,
+    queue: &Q,
+    clock: &C,
+    policy: &WarmupPolicy,
+    deadline: Instant,
+) -> Outcome {
+    let session_id = SessionId::generate();
+    let mut throttles = 0;
+    let mut attempt = 0;
+    loop {
+        // The earliest moment the microVM can exist: conservative for both lifetime limits.
+        let started_ms = clock.now_ms();
+        let started = Instant::now();
+        match agent.invoke(&session_id, WARMUP_PAYLOAD).await {
+            Ok(_) => {
+                let latency_ms = started.elapsed().as_millis() as u64;
+                let session = PooledSession::new(session_id, started_ms, started_ms);
+                return match queue.enqueue(&session).await {
+                    Ok(()) => {
+                        info!(session_id = %session.session_id, latency_ms, "warmed and enqueued");
+                        Outcome::Enqueued { latency_ms, throttles }
+                    }
+                    Err(error) => {
+                        warn!(session_id = %session.session_id, %error, "warm session could not be enqueued; stopping it");
+                        stop_quietly(agent, &session.session_id).await;
+                        Outcome::EnqueueFailed { throttles }
+                    }
+                };
+            }
+            Err(error) => {
+                throttles += u32::from(error.is_throttle());
+                let pause = policy.backoff(attempt);
+                attempt += 1;
+                if !error.is_retryable() || Instant::now() + pause >= deadline {
+                    give_up(agent, &session_id, &error, attempt).await;
+                    return Outcome::WarmupFailed { throttles };
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+async fn give_up<A: AgentRuntime>(agent: &A, session_id: &SessionId, error: &AgentError, attempts: u32) {
+    warn!(%session_id, %error, attempts, retryable = error.is_retryable(), "warmup failed; session not enqueued");
+    if error.may_have_created_session() {
+        stop_quietly(agent, session_id).await;
+    }
+}
+
+/// Best effort: a session we will not use should stop billing memory now rather than at its
+/// idle timeout. A failure here costs money, never correctness.
+async fn stop_quietly<A: AgentRuntime>(agent: &A, session_id: &SessionId) {
+    if let Err(error) = agent.stop(session_id).await {
+        info!(%session_id, %error, "stopping an unused session failed; it will idle out");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::error::AgentErrorKind::{Agent, QuotaExceeded, Rejected, Server, Throttled};
+    use crate::fakes::{MemoryPool, ScriptedAgent};
+
+    fn policy() -> WarmupPolicy {
+        WarmupPolicy { concurrency: 4, backoff_base: Duration::from_millis(1), backoff_cap: Duration::from_millis(4) }
+    }
+
+    fn far_deadline() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn warms_exactly_the_requested_number_of_distinct_sessions() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        let report = warm_new_sessions(5, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        assert_eq!((report.requested, report.enqueued, report.failed), (5, 5, 0));
+        let mut ids: Vec<_> = pool.sessions().into_iter().map(|s| s.session_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 5);
+        assert!(agent.invocations().iter().all(|(_, payload)| payload == WARMUP_PAYLOAD));
+    }
+
+    #[tokio::test]
+    async fn throttled_warmups_are_retried_and_enqueued_once_the_throttle_lifts() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with([Throttled, QuotaExceeded, Server]);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        assert_eq!((report.enqueued, report.throttles), (1, 2));
+        assert_eq!(agent.invocations().len(), 4);
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn non_retryable_failures_are_not_retried_and_never_enqueued() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with([Rejected]);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        assert_eq!((report.enqueued, report.failed), (0, 1));
+        assert_eq!(agent.invocations().len(), 1);
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_agent_failed_is_stopped_and_not_enqueued() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with([Agent]);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        assert_eq!(report.failed, 1);
+        assert_eq!(agent.stopped().len(), 1);
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_deadline() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with(std::iter::repeat_n(Throttled, 10_000));
+        let slow = WarmupPolicy { backoff_base: Duration::from_millis(20), backoff_cap: Duration::from_millis(40), ..policy() };
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &slow, deadline).await;
+        assert_eq!(report.failed, 1);
+        assert!(Instant::now() <= deadline + Duration::from_millis(100));
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_warm_session_that_cannot_be_enqueued_is_stopped() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        pool.fail_next_enqueues(1);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        assert_eq!(report.enqueue_failures, 1);
+        assert_eq!(agent.stopped().len(), 1);
+    }
+
+    #[test]
+    fn backoff_never_exceeds_its_cap() {
+        let p = WarmupPolicy { concurrency: 1, backoff_base: Duration::from_millis(100), backoff_cap: Duration::from_secs(1) };
+        for attempt in 0..40 {
+            assert!(p.backoff(attempt) <= Duration::from_secs(1));
+        }
+    }
+}
