@@ -55,7 +55,10 @@ impl LatencyProfile {
 
     fn validate(&self, field: &'static str) -> Result<(), Error> {
         if self.p99 < self.median {
-            return Err(Error::invalid_config(field, "p99 must not be below the median"));
+            return Err(Error::invalid_config(
+                field,
+                "p99 must not be below the median",
+            ));
         }
         Ok(())
     }
@@ -149,7 +152,10 @@ fn check_probability(field: &'static str, p: f64) -> Result<(), Error> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(Error::invalid_config(field, "must be a probability in 0..=1"))
+        Err(Error::invalid_config(
+            field,
+            "must be a probability in 0..=1",
+        ))
     }
 }
 
@@ -508,7 +514,10 @@ impl Model {
             return Err(Rejection::Throttled);
         }
         let limit = self.cfg.max_active_sessions;
-        self.prune_live(now_ms);
+        // Pruning can only shrink `live`, so it is needed only when the cap looks reached.
+        if self.live.len() >= limit {
+            self.prune_live(now_ms);
+        }
         if self.live.len() >= limit {
             self.stats.quota_rejected += 1;
             return Err(Rejection::QuotaExceeded { limit });
@@ -633,7 +642,10 @@ mod tests {
         for t in (1_000..10_000).step_by(1_000) {
             assert!(!model.invoke(ID, t, &mut rng).unwrap().cold, "at {t} ms");
         }
-        assert_eq!(view(&model, ID, 10_000).state, SessionState::LifetimeExpired);
+        assert_eq!(
+            view(&model, ID, 10_000).state,
+            SessionState::LifetimeExpired
+        );
         let admission = model.invoke(ID, 10_000, &mut rng).unwrap();
         assert!(admission.cold);
         assert_eq!(admission.generation, 2);
@@ -790,7 +802,10 @@ mod tests {
         });
         let mut rng = rng();
         model.invoke(ID, 0, &mut rng).unwrap();
-        assert_eq!(model.invoke(OTHER, 1_999, &mut rng), Err(Rejection::Throttled));
+        assert_eq!(
+            model.invoke(OTHER, 1_999, &mut rng),
+            Err(Rejection::Throttled)
+        );
         model.invoke(OTHER, 2_000, &mut rng).unwrap();
     }
 

@@ -24,7 +24,7 @@ impl Unit {
 #[derive(Debug, Clone)]
 pub struct MetricSet {
     function: String,
-    values: Vec<(&'static str, Unit, f64)>,
+    values: Vec<(&'static str, Unit, Vec<f64>)>,
 }
 
 impl MetricSet {
@@ -33,17 +33,27 @@ impl MetricSet {
     }
 
     pub fn count(mut self, name: &'static str, value: impl Into<f64>) -> Self {
-        self.values.push((name, Unit::Count, value.into()));
+        self.values.push((name, Unit::Count, vec![value.into()]));
         self
     }
 
     pub fn millis(mut self, name: &'static str, value: impl Into<f64>) -> Self {
-        self.values.push((name, Unit::Milliseconds, value.into()));
+        self.values.push((name, Unit::Milliseconds, vec![value.into()]));
         self
     }
 
+    /// Several samples of one metric in one line (EMF value arrays); none means no metric.
+    pub fn millis_each(mut self, name: &'static str, samples: impl IntoIterator<Item = u64>) -> Self {
+        let samples: Vec<f64> = samples.into_iter().map(|v| v as f64).collect();
+        if !samples.is_empty() {
+            self.values.push((name, Unit::Milliseconds, samples));
+        }
+        self
+    }
+
+    /// The first sample of a metric, for tests and logs.
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.values.iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| *v)
+        self.values.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, v)| v.first().copied())
     }
 
     pub fn to_emf(&self, timestamp_ms: u64) -> Value {
@@ -62,8 +72,12 @@ impl MetricSet {
             }),
         );
         root.insert("Function".into(), Value::String(self.function.clone()));
-        for (name, _, value) in &self.values {
-            root.insert((*name).into(), json!(value));
+        for (name, _, samples) in &self.values {
+            let value = match samples.as_slice() {
+                [single] => json!(single),
+                many => json!(many),
+            };
+            root.insert((*name).into(), value);
         }
         Value::Object(root)
     }
@@ -80,7 +94,11 @@ mod tests {
 
     #[test]
     fn emf_line_declares_every_metric_and_carries_its_value() {
-        let set = MetricSet::new("get-session").count("ClaimFromPool", 1).millis("ClaimLatency", 12.5);
+        let set = MetricSet::new("get-session")
+            .count("ClaimFromPool", 1)
+            .millis("ClaimLatency", 12.5)
+            .millis_each("WarmupLatency", [3, 4])
+            .millis_each("Nothing", []);
         let emf = set.to_emf(42);
         assert_eq!(emf["_aws"]["Timestamp"], 42);
         assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
@@ -88,5 +106,7 @@ mod tests {
         assert_eq!(emf["Function"], "get-session");
         assert_eq!(emf["ClaimFromPool"], 1.0);
         assert_eq!(emf["ClaimLatency"], 12.5);
+        assert_eq!(emf["WarmupLatency"], json!([3.0, 4.0]));
+        assert!(emf.get("Nothing").is_none());
     }
 }

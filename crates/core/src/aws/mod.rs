@@ -47,3 +47,12 @@ where
         _ => Failure { code: None, transport: true, message },
     }
 }
+
+/// The AgentCore client without SDK-level retries: warmups retry themselves, with jitter and
+/// within the function's deadline, and must see each throttle to count and pace it.
+pub fn agentcore_client(sdk: &aws_config::SdkConfig) -> aws_sdk_bedrockagentcore::Client {
+    let config = aws_sdk_bedrockagentcore::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_bedrockagentcore::Client::from_conf(config)
+}

@@ -1,0 +1,203 @@
+//! get-session: claims one warm AgentCore session from the pool, exactly once.
+//!
+//! Request: `{}` or `{"correlationId": "..."}`. Response:
+//! `{"sessionId","source":"pool"|"fresh","createdAt","lastPingAt"}`.
+//! The claim itself is [`warmpool_core::pool::Claimer`]; this crate adds the Lambda contract,
+//! request validation and metrics.
+
+mod config;
+
+pub use config::Config;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::info;
+use warmpool_core::QueueError;
+use warmpool_core::clock::Clock;
+use warmpool_core::metrics::MetricSet;
+use warmpool_core::pool::{ClaimError, ClaimedSession, Claimer, Source};
+use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
+
+pub const FUNCTION: &str = "get-session";
+const MAX_CORRELATION_ID: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Request {
+    correlation_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetSessionError {
+    #[error("invalid request: {0}")]
+    Validation(String),
+    #[error("no warm session in the pool and fresh fallback is disabled")]
+    PoolEmpty,
+    #[error("pool queue unavailable: {0}")]
+    PoolUnavailable(#[source] QueueError),
+}
+
+impl GetSessionError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Validation(_) => false,
+            Self::PoolEmpty => true,
+            Self::PoolUnavailable(e) => e.is_retryable(),
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "ValidationError",
+            Self::PoolEmpty => "PoolEmpty",
+            Self::PoolUnavailable(_) => "PoolUnavailable",
+        }
+    }
+}
+
+impl From<GetSessionError> for Diagnostic {
+    fn from(error: GetSessionError) -> Self {
+        Diagnostic { error_type: error.error_type().into(), error_message: error.to_string() }
+    }
+}
+
+fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
+    let payload = if payload.is_null() { Value::Object(Default::default()) } else { payload };
+    let request: Request =
+        serde_json::from_value(payload).map_err(|e| GetSessionError::Validation(e.to_string()))?;
+    if let Some(id) = &request.correlation_id {
+        let printable = id.chars().all(|c| c.is_ascii_graphic());
+        if id.is_empty() || id.len() > MAX_CORRELATION_ID || !printable {
+            return Err(GetSessionError::Validation(format!(
+                "correlationId must be 1..={MAX_CORRELATION_ID} printable ASCII characters"
+            )));
+        }
+    }
+    Ok(request)
+}
+
+/// The function: a claimer plus the Lambda contract around it.
+pub struct GetSession<Q, T, C> {
+    claimer: Claimer<Q, T, C>,
+}
+
+impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
+    pub fn new(config: &Config, queue: Q, trigger: T, clock: C) -> Self {
+        Self { claimer: Claimer { queue, trigger, clock, policy: config.claim } }
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
+        let request = parse_request(event.payload)?;
+        let started = Instant::now();
+        let result = self.claimer.claim().await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let now = self.claimer.clock.now_ms();
+        match result {
+            Ok(claim) => {
+                let from_pool = claim.session.source == Source::Pool;
+                MetricSet::new(FUNCTION)
+                    .count("ClaimFromPool", u32::from(from_pool))
+                    .count("ClaimFresh", u32::from(!from_pool))
+                    .millis("ClaimLatency", latency_ms as f64)
+                    .count("StaleDiscarded", claim.stale_discarded)
+                    .count("MalformedDiscarded", claim.malformed_discarded)
+                    .count("LostDeletes", claim.lost_deletes)
+                    .count("ReplenishTriggerFailed", u32::from(claim.trigger_failed))
+                    .emit(now);
+                info!(
+                    session_id = %claim.session.session_id,
+                    source = ?claim.session.source,
+                    correlation_id = request.correlation_id.as_deref().unwrap_or(""),
+                    latency_ms,
+                    "session claimed"
+                );
+                Ok(claim.session)
+            }
+            Err(ClaimError::PoolEmpty) => {
+                MetricSet::new(FUNCTION).count("ClaimPoolEmpty", 1).emit(now);
+                Err(GetSessionError::PoolEmpty)
+            }
+            Err(ClaimError::Queue(e)) => Err(GetSessionError::PoolUnavailable(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warmpool_core::clock::ManualClock;
+    use warmpool_core::config::Env;
+    use warmpool_core::fakes::{MemoryPool, RecordingTrigger};
+    use warmpool_core::pool::OnEmpty;
+    use warmpool_core::session::{PooledSession, SessionId};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn function(on_empty: OnEmpty) -> GetSession<MemoryPool, RecordingTrigger, ManualClock> {
+        let env = Env::from_pairs([("POOL_QUEUE_URL", "q"), ("REPLENISH_FUNCTION_NAME", "replenish")]);
+        let mut config = Config::from_env(&env).unwrap();
+        config.claim.on_empty = on_empty;
+        config.claim.wait = std::time::Duration::ZERO;
+        GetSession::new(&config, MemoryPool::default(), RecordingTrigger::default(), ManualClock::at(NOW))
+    }
+
+    fn event(payload: Value) -> LambdaEvent<Value> {
+        LambdaEvent::new(payload, Default::default())
+    }
+
+    #[tokio::test]
+    async fn sample_event_claims_a_pooled_session_in_the_documented_shape() {
+        let f = function(OnEmpty::Fresh);
+        let pooled = PooledSession::new(SessionId::generate(), NOW - 1_000, NOW - 500);
+        f.claimer.queue.push(&pooled);
+        let payload = serde_json::from_str(include_str!("../../../events/get-session.json")).unwrap();
+
+        let answer = serde_json::to_value(f.handle(event(payload)).await.unwrap()).unwrap();
+
+        assert_eq!(
+            answer,
+            serde_json::json!({
+                "sessionId": pooled.session_id.as_str(),
+                "source": "pool",
+                "createdAt": NOW - 1_000,
+                "lastPingAt": NOW - 500,
+            })
+        );
+        assert_eq!(f.claimer.trigger.requests(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_or_null_request_is_accepted() {
+        let f = function(OnEmpty::Fresh);
+        for payload in [serde_json::json!({}), Value::Null] {
+            let answer = f.handle(event(payload)).await.unwrap();
+            assert_eq!(answer.source, Source::Fresh);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_and_bad_correlation_ids_are_validation_errors() {
+        let f = function(OnEmpty::Fresh);
+        for payload in [
+            serde_json::json!({"sessionId": "mine"}),
+            serde_json::json!({"correlationId": 7}),
+            serde_json::json!({"correlationId": ""}),
+            serde_json::json!({"correlationId": "x".repeat(129)}),
+            serde_json::json!({"correlationId": "has space"}),
+            serde_json::json!([1, 2]),
+        ] {
+            let error = f.handle(event(payload.clone())).await.unwrap_err();
+            assert!(matches!(error, GetSessionError::Validation(_)), "{payload} gave {error}");
+            assert!(!error.is_retryable());
+        }
+    }
+
+    #[tokio::test]
+    async fn with_fallback_disabled_an_empty_pool_is_a_pool_empty_error() {
+        let f = function(OnEmpty::Fail);
+        let error = f.handle(event(serde_json::json!({}))).await.unwrap_err();
+        assert_eq!(Diagnostic::from(error).error_type, "PoolEmpty");
+    }
+}
