@@ -871,12 +871,11 @@ mod tests {
             ..cfg()
         });
         let mut rng = rng();
-        let mut n = 0;
-        // A full bucket spent at 0.9 s, then refilled tokens spent just after: both fall in
-        // one sliding second but in two aligned seconds.
-        for t in [900, 900, 900, 900, 900, 1_100, 1_100] {
+        // Five creations late in second 0 and two early in second 1: aligned seconds split
+        // them, one sliding second holds all seven.
+        let times = [900, 900, 900, 900, 900, 1_100, 1_100];
+        for (n, t) in times.into_iter().enumerate() {
             model.invoke(&format!("{ID}-{n}"), t, &mut rng).unwrap();
-            n += 1;
         }
         let stats = model.stats();
         assert_eq!(stats.creations_per_second, BTreeMap::from([(0, 5), (1, 2)]));

@@ -346,6 +346,7 @@ async fn latency_is_slept_before_the_answer() {
             latency_scale: 0.1,
             ..LifecycleConfig::default()
         },
+        seed: Some(1),
         ..EmulatorConfig::default()
     })
     .await;

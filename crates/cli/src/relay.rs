@@ -1,0 +1,144 @@
+//! An honest asynchronous Lambda invoke path for the local stack.
+//!
+//! `cargo lambda watch` answers an `Event` invoke synchronously and moto answers it with 202
+//! without running anything, so neither shows what production does: the caller gets 202 at
+//! once and the function runs afterwards. This relay serves the Lambda Invoke API
+//! (`POST /2015-03-31/functions/<name>/invocations`) on 127.0.0.1: `Event` invokes are
+//! accepted with 202 and dispatched in the background; `RequestResponse` invokes wait for the
+//! dispatch and return its answer.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub type DispatchFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
+
+/// Runs one invocation of the named function with the payload; `Err` is a function error.
+pub type Dispatch = Arc<dyn Fn(String, Vec<u8>) -> DispatchFuture + Send + Sync>;
+
+#[derive(Clone)]
+struct Relay {
+    dispatch: Dispatch,
+    stats: Arc<RelayStats>,
+}
+
+/// Counts of background (`Event`) invocations, and a way to wait for them.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    accepted: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    changed: Notify,
+}
+
+impl RelayStats {
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once every accepted `Event` invocation has finished.
+    pub async fn idle(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.finished.load(Ordering::SeqCst) >= self.accepted.load(Ordering::SeqCst) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+pub struct RunningRelay {
+    pub addr: SocketAddr,
+    pub stats: Arc<RelayStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningRelay {
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the relay on `listen`, which must be a loopback address.
+pub async fn spawn(listen: SocketAddr, dispatch: Dispatch) -> std::io::Result<RunningRelay> {
+    if !listen.ip().is_loopback() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the relay binds loopback addresses only"));
+    }
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(RelayStats::default());
+    let app = Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .with_state(Relay { dispatch, stats: stats.clone() });
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("lambda relay stopped: {error}");
+        }
+    });
+    Ok(RunningRelay { addr, stats, task })
+}
+
+/// A dispatch that forwards each invocation synchronously to another Lambda Invoke API
+/// (`cargo lambda watch`), so the relay adds the asynchrony in front of it.
+pub fn forward_to(base_url: String) -> Dispatch {
+    let client = reqwest::Client::new();
+    Arc::new(move |function, payload| {
+        let request = client
+            .post(format!("{base_url}/2015-03-31/functions/{function}/invocations"))
+            .header("X-Amz-Invocation-Type", "RequestResponse")
+            .body(payload);
+        Box::pin(async move {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let failed = response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
+            let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+            if failed { Err(String::from_utf8_lossy(&body).into_owned()) } else { Ok(body) }
+        })
+    })
+}
+
+async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let function = name.rsplit(':').next().unwrap_or(&name).to_string();
+    let invocation_type = headers.get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse");
+    match invocation_type {
+        "Event" => {
+            relay.stats.accepted.fetch_add(1, Ordering::SeqCst);
+            let stats = relay.stats.clone();
+            let run = (relay.dispatch)(function, body.to_vec());
+            tokio::spawn(async move {
+                if let Err(error) = run.await {
+                    eprintln!("async invocation failed: {error}");
+                    stats.failed.fetch_add(1, Ordering::SeqCst);
+                }
+                stats.finished.fetch_add(1, Ordering::SeqCst);
+                stats.changed.notify_waiters();
+            });
+            StatusCode::ACCEPTED.into_response()
+        }
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        _ => match (relay.dispatch)(function, body.to_vec()).await {
+            Ok(answer) => (StatusCode::OK, answer).into_response(),
+            Err(error) => (StatusCode::OK, [("X-Amz-Function-Error", "Unhandled")], error).into_response(),
+        },
+    }
+}
