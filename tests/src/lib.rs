@@ -1,1 +1,207 @@
+//! The local stack for wire-level tests and benchmarks: moto (SQS, Lambda) and the AgentCore
+//! emulator on 127.0.0.1, and real SDK clients pointed at them.
+//!
+//! moto runs as a child process shared by every test in a test binary; it is stopped when the
+//! binary exits, however it exits (see [`Moto::shared`]).
 
+use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator, lifecycle::LifecycleConfig};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use warmpool_core::aws::{AgentCoreRuntime, SqsPoolQueue};
+
+pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/test-agent-Ab12Cd34Ef";
+
+pub struct Moto {
+    pub endpoint: String,
+    _child: Child,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_loopback_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+impl Moto {
+    /// Starts moto once per test binary (`MOTO_SERVER`, default `.venv/bin/moto_server`).
+    ///
+    /// moto runs under a shell that waits on our stdin pipe: when this process exits, even
+    /// by a panic or a signal, the pipe closes and the shell stops moto. No orphan survives.
+    pub fn shared() -> &'static Moto {
+        static MOTO: OnceLock<Moto> = OnceLock::new();
+        MOTO.get_or_init(Moto::start)
+    }
+
+    fn start() -> Moto {
+        let server = std::env::var("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/moto_server"));
+        assert!(server.exists(), "{} not found: run scripts/bootstrap.sh (make test does)", server.display());
+        let port = free_loopback_port();
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
+            .arg(&server)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "moto did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let endpoint = format!("http://{addr}");
+        configure_moto(&endpoint);
+        Moto { endpoint, _child: child }
+    }
+}
+
+/// Lambda without Docker: moto accepts invokes and answers `Event` with 202.
+fn configure_moto(endpoint: &str) {
+    let mut stream = TcpStream::connect(endpoint.trim_start_matches("http://")).expect("connect moto");
+    let body = r#"{"lambda":{"use_docker":false}}"#;
+    let request = format!(
+        "POST /moto-api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).expect("configure moto");
+    let mut status = String::new();
+    BufReader::new(stream).read_line(&mut status).expect("moto answers");
+    assert!(status.contains(" 200 ") || status.contains(" 201 "), "moto config refused: {status}");
+}
+
+/// SDK configuration for the local stack: static test credentials, one region, one endpoint.
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "local-stack"),
+        ))
+        .build()
+}
+
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config(&Moto::shared().endpoint))
+}
+
+pub fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(&sdk_config(endpoint))
+}
+
+/// A pool queue as DESIGN.md section 3 lays it out, with a unique name per call.
+pub async fn create_pool_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}.fifo", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    sqs.create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
+        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .expect("create pool queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// A fresh pool queue on the shared moto.
+pub async fn pool_queue(prefix: &str) -> SqsPoolQueue {
+    let sqs = sqs_client();
+    let url = create_pool_queue(&sqs, prefix).await;
+    SqsPoolQueue::new(sqs, url)
+}
+
+/// An emulator with fast, still cold-vs-warm distinguishable latencies.
+pub async fn emulator(lifecycle: LifecycleConfig) -> RunningEmulator {
+    Emulator::spawn(EmulatorConfig { lifecycle, seed: Some(7), ..EmulatorConfig::default() })
+        .await
+        .expect("start the AgentCore emulator")
+}
+
+pub fn fast_lifecycle() -> LifecycleConfig {
+    LifecycleConfig { latency_scale: 0.01, ..LifecycleConfig::default() }
+}
+
+pub fn agent_runtime(emulator: &RunningEmulator) -> AgentCoreRuntime {
+    let sdk = sdk_config(&emulator.endpoint_url());
+    AgentCoreRuntime::new(warmpool_core::aws::agentcore_client(&sdk), RUNTIME_ARN, "DEFAULT")
+}
+
+/// Every message body left in the queue, drained by receive + delete (bounded).
+pub async fn drain(queue: &SqsPoolQueue) -> Vec<String> {
+    use warmpool_core::ports::PoolQueue;
+    let mut bodies = Vec::new();
+    for _ in 0..10_000 {
+        let batch = queue.receive(10, Duration::ZERO, Duration::from_secs(60)).await.expect("receive");
+        if batch.is_empty() {
+            break;
+        }
+        for message in batch {
+            queue.delete(&message.receipt).await.expect("delete");
+            bodies.push(message.body);
+        }
+    }
+    bodies
+}
+
+/// replenish, in-process, behind the async Lambda relay: an `Event` invoke from get-session
+/// answers 202 at once and the warmups run afterwards, as on Lambda.
+pub async fn replenish_behind_relay(
+    queue: SqsPoolQueue,
+    emulator: &RunningEmulator,
+) -> (cli::relay::RunningRelay, aws_sdk_lambda::Client) {
+    use std::sync::Arc;
+    use warmpool_core::config::Env;
+    let env = Env::from_pairs([
+        ("POOL_QUEUE_URL", queue.queue_url()),
+        ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
+        ("WARMUP_BACKOFF_BASE_MS", "20"),
+        ("FALLBACK_BUDGET_SECS", "20"),
+    ]);
+    let config = replenish::Config::from_env(&env).expect("replenish config");
+    let function = Arc::new(replenish::Replenish::new(
+        config,
+        agent_runtime(emulator),
+        queue,
+        warmpool_core::clock::SystemClock,
+    ));
+    let dispatch: cli::relay::Dispatch = Arc::new(move |name, payload| {
+        let function = function.clone();
+        Box::pin(async move {
+            if name != "replenish" {
+                return Err(format!("Function not found: {name}"));
+            }
+            let payload = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+            let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+            let report = function.handle(event).await.map_err(|e| e.to_string())?;
+            serde_json::to_vec(&report).map_err(|e| e.to_string())
+        })
+    });
+    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch).await.expect("start the relay");
+    let lambda = lambda_client(&relay.endpoint_url());
+    (relay, lambda)
+}
+
+/// The emulator's view of every session, read over its admin HTTP endpoint.
+pub async fn emulator_sessions(emulator: &RunningEmulator) -> Vec<serde_json::Value> {
+    reqwest::get(format!("{}/admin/sessions", emulator.endpoint_url()))
+        .await
+        .expect("admin endpoint")
+        .json()
+        .await
+        .expect("admin sessions JSON")
+}

@@ -1,3 +1,18 @@
-//! The `warmpool` command line: invoke through the pool, pool status, and local stack control.
+//! The `warmpool` command line: invoke through the pool, pool status, local stack control and
+//! the pool-versus-no-pool demo. `main.rs` only parses and reports; each command lives in a
+//! module named for what it does.
 
+pub mod claim;
+pub mod commands;
+pub mod compare;
+pub mod emulator_admin;
+pub mod error;
+pub mod invoke;
+pub mod percentile;
+pub mod pool_status;
+pub mod queue_setup;
 pub mod relay;
+pub mod table;
+
+pub use commands::{Cli, run};
+pub use error::CliError;

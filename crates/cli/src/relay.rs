@@ -83,14 +83,20 @@ impl Drop for RunningRelay {
 /// Serves the relay on `listen`, which must be a loopback address.
 pub async fn spawn(listen: SocketAddr, dispatch: Dispatch) -> std::io::Result<RunningRelay> {
     if !listen.ip().is_loopback() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the relay binds loopback addresses only"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the relay binds loopback addresses only",
+        ));
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(RelayStats::default());
     let app = Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-        .with_state(Relay { dispatch, stats: stats.clone() });
+        .with_state(Relay {
+            dispatch,
+            stats: stats.clone(),
+        });
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             eprintln!("lambda relay stopped: {error}");
@@ -99,27 +105,52 @@ pub async fn spawn(listen: SocketAddr, dispatch: Dispatch) -> std::io::Result<Ru
     Ok(RunningRelay { addr, stats, task })
 }
 
+/// Lambda's longest function timeout.
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// A dispatch that forwards each invocation synchronously to another Lambda Invoke API
 /// (`cargo lambda watch`), so the relay adds the asynchrony in front of it.
+///
+/// The client ignores proxy settings (the target is on loopback) and gives each invocation at
+/// most [`FORWARD_TIMEOUT`], Lambda's own maximum, so no dispatch can hang forever.
 pub fn forward_to(base_url: String) -> Dispatch {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(FORWARD_TIMEOUT)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
     Arc::new(move |function, payload| {
         let request = client
-            .post(format!("{base_url}/2015-03-31/functions/{function}/invocations"))
+            .post(format!(
+                "{base_url}/2015-03-31/functions/{function}/invocations"
+            ))
             .header("X-Amz-Invocation-Type", "RequestResponse")
             .body(payload);
         Box::pin(async move {
             let response = request.send().await.map_err(|e| e.to_string())?;
-            let failed = response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
+            let failed = response.headers().contains_key("x-amz-function-error")
+                || !response.status().is_success();
             let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
-            if failed { Err(String::from_utf8_lossy(&body).into_owned()) } else { Ok(body) }
+            if failed {
+                Err(String::from_utf8_lossy(&body).into_owned())
+            } else {
+                Ok(body)
+            }
         })
     })
 }
 
-async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn invoke(
+    State(relay): State<Relay>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let function = name.rsplit(':').next().unwrap_or(&name).to_string();
-    let invocation_type = headers.get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse");
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
     match invocation_type {
         "Event" => {
             relay.stats.accepted.fetch_add(1, Ordering::SeqCst);
@@ -138,7 +169,12 @@ async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: H
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         _ => match (relay.dispatch)(function, body.to_vec()).await {
             Ok(answer) => (StatusCode::OK, answer).into_response(),
-            Err(error) => (StatusCode::OK, [("X-Amz-Function-Error", "Unhandled")], error).into_response(),
+            Err(error) => (
+                StatusCode::OK,
+                [("X-Amz-Function-Error", "Unhandled")],
+                error,
+            )
+                .into_response(),
         },
     }
 }

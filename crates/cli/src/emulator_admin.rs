@@ -1,0 +1,156 @@
+//! Reading the AgentCore emulator's admin view (`GET /admin/sessions`) to tell whether an
+//! invocation landed on a warm microVM. Real AgentCore does not expose this, so outside the
+//! local stack the answer is "unknown".
+
+use crate::error::CliError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Whether the microVM that served an invocation already existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Warmth {
+    Warm,
+    Cold,
+    Unknown,
+}
+
+impl Warmth {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One session as the emulator reports it; only the fields this crate reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    pub session_id: String,
+    #[serde(default)]
+    pub history: Vec<InvocationRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationRecord {
+    pub at_ms: u64,
+    pub cold: bool,
+    pub generation: u32,
+}
+
+/// The warmth of the most recent invocation of each session ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastInvocations(HashMap<String, bool>);
+
+impl LastInvocations {
+    /// A claimed session reaches one caller only, so its last invocation is that caller's.
+    pub fn from_records(records: Vec<SessionRecord>) -> Self {
+        Self(
+            records
+                .into_iter()
+                .filter_map(|r| Some((r.session_id, r.history.last()?.cold)))
+                .collect(),
+        )
+    }
+
+    pub fn warmth(&self, session_id: &str) -> Warmth {
+        match self.0.get(session_id) {
+            Some(false) => Warmth::Warm,
+            Some(true) => Warmth::Cold,
+            None => Warmth::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmulatorAdmin {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl EmulatorAdmin {
+    pub fn new(base_url: &str) -> Result<Self, CliError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(ADMIN_TIMEOUT)
+            .build()
+            .map_err(|source| CliError::EmulatorAdmin {
+                url: base_url.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionRecord>, CliError> {
+        let url = format!("{}/admin/sessions", self.base_url);
+        let fail = |source| CliError::EmulatorAdmin {
+            url: url.clone(),
+            source,
+        };
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)
+    }
+
+    pub async fn last_invocations(&self) -> Result<LastInvocations, CliError> {
+        Ok(LastInvocations::from_records(self.sessions().await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<SessionRecord> {
+        serde_json::from_str(
+            r#"[
+              {"sessionId":"pooled","createdAtMs":1,"lastInvokedAtMs":9,"invocationCount":2,
+               "generation":1,"state":"active",
+               "history":[{"atMs":1,"cold":true,"generation":1},{"atMs":9,"cold":false,"generation":1}]},
+              {"sessionId":"expired-then-reused","createdAtMs":1,"lastInvokedAtMs":9,"invocationCount":2,
+               "generation":2,"state":"active",
+               "history":[{"atMs":1,"cold":true,"generation":1},{"atMs":9,"cold":true,"generation":2}]},
+              {"sessionId":"never-invoked","createdAtMs":1,"lastInvokedAtMs":1,"invocationCount":0,
+               "generation":0,"state":"stopped","history":[]}
+            ]"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_session_whose_last_invocation_reused_its_microvm_is_warm() {
+        assert_eq!(
+            LastInvocations::from_records(records()).warmth("pooled"),
+            Warmth::Warm
+        );
+    }
+
+    #[test]
+    fn a_pooled_id_that_silently_got_a_new_microvm_is_cold() {
+        let last = LastInvocations::from_records(records());
+        assert_eq!(last.warmth("expired-then-reused"), Warmth::Cold);
+    }
+
+    #[test]
+    fn unseen_or_never_invoked_sessions_are_unknown() {
+        let last = LastInvocations::from_records(records());
+        assert_eq!(last.warmth("never-invoked"), Warmth::Unknown);
+        assert_eq!(last.warmth("someone-else"), Warmth::Unknown);
+    }
+}

@@ -1,0 +1,119 @@
+//! Everything a `warmpool` command can fail with, worded for the person at the terminal.
+
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use std::time::Duration;
+use warmpool_core::error::BoxError;
+use warmpool_core::{AgentError, ConfigError, QueueError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument { name: &'static str, reason: String },
+
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The Lambda API itself refused or could not be reached (not the function's own failure).
+    #[error("lambda invoke of {function} failed: {message}")]
+    LambdaInvoke {
+        function: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The function ran and failed (`X-Amz-Function-Error`).
+    #[error("function {function} failed with {error_type}: {message}")]
+    FunctionFailed {
+        function: String,
+        error_type: String,
+        message: String,
+    },
+
+    #[error("function {function} answered something unexpected: {reason}")]
+    UnexpectedAnswer { function: String, reason: String },
+
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+
+    #[error("SQS {operation} failed: {message}")]
+    Sqs {
+        operation: &'static str,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    #[error("emulator admin endpoint {url} failed: {source}")]
+    EmulatorAdmin {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("{what} did not finish within {after:?}")]
+    TimedOut { what: &'static str, after: Duration },
+
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("lambda relay: {0}")]
+    Relay(#[source] std::io::Error),
+}
+
+impl CliError {
+    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A one-line account of an SDK failure: the service's code and message when it answered,
+/// the chain of causes (connection refused, timeout, ...) when it did not. Shorter than the
+/// SDK's `DisplayErrorContext`, which appends the raw response.
+pub fn sdk_message<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => {
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            message
+        }
+    }
+}
+
+/// Runs `future` with an upper bound, so that no command can hang on a silent endpoint.
+pub async fn bounded<T, E>(
+    what: &'static str,
+    after: Duration,
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, CliError>
+where
+    CliError: From<E>,
+{
+    match tokio::time::timeout(after, future).await {
+        Ok(result) => result.map_err(CliError::from),
+        Err(_) => Err(CliError::TimedOut { what, after }),
+    }
+}

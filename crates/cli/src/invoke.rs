@@ -1,0 +1,137 @@
+//! `warmpool invoke`: what an application does with the pool. Claim a session through
+//! get-session, invoke the agent on it, and show where the time went and whether the
+//! microVM was really warm.
+
+use crate::claim::{ClaimSource, GetSessionClient};
+use crate::emulator_admin::{EmulatorAdmin, Warmth};
+use crate::error::{CliError, bounded};
+use crate::table::{Table, duration_ms};
+use std::time::Duration;
+use tokio::time::Instant;
+use warmpool_core::aws::AgentCoreRuntime;
+use warmpool_core::ports::AgentRuntime;
+use warmpool_core::session::SessionId;
+
+/// One claimed-then-invoked call, timed in two parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeOutcome {
+    pub session_id: SessionId,
+    pub source: ClaimSource,
+    pub claim: Duration,
+    pub agent: Duration,
+    pub warmth: Warmth,
+    pub response: Vec<u8>,
+}
+
+pub struct Invoker<'a> {
+    pub claims: &'a GetSessionClient,
+    pub agent: &'a AgentCoreRuntime,
+    pub agent_timeout: Duration,
+}
+
+impl Invoker<'_> {
+    /// Claims and invokes; warmth is left unknown (see [`with_warmth`]).
+    pub async fn run(&self, payload: &[u8]) -> Result<InvokeOutcome, CliError> {
+        let (claimed, claim) = self.claims.claim().await?;
+        let started = Instant::now();
+        let response = bounded(
+            "agent invocation",
+            self.agent_timeout,
+            self.agent.invoke(&claimed.session_id, payload),
+        )
+        .await?;
+        Ok(InvokeOutcome {
+            session_id: claimed.session_id,
+            source: claimed.source,
+            claim,
+            agent: started.elapsed(),
+            warmth: Warmth::Unknown,
+            response,
+        })
+    }
+}
+
+/// Fills in warmth from the emulator's record of the session's last invocation; a failing
+/// admin endpoint leaves it unknown rather than failing an invocation that succeeded.
+pub async fn with_warmth(
+    mut outcome: InvokeOutcome,
+    admin: Option<&EmulatorAdmin>,
+) -> InvokeOutcome {
+    if let Some(admin) = admin {
+        match admin.last_invocations().await {
+            Ok(last) => outcome.warmth = last.warmth(outcome.session_id.as_str()),
+            Err(error) => tracing::warn!(%error, "cannot tell warmth from the emulator"),
+        }
+    }
+    outcome
+}
+
+/// Longest response excerpt printed; an agent may answer with a whole document.
+const RESPONSE_EXCERPT: usize = 400;
+
+pub fn render(outcome: &InvokeOutcome) -> String {
+    let mut table = Table::new().values_left();
+    let response = String::from_utf8_lossy(&outcome.response);
+    let excerpt: String = response.chars().take(RESPONSE_EXCERPT).collect();
+    let ellipsis = if response.chars().count() > RESPONSE_EXCERPT {
+        "..."
+    } else {
+        ""
+    };
+    table
+        .row(["session", outcome.session_id.as_str()])
+        .row(["source", outcome.source.label()])
+        .row(["claim latency", &duration_ms(millis(outcome.claim))])
+        .row(["agent latency", &duration_ms(millis(outcome.agent))])
+        .row(["total", &duration_ms(millis(outcome.claim + outcome.agent))])
+        .row(["microVM", outcome.warmth.label()]);
+    // The response can be long or multi-line: it goes on its own line, not in the table.
+    format!("{}response: {excerpt}{ellipsis}\n", table.render())
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_shows_source_both_latencies_and_warmth() {
+        let outcome = InvokeOutcome {
+            session_id: SessionId::parse("0f0e8a4c-5a0e-4d8f-9a7d-2c1b3e4f5a6b").unwrap(),
+            source: ClaimSource::Pool,
+            claim: Duration::from_millis(41),
+            agent: Duration::from_millis(230),
+            warmth: Warmth::Warm,
+            response: br#"{"echo":{}}"#.to_vec(),
+        };
+        let text = render(&outcome);
+        for expected in [
+            "pool",
+            "41 ms",
+            "230 ms",
+            "271 ms",
+            "warm",
+            r#"response: {"echo":{}}"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_long_response_is_cut_to_an_excerpt() {
+        let outcome = InvokeOutcome {
+            session_id: SessionId::generate(),
+            source: ClaimSource::Fresh,
+            claim: Duration::ZERO,
+            agent: Duration::ZERO,
+            warmth: Warmth::Unknown,
+            response: vec![b'x'; 5_000],
+        };
+        let text = render(&outcome);
+        assert!(text.ends_with("...\n"));
+        assert!(text.len() < 1_000);
+    }
+}

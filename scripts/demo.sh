@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The local demo: the whole stack on 127.0.0.1, a filled pool, then the same agent calls
+# without the pool and through it, side by side.
+#
+#   moto (SQS)  <-  get-session, replenish (under `cargo lambda watch`)  ->  AgentCore emulator
+#                         ^  Event invokes go through `warmpool local relay`
+#
+# Everything this script starts runs in its own process group and is stopped on exit, failure
+# or Ctrl-C. Every wait is bounded. Tunables: DEMO_N (20), DEMO_CONCURRENCY (4),
+# DEMO_FIRST_CALL_TIMEOUT (900 s: the first invoke of a function compiles it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+N=${DEMO_N:-20}
+CONCURRENCY=${DEMO_CONCURRENCY:-4}
+FIRST_CALL_TIMEOUT=${DEMO_FIRST_CALL_TIMEOUT:-900}
+RUNTIME_ARN=arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/demo-agent
+HOST=127.0.0.1
+# replenish accepts at most MAX_COUNT_PER_TRIGGER (100) sessions per {"count": n}.
+if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 1 || N > 100)); then
+  echo "DEMO_N must be 1..100, got $N" >&2
+  exit 2
+fi
+
+mkdir -p .local
+run_dir=$(mktemp -d "$root/.local/demo.XXXXXX")
+pgids=()
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# The children of PID, recursively. `cargo lambda watch` starts each function instance in a
+# session of its own, so killing watch's process group alone would not reach them if watch
+# died without stopping them.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  if ((${#pgids[@]})); then
+    log "stopping what the demo started"
+    local pids=() pgid pid i alive
+    for pgid in "${pgids[@]}"; do pids+=($(descendants "$pgid")); done
+    # Newest first: the relay stops before the functions it forwards to.
+    for ((i = ${#pgids[@]} - 1; i >= 0; i--)); do kill -TERM -- "-${pgids[i]}" 2>/dev/null || true; done
+    for i in $(seq 1 60); do
+      alive=0
+      for pgid in "${pgids[@]}"; do kill -0 -- "-$pgid" 2>/dev/null && alive=1; done
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      ((alive)) || break
+      sleep 0.1
+    done
+    for pgid in "${pgids[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
+  if ((status != 0)); then
+    echo "demo failed (exit $status); logs in $run_dir" >&2
+    local f
+    for f in "$run_dir"/*.log; do
+      [ -f "$f" ] || continue
+      echo "--- last lines of $f" >&2
+      tail -n 15 "$f" >&2 || true
+    done
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts "$@" in a new session (so its own process group, with all its children), logging to
+# $run_dir/<name>.log, and remembers the group for cleanup.
+start() {
+  local name=$1
+  shift
+  setsid "$@" >"$run_dir/$name.log" 2>&1 </dev/null &
+  pgids+=("$!")
+}
+
+# A free loopback port, chosen by the kernel.
+free_port() {
+  .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http NAME URL SECONDS: until URL answers anything over HTTP.
+wait_http() {
+  local name=$1 url=$2 seconds=$3 i
+  for i in $(seq 1 $((seconds * 5))); do
+    if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
+    sleep 0.2
+  done
+  echo "$name did not answer at $url within ${seconds}s" >&2
+  return 1
+}
+
+# wait_tcp NAME PORT SECONDS: until something accepts connections on 127.0.0.1:PORT (for
+# servers that log an error for a probing HTTP request).
+wait_tcp() {
+  local name=$1 port=$2 seconds=$3 i
+  for i in $(seq 1 $((seconds * 5))); do
+    if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$name did not accept connections on $HOST:$port within ${seconds}s" >&2
+  return 1
+}
+
+# Fails if anything listens on PORT on a non-loopback address.
+assert_loopback_only() {
+  local name=$1 port=$2
+  command -v ss >/dev/null || return 0
+  if ss -ltnH "( sport = :$port )" | awk '{print $4}' | grep -v -E '^(127\.0\.0\.1|\[::1\]):' | grep -q .; then
+    echo "$name listens on a non-loopback address on port $port:" >&2
+    ss -ltn "( sport = :$port )" >&2
+    return 1
+  fi
+}
+
+export PATH="$root/.venv/bin:$PATH"
+[ -x .venv/bin/moto_server ] && [ -x .venv/bin/cargo-lambda ] || {
+  echo "run scripts/bootstrap.sh first (make demo does)" >&2
+  exit 1
+}
+
+log "building (debug; reuses target/)"
+# Built as `cargo lambda watch` builds them (one binary at a time), so that watch finds them
+# up to date instead of rebuilding with another feature set on its first invoke.
+cargo build --quiet --bin get-session
+cargo build --quiet --bin replenish
+cargo build --quiet -p agentcore-emulator -p cli
+warmpool=$root/target/debug/warmpool
+
+moto_port=$(free_port)
+emulator_port=$(free_port)
+watch_port=$(free_port)
+relay_port=$(free_port)
+moto_url=http://$HOST:$moto_port
+emulator_url=http://$HOST:$emulator_port
+watch_url=http://$HOST:$watch_port
+relay_url=http://$HOST:$relay_port
+
+# The CLI and the functions share these: the official SDK clients, pointed at the local stack.
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+unset AWS_SESSION_TOKEN AWS_PROFILE
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_SQS=$moto_url
+export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator_url
+export AWS_ENDPOINT_URL_LAMBDA=$relay_url
+
+log "starting moto on $moto_url"
+start moto .venv/bin/moto_server -H "$HOST" -p "$moto_port"
+wait_http moto "$moto_url/moto-api/" 60
+curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' \
+  -d '{"lambda":{"use_docker":false}}' "$moto_url/moto-api/config" >/dev/null
+assert_loopback_only moto "$moto_port"
+
+log "starting the AgentCore emulator on $emulator_url (published latencies, built-in agent)"
+start emulator target/debug/agentcore-emulator --listen "$HOST:$emulator_port" --latency-scale 1.0
+wait_http emulator "$emulator_url/admin/stats" 30
+assert_loopback_only emulator "$emulator_port"
+
+log "creating the pool queue"
+queue_url=$("$warmpool" local setup --pool-queue "demo-pool-$(date +%s)")
+echo "$queue_url"
+
+log "starting cargo lambda watch on $watch_url"
+cat >"$run_dir/functions.env" <<EOF
+POOL_QUEUE_URL=$queue_url
+REPLENISH_FUNCTION_NAME=replenish
+AGENT_RUNTIME_ARN=$RUNTIME_ARN
+AWS_ENDPOINT_URL_SQS=$moto_url
+AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator_url
+AWS_ENDPOINT_URL_LAMBDA=$relay_url
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+EOF
+# --ignore-changes: edits to the workspace during the demo must not restart the functions.
+start watch cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch_port" \
+  --ignore-changes --concurrency "$CONCURRENCY" --env-file "$run_dir/functions.env"
+wait_tcp "cargo lambda watch" "$watch_port" 120
+assert_loopback_only "cargo lambda watch" "$watch_port"
+
+log "starting the Lambda relay on $relay_url (asynchronous Event path)"
+start relay "$warmpool" local relay --listen "$HOST:$relay_port" --forward "$watch_url"
+wait_http relay "$relay_url/" 30
+assert_loopback_only relay "$relay_port"
+
+# invoke_sync FUNCTION PAYLOAD SECONDS: a RequestResponse invoke through the relay; prints the
+# answer and fails on a function error.
+invoke_sync() {
+  local function=$1 payload=$2 seconds=$3 headers=$run_dir/invoke-headers
+  local answer
+  answer=$(curl -sS --max-time "$seconds" -D "$headers" -X POST \
+    -H 'X-Amz-Invocation-Type: RequestResponse' -d "$payload" \
+    "$relay_url/2015-03-31/functions/$function/invocations")
+  if grep -qi '^x-amz-function-error' "$headers" || ! head -n 1 "$headers" | grep -q ' 200'; then
+    echo "$function failed: $answer" >&2
+    return 1
+  fi
+  echo "$answer"
+}
+
+log "first get-session call (compiles it under watch; up to ${FIRST_CALL_TIMEOUT}s); the pool is empty, so it answers fresh"
+invoke_sync get-session '{}' "$FIRST_CALL_TIMEOUT"
+echo
+
+log "filling the pool: replenish {\"count\": $N} (the first call compiles it)"
+invoke_sync replenish "{\"count\": $N}" "$FIRST_CALL_TIMEOUT"
+echo
+
+log "pool status"
+"$warmpool" pool status --queue-url "$queue_url" --sample "$N"
+
+log "comparing $N invocations without the pool and $N through it, $CONCURRENCY at a time"
+"$warmpool" demo compare --n "$N" --concurrency "$CONCURRENCY" --runtime-arn "$RUNTIME_ARN" \
+  --emulator-url "$emulator_url" --json-out "$run_dir/compare.json"
+
+# Each claim asked replenish (an Event invoke through the relay) for a replacement: watch the
+# pool refill itself, within a bound.
+log "waiting for the pool to refill through get-session's asynchronous replenish triggers (up to 120s)"
+visible=0
+for i in $(seq 1 60); do
+  visible=$("$warmpool" pool status --queue-url "$queue_url" --sample 0 --json |
+    sed -n 's/^ *"visible": \([0-9]*\).*/\1/p')
+  visible=${visible:-0}
+  ((visible >= N)) && break
+  sleep 2
+done
+echo "pool depth after the run: $visible of $N"
+
+log "one call through the invoke wrapper (claim, invoke, report)"
+"$warmpool" invoke --runtime-arn "$RUNTIME_ARN" --emulator-url "$emulator_url" \
+  --payload '{"prompt":"summarise the warm pool demo"}'
+echo "details: $run_dir (compare.json, service logs); demo took ${SECONDS}s"

@@ -1,0 +1,327 @@
+//! Wire-level tests of the warm pool: real SDK clients against moto (SQS, Lambda) and the
+//! AgentCore emulator, all on 127.0.0.1.
+
+use agentcore_emulator::{Emulator, EmulatorConfig, FaultsUpdate};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use get_session::{GetSession, GetSessionError};
+use lambda_runtime::LambdaEvent;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use warmpool_core::aws::{LambdaReplenishTrigger, SqsPoolQueue};
+use warmpool_core::clock::{Clock, SystemClock};
+use warmpool_core::config::Env;
+use warmpool_core::error::QueueError;
+use warmpool_core::fakes::RecordingTrigger;
+use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty, Source};
+use warmpool_core::ports::{PoolDepth, PoolQueue, Received};
+use warmpool_core::session::{PooledSession, SessionId};
+use warmpool_core::trigger::DeferredTrigger;
+use warmpool_core::warmup::{WarmupPolicy, warm_new_sessions};
+use warmpool_tests::*;
+
+fn get_session_config(queue: &SqsPoolQueue, fallback: bool) -> get_session::Config {
+    let fallback = if fallback { "true" } else { "false" };
+    let env = Env::from_pairs([
+        ("POOL_QUEUE_URL", queue.queue_url()),
+        ("REPLENISH_FUNCTION_NAME", "replenish"),
+        ("FRESH_FALLBACK", fallback),
+    ]);
+    get_session::Config::from_env(&env).expect("get-session config")
+}
+
+fn no_event() -> LambdaEvent<serde_json::Value> {
+    LambdaEvent::new(serde_json::json!({}), lambda_runtime::Context::default())
+}
+
+fn claim_policy(on_empty: OnEmpty) -> ClaimPolicy {
+    ClaimPolicy { on_empty, ..ClaimPolicy::default() }
+}
+
+async fn depth(queue: &SqsPoolQueue) -> PoolDepth {
+    queue.depth().await.expect("depth")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactly_once() {
+    const POOL: usize = 2_000;
+    const CLAIMERS: usize = 32;
+    let queue = pool_queue("drain").await;
+    let sqs = sqs_client();
+    let now = SystemClock.now_ms();
+    let enqueued: Vec<PooledSession> = (0..POOL).map(|_| PooledSession::new(SessionId::generate(), now, now)).collect();
+    for chunk in enqueued.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, s)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(s.to_body())
+                .message_group_id(s.message_group_id())
+                .message_deduplication_id(s.deduplication_id())
+                .build()
+                .expect("entry")
+        });
+        let out = sqs.send_message_batch().queue_url(queue.queue_url()).set_entries(Some(entries.collect())).send().await.expect("fill");
+        assert!(out.failed.is_empty(), "fill failed: {:?}", out.failed);
+    }
+
+    let claimer = Arc::new(Claimer { queue: queue.clone(), trigger: RecordingTrigger::default(), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) });
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let claimer = claimer.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while Instant::now() < deadline && mine.len() <= POOL {
+                    match claimer.claim().await {
+                        Ok(claim) => mine.push(claim.session.session_id),
+                        Err(ClaimError::PoolEmpty) => break,
+                        Err(e) => panic!("claim failed: {e}"),
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.expect("claimer task"));
+    }
+
+    let unique: HashSet<&SessionId> = claimed.iter().collect();
+    assert_eq!(unique.len(), claimed.len(), "a session id was handed out twice");
+    let left = drain(&queue).await.len();
+    assert_eq!(claimed.len() + left, POOL, "claimed {} + left {left} != enqueued", claimed.len());
+    let known: HashSet<&SessionId> = enqueued.iter().map(|s| &s.session_id).collect();
+    assert!(claimed.iter().all(|id| known.contains(id)), "a claimed id was never enqueued");
+    assert_eq!(claimer.trigger.requests().iter().sum::<u32>() as usize, claimed.len(), "one replacement per claim");
+}
+
+/// The pool queue, except that just before each delete another actor removes every message
+/// (a purge, over the wire): our receipt handle is then no longer valid at the server.
+struct LosesMessagesBeforeDelete {
+    inner: SqsPoolQueue,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl PoolQueue for LosesMessagesBeforeDelete {
+    async fn receive(&self, max: u8, wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        self.inner.receive(max, wait, visibility).await
+    }
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.sqs.purge_queue().queue_url(self.inner.queue_url()).send().await.expect("purge");
+        self.inner.delete(receipt).await
+    }
+    async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
+        self.inner.enqueue(session).await
+    }
+    async fn depth(&self) -> Result<PoolDepth, QueueError> {
+        self.inner.depth().await
+    }
+}
+
+#[tokio::test]
+async fn a_session_whose_delete_fails_at_sqs_is_not_handed_out() {
+    let queue = pool_queue("lost-delete").await;
+    let now = SystemClock.now_ms();
+    let pooled = PooledSession::new(SessionId::generate(), now, now);
+    queue.enqueue(&pooled).await.unwrap();
+    let claimer = Claimer {
+        queue: LosesMessagesBeforeDelete { inner: queue.clone(), sqs: sqs_client() },
+        trigger: RecordingTrigger::default(),
+        clock: SystemClock,
+        policy: claim_policy(OnEmpty::Fresh),
+    };
+
+    let claim = claimer.claim().await.unwrap();
+
+    assert_eq!(claim.lost_deletes, 1);
+    assert_ne!(claim.session.session_id, pooled.session_id);
+    assert_eq!(claim.session.source, Source::Fresh);
+}
+
+#[tokio::test]
+async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
+    let queue = pool_queue("throttle").await;
+    let emulator = emulator(fast_lifecycle()).await;
+    emulator.set_faults(FaultsUpdate { throttle_all: Some(true), ..Default::default() }).unwrap();
+    let agent = agent_runtime(&emulator);
+    let policy = WarmupPolicy { concurrency: 1, backoff_base: Duration::from_millis(20), backoff_cap: Duration::from_millis(100) };
+
+    let warming = {
+        let (queue, agent) = (queue.clone(), agent.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            warm_new_sessions(1, &agent, &queue, &SystemClock, &policy, deadline).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(depth(&queue).await.total(), 0, "enqueued while throttled");
+    assert!(emulator.stats().throttled > 0, "the emulator saw no throttled creation");
+
+    emulator.set_faults(FaultsUpdate { throttle_all: Some(false), ..Default::default() }).unwrap();
+    let report = warming.await.unwrap();
+
+    assert_eq!((report.enqueued, report.failed), (1, 0));
+    assert!(report.throttles > 0);
+    let bodies = drain(&queue).await;
+    assert_eq!(bodies.len(), 1);
+    let pooled = PooledSession::parse(&bodies[0]).unwrap();
+    let sessions = emulator_sessions(&emulator).await;
+    let warmed = sessions.iter().find(|s| s["sessionId"] == pooled.session_id.as_str()).expect("warmed at the emulator");
+    assert_eq!(warmed["state"], "active");
+}
+
+#[tokio::test]
+async fn a_warmup_refused_for_good_is_not_retried_and_never_enqueued() {
+    let queue = pool_queue("refused").await;
+    let emulator = Emulator::spawn(EmulatorConfig {
+        lifecycle: fast_lifecycle(),
+        runtime_arns: vec!["arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/some-other-agent".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let agent = agent_runtime(&emulator);
+    let deadline = Instant::now() + Duration::from_secs(20);
+
+    let report = warm_new_sessions(2, &agent, &queue, &SystemClock, &WarmupPolicy::default(), deadline).await;
+
+    assert_eq!((report.enqueued, report.failed), (0, 2));
+    assert!(Instant::now() < deadline - Duration::from_secs(15), "a non-retryable error was retried");
+    assert_eq!(depth(&queue).await.total(), 0);
+}
+
+#[tokio::test]
+async fn stale_pooled_sessions_are_never_handed_out_and_are_replaced() {
+    let queue = pool_queue("stale").await;
+    let emulator = emulator(fast_lifecycle()).await;
+    let (relay, lambda) = replenish_behind_relay(queue.clone(), &emulator).await;
+    let config = get_session_config(&queue, true);
+    let now = SystemClock.now_ms();
+    let idle = PooledSession::new(SessionId::generate(), now - 1_000_000, now - 900_000);
+    let old = PooledSession::new(SessionId::generate(), now - 28_800_000, now - 1_000);
+    queue.enqueue(&idle).await.unwrap();
+    queue.enqueue(&old).await.unwrap();
+    let (trigger, _worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda, "replenish"));
+    let function = GetSession::new(&config, queue.clone(), trigger, SystemClock);
+
+    let answer = function.handle(no_event()).await.unwrap();
+
+    assert_eq!(answer.source, Source::Fresh);
+    assert!(answer.session_id != idle.session_id && answer.session_id != old.session_id);
+    wait_for_relay(&relay).await;
+    let replacements: Vec<PooledSession> = drain(&queue).await.iter().map(|b| PooledSession::parse(b).unwrap()).collect();
+    assert_eq!(replacements.len(), 2, "each discarded stale session is replaced");
+    assert!(replacements.iter().all(|s| s.session_id != idle.session_id && s.session_id != old.session_id));
+}
+
+async fn wait_for_relay(relay: &cli::relay::RunningRelay) {
+    // The trigger is deferred: wait until the relay saw it, then until its run finished.
+    let until = Instant::now() + Duration::from_secs(30);
+    while relay.stats.accepted() == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), relay.stats.idle()).await.expect("replenish finished");
+}
+
+#[tokio::test]
+async fn an_empty_pool_answers_a_fresh_session_or_with_the_switch_a_clear_error() {
+    let queue = pool_queue("empty").await;
+    let with_fallback = GetSession::new(&get_session_config(&queue, true), queue.clone(), RecordingTrigger::default(), SystemClock);
+    let answer = serde_json::to_value(with_fallback.handle(no_event()).await.unwrap()).unwrap();
+    assert_eq!(answer["source"], "fresh");
+    assert!(answer["lastPingAt"].is_null());
+    assert!(SessionId::parse(answer["sessionId"].as_str().unwrap()).is_ok());
+
+    let strict = GetSession::new(&get_session_config(&queue, false), queue.clone(), RecordingTrigger::default(), SystemClock);
+    let error = strict.handle(no_event()).await.unwrap_err();
+    assert!(matches!(error, GetSessionError::PoolEmpty));
+    assert_eq!(lambda_runtime::Diagnostic::from(error).error_type, "PoolEmpty");
+}
+
+#[tokio::test]
+async fn a_malformed_pool_message_is_removed_and_counted_and_the_claim_succeeds() {
+    let queue = pool_queue("malformed").await;
+    let sqs = sqs_client();
+    sqs.send_message()
+        .queue_url(queue.queue_url())
+        .message_body(r#"{"v":1,"sessionId":"too-short"}"#)
+        .message_group_id("garbage")
+        .message_deduplication_id("garbage-1")
+        .send()
+        .await
+        .unwrap();
+    let now = SystemClock.now_ms();
+    let good = PooledSession::new(SessionId::generate(), now, now);
+    queue.enqueue(&good).await.unwrap();
+    let claimer = Claimer { queue: queue.clone(), trigger: RecordingTrigger::default(), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
+
+    let claim = claimer.claim().await.unwrap();
+
+    assert_eq!(claim.session.session_id, good.session_id);
+    assert_eq!(claim.malformed_discarded, 1);
+    assert_eq!(depth(&queue).await.total(), 0, "the malformed message was removed");
+    assert_eq!(claimer.trigger.requests(), vec![2], "and replaced");
+}
+
+#[tokio::test]
+async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
+    let queue = pool_queue("trigger").await;
+    let now = SystemClock.now_ms();
+    let pooled = PooledSession::new(SessionId::generate(), now, now);
+    queue.enqueue(&pooled).await.unwrap();
+    // moto has no function of that name: the Event invoke fails with ResourceNotFound.
+    let lambda = lambda_client(&Moto::shared().endpoint);
+    let (trigger, worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda.clone(), "no-such-function"));
+    let function = GetSession::new(&get_session_config(&queue, true), queue.clone(), trigger, SystemClock);
+
+    let answer = function.handle(no_event()).await.unwrap();
+
+    assert_eq!(answer.session_id, pooled.session_id);
+    tokio::time::timeout(Duration::from_secs(30), worker.idle()).await.unwrap();
+    assert_eq!(worker.failed(), 1, "the trigger really failed at the Lambda API");
+
+    // The same holds when the trigger is awaited in-line rather than deferred.
+    queue.enqueue(&PooledSession::new(SessionId::generate(), now, now + 1)).await.unwrap();
+    let inline = Claimer { queue: queue.clone(), trigger: LambdaReplenishTrigger::new(lambda, "no-such-function"), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
+    let claim = inline.claim().await.unwrap();
+    assert!(claim.trigger_failed);
+    assert_eq!(claim.session.source, Source::Pool);
+}
+
+#[tokio::test]
+async fn invoking_through_the_pool_lands_on_a_warm_microvm_and_a_fresh_id_lands_cold() {
+    let queue = pool_queue("warm-hit").await;
+    let emulator = emulator(fast_lifecycle()).await;
+    let (relay, lambda) = replenish_behind_relay(queue.clone(), &emulator).await;
+    let fill = lambda
+        .invoke()
+        .function_name("replenish")
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"count": 2}"#))
+        .send()
+        .await
+        .unwrap();
+    assert!(fill.function_error.is_none(), "replenish failed: {:?}", fill.payload);
+    assert_eq!(depth(&queue).await.visible, 2);
+    let (trigger, _worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda, "replenish"));
+    let function = GetSession::new(&get_session_config(&queue, true), queue.clone(), trigger, SystemClock);
+    let agent = agent_runtime(&emulator);
+    use warmpool_core::ports::AgentRuntime;
+
+    let pooled = function.handle(no_event()).await.unwrap();
+    agent.invoke(&pooled.session_id, br#"{"question":"warm?"}"#).await.unwrap();
+    let fresh = SessionId::generate();
+    agent.invoke(&fresh, br#"{"question":"cold?"}"#).await.unwrap();
+
+    assert_eq!(pooled.source, Source::Pool);
+    let sessions = emulator_sessions(&emulator).await;
+    let history = |id: &SessionId| -> Vec<bool> {
+        let view = sessions.iter().find(|s| s["sessionId"] == id.as_str()).expect("session known to the emulator");
+        view["history"].as_array().unwrap().iter().map(|h| h["cold"].as_bool().unwrap()).collect()
+    };
+    assert_eq!(history(&pooled.session_id), vec![true, false], "warmup cold, then our call warm");
+    assert_eq!(history(&fresh), vec![true]);
+    wait_for_relay(&relay).await;
+    assert_eq!(depth(&queue).await.total(), 2, "the claimed session was replaced");
+}
