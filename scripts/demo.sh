@@ -156,7 +156,7 @@ export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator_url
 export AWS_ENDPOINT_URL_LAMBDA=$relay_url
 
 log "starting moto on $moto_url"
-start moto .venv/bin/moto_server -H "$HOST" -p "$moto_port"
+start moto .venv/bin/python scripts/moto_server.py -H "$HOST" -p "$moto_port"
 wait_http moto "$moto_url/moto-api/" 60
 curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' \
   -d '{"lambda":{"use_docker":false}}' "$moto_url/moto-api/config" >/dev/null

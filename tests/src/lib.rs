@@ -31,7 +31,8 @@ fn free_loopback_port() -> u16 {
 }
 
 impl Moto {
-    /// Starts moto once per test binary (`MOTO_SERVER`, default `.venv/bin/moto_server`).
+    /// Starts moto once per test binary, through `scripts/moto_server.py` (moto with SQS
+    /// operations serialized, see there) under `.venv/bin/python`.
     ///
     /// moto runs under a shell that waits on our stdin pipe: when this process exits, even
     /// by a panic or a signal, the pipe closes and the shell stops moto. No orphan survives.
@@ -41,15 +42,15 @@ impl Moto {
     }
 
     fn start() -> Moto {
-        let server = std::env::var("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join(".venv/bin/moto_server"));
-        assert!(server.exists(), "{} not found: run scripts/bootstrap.sh (make test does)", server.display());
+        let python = workspace_root().join(".venv/bin/python");
+        let launcher = workspace_root().join("scripts/moto_server.py");
+        assert!(python.exists(), "{} not found: run scripts/bootstrap.sh (make test does)", python.display());
         let port = free_loopback_port();
         let child = Command::new("bash")
             .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
-            .arg(&server)
+            .arg(r#""$0" "$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
+            .arg(&python)
+            .arg(&launcher)
             .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

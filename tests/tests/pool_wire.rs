@@ -265,15 +265,20 @@ async fn a_malformed_pool_message_is_removed_and_counted_and_the_claim_succeeds(
     assert_eq!(claimer.trigger.requests(), vec![2], "and replaced");
 }
 
+fn closed_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[tokio::test]
 async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
     let queue = pool_queue("trigger").await;
     let now = SystemClock.now_ms();
     let pooled = PooledSession::new(SessionId::generate(), now, now);
     queue.enqueue(&pooled).await.unwrap();
-    // moto has no function of that name: the Event invoke fails with ResourceNotFound.
-    let lambda = lambda_client(&Moto::shared().endpoint);
-    let (trigger, worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda.clone(), "no-such-function"));
+    // moto accepts an Event invoke of any name with 202, so the failure is the Lambda
+    // endpoint refusing connections.
+    let lambda = lambda_client(&format!("http://127.0.0.1:{}", closed_loopback_port()));
+    let (trigger, worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda.clone(), "replenish"));
     let function = GetSession::new(&get_session_config(&queue, true), queue.clone(), trigger, SystemClock);
 
     let answer = function.handle(no_event()).await.unwrap();
@@ -284,7 +289,7 @@ async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
 
     // The same holds when the trigger is awaited in-line rather than deferred.
     queue.enqueue(&PooledSession::new(SessionId::generate(), now, now + 1)).await.unwrap();
-    let inline = Claimer { queue: queue.clone(), trigger: LambdaReplenishTrigger::new(lambda, "no-such-function"), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
+    let inline = Claimer { queue: queue.clone(), trigger: LambdaReplenishTrigger::new(lambda, "replenish"), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
     let claim = inline.claim().await.unwrap();
     assert!(claim.trigger_failed);
     assert_eq!(claim.session.source, Source::Pool);
