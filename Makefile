@@ -1,4 +1,20 @@
-.PHONY: demo build-dev
+.PHONY: test lint bench demo bootstrap build-dev
+
+# Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
+bootstrap:
+	scripts/bootstrap.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs: formatting, lints, unit, handler and wire-level tests.
+test: bootstrap lint
+	cargo test --workspace
+
+# Figures side by side in one run; written to target/bench/summary.json.
+bench: bootstrap
+	cargo run -q -p warmpool-tests --bin bench
 
 # Debug builds of every binary the local stack runs.
 build-dev:
@@ -7,5 +23,5 @@ build-dev:
 	cargo build -p agentcore-emulator -p cli
 
 # The whole local stack on 127.0.0.1, a filled pool, and the pool-versus-no-pool comparison.
-demo:
-	scripts/bootstrap.sh && scripts/demo.sh
+demo: bootstrap
+	scripts/demo.sh

@@ -27,7 +27,10 @@ fn workspace_root() -> PathBuf {
 }
 
 fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 impl Moto {
@@ -44,7 +47,11 @@ impl Moto {
     fn start() -> Moto {
         let python = workspace_root().join(".venv/bin/python");
         let launcher = workspace_root().join("scripts/moto_server.py");
-        assert!(python.exists(), "{} not found: run scripts/bootstrap.sh (make test does)", python.display());
+        assert!(
+            python.exists(),
+            "{} not found: run scripts/bootstrap.sh (make test does)",
+            python.display()
+        );
         let port = free_loopback_port();
         let child = Command::new("bash")
             .arg("-c")
@@ -59,12 +66,18 @@ impl Moto {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "moto did not start on {addr}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not start on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let endpoint = format!("http://{addr}");
         configure_moto(&endpoint);
-        Moto { endpoint, _child: child }
+        Moto {
+            endpoint,
+            _child: child,
+        }
     }
 }
 
@@ -79,7 +92,10 @@ fn configure_moto(endpoint: &str) {
     std::io::Write::write_all(&mut stream, request.as_bytes()).expect("configure moto");
     let mut status = String::new();
     BufReader::new(stream).read_line(&mut status).expect("moto answers");
-    assert!(status.contains(" 200 ") || status.contains(" 201 "), "moto config refused: {status}");
+    assert!(
+        status.contains(" 200 ") || status.contains(" 201 "),
+        "moto config refused: {status}"
+    );
 }
 
 /// SDK configuration for the local stack: static test credentials, one region, one endpoint.
@@ -128,13 +144,20 @@ pub async fn pool_queue(prefix: &str) -> SqsPoolQueue {
 
 /// An emulator with fast, still cold-vs-warm distinguishable latencies.
 pub async fn emulator(lifecycle: LifecycleConfig) -> RunningEmulator {
-    Emulator::spawn(EmulatorConfig { lifecycle, seed: Some(7), ..EmulatorConfig::default() })
-        .await
-        .expect("start the AgentCore emulator")
+    Emulator::spawn(EmulatorConfig {
+        lifecycle,
+        seed: Some(7),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("start the AgentCore emulator")
 }
 
 pub fn fast_lifecycle() -> LifecycleConfig {
-    LifecycleConfig { latency_scale: 0.01, ..LifecycleConfig::default() }
+    LifecycleConfig {
+        latency_scale: 0.01,
+        ..LifecycleConfig::default()
+    }
 }
 
 pub fn agent_runtime(emulator: &RunningEmulator) -> AgentCoreRuntime {
@@ -147,7 +170,10 @@ pub async fn drain(queue: &SqsPoolQueue) -> Vec<String> {
     use warmpool_core::ports::PoolQueue;
     let mut bodies = Vec::new();
     for _ in 0..10_000 {
-        let batch = queue.receive(10, Duration::ZERO, Duration::from_secs(60)).await.expect("receive");
+        let batch = queue
+            .receive(10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .expect("receive");
         if batch.is_empty() {
             break;
         }
@@ -192,7 +218,9 @@ pub async fn replenish_behind_relay(
             serde_json::to_vec(&report).map_err(|e| e.to_string())
         })
     });
-    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch).await.expect("start the relay");
+    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+        .await
+        .expect("start the relay");
     let lambda = lambda_client(&relay.endpoint_url());
     (relay, lambda)
 }

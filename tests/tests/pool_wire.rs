@@ -36,7 +36,10 @@ fn no_event() -> LambdaEvent<serde_json::Value> {
 }
 
 fn claim_policy(on_empty: OnEmpty) -> ClaimPolicy {
-    ClaimPolicy { on_empty, ..ClaimPolicy::default() }
+    ClaimPolicy {
+        on_empty,
+        ..ClaimPolicy::default()
+    }
 }
 
 async fn depth(queue: &SqsPoolQueue) -> PoolDepth {
@@ -50,7 +53,9 @@ async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactl
     let queue = pool_queue("drain").await;
     let sqs = sqs_client();
     let now = SystemClock.now_ms();
-    let enqueued: Vec<PooledSession> = (0..POOL).map(|_| PooledSession::new(SessionId::generate(), now, now)).collect();
+    let enqueued: Vec<PooledSession> = (0..POOL)
+        .map(|_| PooledSession::new(SessionId::generate(), now, now))
+        .collect();
     for chunk in enqueued.chunks(10) {
         let entries = chunk.iter().enumerate().map(|(i, s)| {
             SendMessageBatchRequestEntry::builder()
@@ -61,11 +66,22 @@ async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactl
                 .build()
                 .expect("entry")
         });
-        let out = sqs.send_message_batch().queue_url(queue.queue_url()).set_entries(Some(entries.collect())).send().await.expect("fill");
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue.queue_url())
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .expect("fill");
         assert!(out.failed.is_empty(), "fill failed: {:?}", out.failed);
     }
 
-    let claimer = Arc::new(Claimer { queue: queue.clone(), trigger: RecordingTrigger::default(), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) });
+    let claimer = Arc::new(Claimer {
+        queue: queue.clone(),
+        trigger: RecordingTrigger::default(),
+        clock: SystemClock,
+        policy: claim_policy(OnEmpty::Fail),
+    });
     let deadline = Instant::now() + Duration::from_secs(600);
     let tasks: Vec<_> = (0..CLAIMERS)
         .map(|_| {
@@ -91,10 +107,22 @@ async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactl
     let unique: HashSet<&SessionId> = claimed.iter().collect();
     assert_eq!(unique.len(), claimed.len(), "a session id was handed out twice");
     let left = drain(&queue).await.len();
-    assert_eq!(claimed.len() + left, POOL, "claimed {} + left {left} != enqueued", claimed.len());
+    assert_eq!(
+        claimed.len() + left,
+        POOL,
+        "claimed {} + left {left} != enqueued",
+        claimed.len()
+    );
     let known: HashSet<&SessionId> = enqueued.iter().map(|s| &s.session_id).collect();
-    assert!(claimed.iter().all(|id| known.contains(id)), "a claimed id was never enqueued");
-    assert_eq!(claimer.trigger.requests().iter().sum::<u32>() as usize, claimed.len(), "one replacement per claim");
+    assert!(
+        claimed.iter().all(|id| known.contains(id)),
+        "a claimed id was never enqueued"
+    );
+    assert_eq!(
+        claimer.trigger.requests().iter().sum::<u32>() as usize,
+        claimed.len(),
+        "one replacement per claim"
+    );
 }
 
 /// The pool queue, except that just before each delete another actor removes every message
@@ -109,7 +137,12 @@ impl PoolQueue for LosesMessagesBeforeDelete {
         self.inner.receive(max, wait, visibility).await
     }
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.sqs.purge_queue().queue_url(self.inner.queue_url()).send().await.expect("purge");
+        self.sqs
+            .purge_queue()
+            .queue_url(self.inner.queue_url())
+            .send()
+            .await
+            .expect("purge");
         self.inner.delete(receipt).await
     }
     async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
@@ -127,7 +160,10 @@ async fn a_session_whose_delete_fails_at_sqs_is_not_handed_out() {
     let pooled = PooledSession::new(SessionId::generate(), now, now);
     queue.enqueue(&pooled).await.unwrap();
     let claimer = Claimer {
-        queue: LosesMessagesBeforeDelete { inner: queue.clone(), sqs: sqs_client() },
+        queue: LosesMessagesBeforeDelete {
+            inner: queue.clone(),
+            sqs: sqs_client(),
+        },
         trigger: RecordingTrigger::default(),
         clock: SystemClock,
         policy: claim_policy(OnEmpty::Fresh),
@@ -144,9 +180,18 @@ async fn a_session_whose_delete_fails_at_sqs_is_not_handed_out() {
 async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
     let queue = pool_queue("throttle").await;
     let emulator = emulator(fast_lifecycle()).await;
-    emulator.set_faults(FaultsUpdate { throttle_all: Some(true), ..Default::default() }).unwrap();
+    emulator
+        .set_faults(FaultsUpdate {
+            throttle_all: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
     let agent = agent_runtime(&emulator);
-    let policy = WarmupPolicy { concurrency: 1, backoff_base: Duration::from_millis(20), backoff_cap: Duration::from_millis(100) };
+    let policy = WarmupPolicy {
+        concurrency: 1,
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(100),
+    };
 
     let warming = {
         let (queue, agent) = (queue.clone(), agent.clone());
@@ -159,7 +204,12 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
     assert_eq!(depth(&queue).await.total(), 0, "enqueued while throttled");
     assert!(emulator.stats().throttled > 0, "the emulator saw no throttled creation");
 
-    emulator.set_faults(FaultsUpdate { throttle_all: Some(false), ..Default::default() }).unwrap();
+    emulator
+        .set_faults(FaultsUpdate {
+            throttle_all: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
     let report = warming.await.unwrap();
 
     assert_eq!((report.enqueued, report.failed), (1, 0));
@@ -168,7 +218,10 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
     assert_eq!(bodies.len(), 1);
     let pooled = PooledSession::parse(&bodies[0]).unwrap();
     let sessions = emulator_sessions(&emulator).await;
-    let warmed = sessions.iter().find(|s| s["sessionId"] == pooled.session_id.as_str()).expect("warmed at the emulator");
+    let warmed = sessions
+        .iter()
+        .find(|s| s["sessionId"] == pooled.session_id.as_str())
+        .expect("warmed at the emulator");
     assert_eq!(warmed["state"], "active");
 }
 
@@ -188,7 +241,10 @@ async fn a_warmup_refused_for_good_is_not_retried_and_never_enqueued() {
     let report = warm_new_sessions(2, &agent, &queue, &SystemClock, &WarmupPolicy::default(), deadline).await;
 
     assert_eq!((report.enqueued, report.failed), (0, 2));
-    assert!(Instant::now() < deadline - Duration::from_secs(15), "a non-retryable error was retried");
+    assert!(
+        Instant::now() < deadline - Duration::from_secs(15),
+        "a non-retryable error was retried"
+    );
     assert_eq!(depth(&queue).await.total(), 0);
 }
 
@@ -211,9 +267,17 @@ async fn stale_pooled_sessions_are_never_handed_out_and_are_replaced() {
     assert_eq!(answer.source, Source::Fresh);
     assert!(answer.session_id != idle.session_id && answer.session_id != old.session_id);
     wait_for_relay(&relay).await;
-    let replacements: Vec<PooledSession> = drain(&queue).await.iter().map(|b| PooledSession::parse(b).unwrap()).collect();
+    let replacements: Vec<PooledSession> = drain(&queue)
+        .await
+        .iter()
+        .map(|b| PooledSession::parse(b).unwrap())
+        .collect();
     assert_eq!(replacements.len(), 2, "each discarded stale session is replaced");
-    assert!(replacements.iter().all(|s| s.session_id != idle.session_id && s.session_id != old.session_id));
+    assert!(
+        replacements
+            .iter()
+            .all(|s| s.session_id != idle.session_id && s.session_id != old.session_id)
+    );
 }
 
 async fn wait_for_relay(relay: &cli::relay::RunningRelay) {
@@ -222,19 +286,31 @@ async fn wait_for_relay(relay: &cli::relay::RunningRelay) {
     while relay.stats.accepted() == 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::timeout(Duration::from_secs(30), relay.stats.idle()).await.expect("replenish finished");
+    tokio::time::timeout(Duration::from_secs(30), relay.stats.idle())
+        .await
+        .expect("replenish finished");
 }
 
 #[tokio::test]
 async fn an_empty_pool_answers_a_fresh_session_or_with_the_switch_a_clear_error() {
     let queue = pool_queue("empty").await;
-    let with_fallback = GetSession::new(&get_session_config(&queue, true), queue.clone(), RecordingTrigger::default(), SystemClock);
+    let with_fallback = GetSession::new(
+        &get_session_config(&queue, true),
+        queue.clone(),
+        RecordingTrigger::default(),
+        SystemClock,
+    );
     let answer = serde_json::to_value(with_fallback.handle(no_event()).await.unwrap()).unwrap();
     assert_eq!(answer["source"], "fresh");
     assert!(answer["lastPingAt"].is_null());
     assert!(SessionId::parse(answer["sessionId"].as_str().unwrap()).is_ok());
 
-    let strict = GetSession::new(&get_session_config(&queue, false), queue.clone(), RecordingTrigger::default(), SystemClock);
+    let strict = GetSession::new(
+        &get_session_config(&queue, false),
+        queue.clone(),
+        RecordingTrigger::default(),
+        SystemClock,
+    );
     let error = strict.handle(no_event()).await.unwrap_err();
     assert!(matches!(error, GetSessionError::PoolEmpty));
     assert_eq!(lambda_runtime::Diagnostic::from(error).error_type, "PoolEmpty");
@@ -255,7 +331,12 @@ async fn a_malformed_pool_message_is_removed_and_counted_and_the_claim_succeeds(
     let now = SystemClock.now_ms();
     let good = PooledSession::new(SessionId::generate(), now, now);
     queue.enqueue(&good).await.unwrap();
-    let claimer = Claimer { queue: queue.clone(), trigger: RecordingTrigger::default(), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
+    let claimer = Claimer {
+        queue: queue.clone(),
+        trigger: RecordingTrigger::default(),
+        clock: SystemClock,
+        policy: claim_policy(OnEmpty::Fail),
+    };
 
     let claim = claimer.claim().await.unwrap();
 
@@ -266,7 +347,11 @@ async fn a_malformed_pool_message_is_removed_and_counted_and_the_claim_succeeds(
 }
 
 fn closed_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -284,12 +369,22 @@ async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
     let answer = function.handle(no_event()).await.unwrap();
 
     assert_eq!(answer.session_id, pooled.session_id);
-    tokio::time::timeout(Duration::from_secs(30), worker.idle()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), worker.idle())
+        .await
+        .unwrap();
     assert_eq!(worker.failed(), 1, "the trigger really failed at the Lambda API");
 
     // The same holds when the trigger is awaited in-line rather than deferred.
-    queue.enqueue(&PooledSession::new(SessionId::generate(), now, now + 1)).await.unwrap();
-    let inline = Claimer { queue: queue.clone(), trigger: LambdaReplenishTrigger::new(lambda, "replenish"), clock: SystemClock, policy: claim_policy(OnEmpty::Fail) };
+    queue
+        .enqueue(&PooledSession::new(SessionId::generate(), now, now + 1))
+        .await
+        .unwrap();
+    let inline = Claimer {
+        queue: queue.clone(),
+        trigger: LambdaReplenishTrigger::new(lambda, "replenish"),
+        clock: SystemClock,
+        policy: claim_policy(OnEmpty::Fail),
+    };
     let claim = inline.claim().await.unwrap();
     assert!(claim.trigger_failed);
     assert_eq!(claim.session.source, Source::Pool);
@@ -315,17 +410,32 @@ async fn invoking_through_the_pool_lands_on_a_warm_microvm_and_a_fresh_id_lands_
     use warmpool_core::ports::AgentRuntime;
 
     let pooled = function.handle(no_event()).await.unwrap();
-    agent.invoke(&pooled.session_id, br#"{"question":"warm?"}"#).await.unwrap();
+    agent
+        .invoke(&pooled.session_id, br#"{"question":"warm?"}"#)
+        .await
+        .unwrap();
     let fresh = SessionId::generate();
     agent.invoke(&fresh, br#"{"question":"cold?"}"#).await.unwrap();
 
     assert_eq!(pooled.source, Source::Pool);
     let sessions = emulator_sessions(&emulator).await;
     let history = |id: &SessionId| -> Vec<bool> {
-        let view = sessions.iter().find(|s| s["sessionId"] == id.as_str()).expect("session known to the emulator");
-        view["history"].as_array().unwrap().iter().map(|h| h["cold"].as_bool().unwrap()).collect()
+        let view = sessions
+            .iter()
+            .find(|s| s["sessionId"] == id.as_str())
+            .expect("session known to the emulator");
+        view["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["cold"].as_bool().unwrap())
+            .collect()
     };
-    assert_eq!(history(&pooled.session_id), vec![true, false], "warmup cold, then our call warm");
+    assert_eq!(
+        history(&pooled.session_id),
+        vec![true, false],
+        "warmup cold, then our call warm"
+    );
     assert_eq!(history(&fresh), vec![true]);
     wait_for_relay(&relay).await;
     assert_eq!(depth(&queue).await.total(), 2, "the claimed session was replaced");

@@ -49,10 +49,7 @@ impl Agent {
             return Err(invalid("only http:// agents are supported"));
         }
         let invocations_url = base
-            .join(&format!(
-                "{}/invocations",
-                base.path().trim_end_matches('/')
-            ))
+            .join(&format!("{}/invocations", base.path().trim_end_matches('/')))
             .map_err(|e| invalid(&e.to_string()))?;
         let client = reqwest::Client::builder()
             .timeout(timeout)

@@ -55,10 +55,7 @@ impl LatencyProfile {
 
     fn validate(&self, field: &'static str) -> Result<(), Error> {
         if self.p99 < self.median {
-            return Err(Error::invalid_config(
-                field,
-                "p99 must not be below the median",
-            ));
+            return Err(Error::invalid_config(field, "p99 must not be below the median"));
         }
         Ok(())
     }
@@ -108,10 +105,7 @@ impl LifecycleConfig {
         self.cold_start.validate("cold_start")?;
         self.warm.validate("warm")?;
         if !(self.latency_scale.is_finite() && self.latency_scale >= 0.0) {
-            return Err(Error::invalid_config(
-                "latency_scale",
-                "must be a finite number >= 0",
-            ));
+            return Err(Error::invalid_config("latency_scale", "must be a finite number >= 0"));
         }
         if !(self.creation_rate_per_sec.is_finite() && self.creation_rate_per_sec >= 0.0) {
             return Err(Error::invalid_config(
@@ -152,10 +146,7 @@ fn check_probability(field: &'static str, p: f64) -> Result<(), Error> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(Error::invalid_config(
-            field,
-            "must be a probability in 0..=1",
-        ))
+        Err(Error::invalid_config(field, "must be a probability in 0..=1"))
     }
 }
 
@@ -379,24 +370,17 @@ impl Model {
             self.admit_creation(now_ms)?;
         }
 
-        let profile = if cold {
-            self.cfg.cold_start
-        } else {
-            self.cfg.warm
-        };
+        let profile = if cold { self.cfg.cold_start } else { self.cfg.warm };
         let latency = profile.sample(rng).mul_f64(self.cfg.latency_scale);
 
-        let session = self
-            .sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| Session {
-                created_at_ms: now_ms,
-                last_invoked_at_ms: now_ms,
-                invocation_count: 0,
-                generation: 0,
-                ended: None,
-                history: Vec::new(),
-            });
+        let session = self.sessions.entry(session_id.to_owned()).or_insert_with(|| Session {
+            created_at_ms: now_ms,
+            last_invoked_at_ms: now_ms,
+            invocation_count: 0,
+            generation: 0,
+            ended: None,
+            history: Vec::new(),
+        });
         if cold {
             session.generation += 1;
             session.created_at_ms = now_ms;
@@ -473,10 +457,7 @@ impl Model {
     }
 
     pub fn active_sessions(&self, now_ms: u64) -> usize {
-        self.live
-            .iter()
-            .filter(|id| self.is_active(id, now_ms))
-            .count()
+        self.live.iter().filter(|id| self.is_active(id, now_ms)).count()
     }
 
     /// Drops expired IDs from `live`; sound because the clock is monotonic, so an expired
@@ -524,20 +505,13 @@ impl Model {
         }
         self.bucket.take();
         self.stats.creations += 1;
-        *self
-            .stats
-            .creations_per_second
-            .entry(now_ms / 1_000)
-            .or_default() += 1;
+        *self.stats.creations_per_second.entry(now_ms / 1_000).or_default() += 1;
         self.creation_times_ms.push(now_ms);
         Ok(())
     }
 
     fn limits_ms(&self) -> (u64, u64) {
-        (
-            duration_ms(self.cfg.idle_timeout),
-            duration_ms(self.cfg.max_lifetime),
-        )
+        (duration_ms(self.cfg.idle_timeout), duration_ms(self.cfg.max_lifetime))
     }
 }
 
@@ -615,10 +589,7 @@ mod tests {
         let v = view(&model, ID, 1_999);
         assert_eq!(v.invocation_count, 2);
         assert_eq!(v.state, SessionState::Active);
-        assert_eq!(
-            v.history.iter().map(|r| r.cold).collect::<Vec<_>>(),
-            [true, false]
-        );
+        assert_eq!(v.history.iter().map(|r| r.cold).collect::<Vec<_>>(), [true, false]);
     }
 
     #[test]
@@ -642,10 +613,7 @@ mod tests {
         for t in (1_000..10_000).step_by(1_000) {
             assert!(!model.invoke(ID, t, &mut rng).unwrap().cold, "at {t} ms");
         }
-        assert_eq!(
-            view(&model, ID, 10_000).state,
-            SessionState::LifetimeExpired
-        );
+        assert_eq!(view(&model, ID, 10_000).state, SessionState::LifetimeExpired);
         let admission = model.invoke(ID, 10_000, &mut rng).unwrap();
         assert!(admission.cold);
         assert_eq!(admission.generation, 2);
@@ -712,10 +680,7 @@ mod tests {
             ..cfg()
         });
         let mut rng = rng();
-        assert_eq!(
-            model.invoke(ID, 0, &mut rng),
-            Err(Rejection::Crashed { generation: 1 })
-        );
+        assert_eq!(model.invoke(ID, 0, &mut rng), Err(Rejection::Crashed { generation: 1 }));
         assert_eq!(view(&model, ID, 1).state, SessionState::Crashed);
         model.set_faults(Faults {
             crash_rate: 0.0,
@@ -732,10 +697,7 @@ mod tests {
             error_rate: 1.0,
             ..cfg()
         });
-        assert_eq!(
-            model.invoke(ID, 0, &mut rng()),
-            Err(Rejection::InternalError)
-        );
+        assert_eq!(model.invoke(ID, 0, &mut rng()), Err(Rejection::InternalError));
         assert!(model.sessions(0).is_empty());
         let stats = model.stats();
         assert_eq!((stats.errors, stats.creations), (1, 0));
@@ -767,14 +729,8 @@ mod tests {
         for i in 0..5 {
             model.invoke(&format!("{ID}-{i}"), 1_000, &mut rng).unwrap();
         }
-        assert_eq!(
-            model.invoke(OTHER, 1_000, &mut rng),
-            Err(Rejection::Throttled)
-        );
-        assert_eq!(
-            model.invoke(OTHER, 1_199, &mut rng),
-            Err(Rejection::Throttled)
-        );
+        assert_eq!(model.invoke(OTHER, 1_000, &mut rng), Err(Rejection::Throttled));
+        assert_eq!(model.invoke(OTHER, 1_199, &mut rng), Err(Rejection::Throttled));
         assert!(model.invoke(OTHER, 1_200, &mut rng).unwrap().cold);
         let stats = model.stats();
         assert_eq!((stats.creations, stats.throttled), (6, 2));
@@ -802,10 +758,7 @@ mod tests {
         });
         let mut rng = rng();
         model.invoke(ID, 0, &mut rng).unwrap();
-        assert_eq!(
-            model.invoke(OTHER, 1_999, &mut rng),
-            Err(Rejection::Throttled)
-        );
+        assert_eq!(model.invoke(OTHER, 1_999, &mut rng), Err(Rejection::Throttled));
         model.invoke(OTHER, 2_000, &mut rng).unwrap();
     }
 
@@ -886,9 +839,7 @@ mod tests {
     fn latency_distribution_matches_published_median_and_p99() {
         let mut rng = rng();
         for profile in [LatencyProfile::COLD_START, LatencyProfile::WARM] {
-            let mut samples: Vec<f64> = (0..50_000)
-                .map(|_| profile.sample(&mut rng).as_secs_f64())
-                .collect();
+            let mut samples: Vec<f64> = (0..50_000).map(|_| profile.sample(&mut rng).as_secs_f64()).collect();
             samples.sort_by(f64::total_cmp);
             let median = samples[samples.len() / 2];
             let p99 = samples[samples.len() * 99 / 100];
@@ -898,10 +849,7 @@ mod tests {
                 (median / want_median - 1.0).abs() < 0.03,
                 "median {median} vs {want_median}"
             );
-            assert!(
-                (p99 / want_p99 - 1.0).abs() < 0.05,
-                "p99 {p99} vs {want_p99}"
-            );
+            assert!((p99 / want_p99 - 1.0).abs() < 0.05, "p99 {p99} vs {want_p99}");
         }
     }
 

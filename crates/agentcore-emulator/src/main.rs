@@ -14,35 +14,19 @@ use tracing_subscriber::EnvFilter;
 #[command(version)]
 struct Args {
     /// Loopback address to listen on.
-    #[arg(
-        long,
-        env = "AGENTCORE_EMULATOR_LISTEN",
-        default_value = "127.0.0.1:9090"
-    )]
+    #[arg(long, env = "AGENTCORE_EMULATOR_LISTEN", default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
     /// Agent serving the AgentCore container contract; the built-in agent if absent.
     #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_URL")]
     agent_url: Option<String>,
-    #[arg(
-        long,
-        env = "AGENTCORE_EMULATOR_AGENT_TIMEOUT_SECS",
-        default_value_t = 900.0
-    )]
+    #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_TIMEOUT_SECS", default_value_t = 900.0)]
     agent_timeout_secs: f64,
     /// Multiplies cold and warm latencies (0.01 for fast tests).
     #[arg(long, env = "AGENTCORE_EMULATOR_LATENCY_SCALE", default_value_t = 1.0)]
     latency_scale: f64,
-    #[arg(
-        long,
-        env = "AGENTCORE_EMULATOR_IDLE_TIMEOUT_SECS",
-        default_value_t = 900.0
-    )]
+    #[arg(long, env = "AGENTCORE_EMULATOR_IDLE_TIMEOUT_SECS", default_value_t = 900.0)]
     idle_timeout_secs: f64,
-    #[arg(
-        long,
-        env = "AGENTCORE_EMULATOR_MAX_LIFETIME_SECS",
-        default_value_t = 28_800.0
-    )]
+    #[arg(long, env = "AGENTCORE_EMULATOR_MAX_LIFETIME_SECS", default_value_t = 28_800.0)]
     max_lifetime_secs: f64,
     /// New sessions per second (token bucket, burst = rate).
     #[arg(long, env = "AGENTCORE_EMULATOR_CREATION_RATE", default_value_t = 25.0)]
@@ -56,11 +40,7 @@ struct Args {
     #[arg(long, env = "AGENTCORE_EMULATOR_SEED")]
     seed: Option<u64>,
     /// Known runtime ARNs (repeatable); any well-formed ARN if none.
-    #[arg(
-        long = "runtime-arn",
-        env = "AGENTCORE_EMULATOR_RUNTIME_ARNS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "runtime-arn", env = "AGENTCORE_EMULATOR_RUNTIME_ARNS", value_delimiter = ',')]
     runtime_arns: Vec<String>,
 }
 
@@ -97,9 +77,7 @@ fn secs(field: &'static str, value: f64) -> Result<Duration, Error> {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

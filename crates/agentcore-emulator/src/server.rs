@@ -102,8 +102,7 @@ impl Emulator {
         }
         cfg.lifecycle.validate()?;
         for arn in &cfg.runtime_arns {
-            wire::validate_runtime_arn(arn)
-                .map_err(|e| Error::invalid_config("runtime_arns", e.message))?;
+            wire::validate_runtime_arn(arn).map_err(|e| Error::invalid_config("runtime_arns", e.message))?;
         }
         let agent = Agent::new(cfg.agent_url.as_deref(), cfg.agent_timeout)?;
         let seed = cfg.seed.unwrap_or_else(|| rand::rng().random());
@@ -239,9 +238,7 @@ impl App {
     /// A panic elsewhere while holding the lock leaves the model consistent enough for a
     /// test tool: every mutation is a few field writes.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn check_runtime(&self, arn: Result<Path<String>, PathRejection>) -> Result<(), ServiceError> {
@@ -324,8 +321,8 @@ async fn invoke(
         latency_ms = u64::try_from(admission.latency.as_millis()).unwrap_or(u64::MAX),
         "invoked"
     );
-    let content_type = HeaderValue::from_str(&reply.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type =
+        HeaderValue::from_str(&reply.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok(with_session_header(
         (StatusCode::OK, [(CONTENT_TYPE, content_type)], reply.body).into_response(),
         &session_id,

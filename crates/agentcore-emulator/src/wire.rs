@@ -95,10 +95,7 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&ErrorBody {
-            message: &self.message,
-        })
-        .unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorBody { message: &self.message }).unwrap_or_default();
         (
             self.kind.status(),
             [
@@ -138,13 +135,9 @@ pub fn session_header_value(session_id: &str) -> Option<HeaderValue> {
 pub fn validate_runtime_arn(arn: &str) -> Result<(), ServiceError> {
     let invalid = || ServiceError::validation(format!("{arn:?} is not an agent runtime ARN"));
     let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("bedrock-agentcore"), Some(region), Some(account)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("arn"), Some(partition), Some("bedrock-agentcore"), Some(region), Some(account)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(invalid());
     };
     let resource = parts.next().unwrap_or_default();

@@ -10,9 +10,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockagentcore::Client;
 use aws_sdk_bedrockagentcore::config::Credentials;
-use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::{
-    InvokeAgentRuntimeError, InvokeAgentRuntimeOutput,
-};
+use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::{InvokeAgentRuntimeError, InvokeAgentRuntimeOutput};
 use aws_sdk_bedrockagentcore::operation::stop_runtime_session::StopRuntimeSessionError;
 use aws_sdk_bedrockagentcore::primitives::Blob;
 use axum::http::HeaderMap;
@@ -81,9 +79,7 @@ async fn invoke_returns_the_agent_payload_and_echoes_the_session_id() {
     let (emulator, client) = start(fast(LifecycleConfig::default())).await;
     let id = session(1);
 
-    let output = invoke(&client, &id, &json!({"prompt": "hello"}))
-        .await
-        .unwrap();
+    let output = invoke(&client, &id, &json!({"prompt": "hello"})).await.unwrap();
 
     assert_eq!(output.runtime_session_id(), Some(id.as_str()));
     assert_eq!(output.content_type(), "application/json");
@@ -99,9 +95,7 @@ async fn a_second_invocation_lands_on_the_same_warm_microvm_as_the_admin_api_sho
     let (emulator, client) = start(fast(LifecycleConfig::default())).await;
     let id = session(2);
 
-    let warmup = invoke(&client, &id, &json!({"type": "warmup"}))
-        .await
-        .unwrap();
+    let warmup = invoke(&client, &id, &json!({"type": "warmup"})).await.unwrap();
     assert_eq!(body_json(warmup).await, json!({"status": "warm"}));
     invoke(&client, &id, &json!({"n": 2})).await.unwrap();
 
@@ -201,10 +195,7 @@ async fn creations_beyond_the_active_cap_are_a_service_quota_exceeded_exception(
     let err = invoke(&client, &session(2), &json!({})).await.unwrap_err();
 
     assert!(
-        matches!(
-            err,
-            InvokeAgentRuntimeError::ServiceQuotaExceededException(_)
-        ),
+        matches!(err, InvokeAgentRuntimeError::ServiceQuotaExceededException(_)),
         "{err:?}"
     );
     emulator.shutdown().await.unwrap();
@@ -309,10 +300,7 @@ async fn injected_faults_surface_as_internal_server_and_runtime_client_errors() 
         })
         .unwrap();
     let err = invoke(&client, &session(1), &json!({})).await.unwrap_err();
-    assert!(
-        matches!(err, InvokeAgentRuntimeError::RuntimeClientError(_)),
-        "{err:?}"
-    );
+    assert!(matches!(err, InvokeAgentRuntimeError::RuntimeClientError(_)), "{err:?}");
     assert_eq!(emulator.sessions()[0].state, SessionState::Crashed);
     emulator.shutdown().await.unwrap();
 }
@@ -383,12 +371,7 @@ async fn recording_agent(status: u16) -> (String, Arc<Mutex<Vec<Seen>>>) {
         .route(
             "/invocations",
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 recorded.lock().unwrap().push(Seen {
                     session_header: header("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"),
                     content_type: header("content-type"),
@@ -466,8 +449,5 @@ async fn spawn_refuses_a_non_loopback_listen_address() {
     })
     .await
     .unwrap_err();
-    assert!(matches!(
-        err,
-        agentcore_emulator::Error::NonLoopbackListen(_)
-    ));
+    assert!(matches!(err, agentcore_emulator::Error::NonLoopbackListen(_)));
 }

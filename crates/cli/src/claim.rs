@@ -51,11 +51,7 @@ pub struct GetSessionClient {
 }
 
 impl GetSessionClient {
-    pub fn new(
-        lambda: aws_sdk_lambda::Client,
-        function: impl Into<String>,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(lambda: aws_sdk_lambda::Client, function: impl Into<String>, timeout: Duration) -> Self {
         Self {
             lambda,
             function: function.into(),
@@ -85,11 +81,7 @@ impl GetSessionClient {
                 source: Some(Box::new(error)),
             })?;
         let elapsed = started.elapsed();
-        let payload = output
-            .payload
-            .as_ref()
-            .map(|b| b.as_ref())
-            .unwrap_or_default();
+        let payload = output.payload.as_ref().map(|b| b.as_ref()).unwrap_or_default();
         let answer = parse_answer(&self.function, output.function_error.as_deref(), payload)?;
         Ok((answer, elapsed))
     }
@@ -97,11 +89,7 @@ impl GetSessionClient {
 
 /// Reads an invoke's result: the function error if `X-Amz-Function-Error` was set, the claimed
 /// session otherwise.
-pub fn parse_answer(
-    function: &str,
-    function_error: Option<&str>,
-    payload: &[u8],
-) -> Result<ClaimedSession, CliError> {
+pub fn parse_answer(function: &str, function_error: Option<&str>, payload: &[u8]) -> Result<ClaimedSession, CliError> {
     if let Some(kind) = function_error {
         let body: Option<FunctionErrorBody> = serde_json::from_slice(payload).ok();
         let error_type = body
@@ -131,8 +119,7 @@ mod tests {
 
     #[test]
     fn a_pool_answer_is_read_in_the_documented_shape() {
-        let payload =
-            format!(r#"{{"sessionId":"{ID}","source":"pool","createdAt":10,"lastPingAt":20}}"#);
+        let payload = format!(r#"{{"sessionId":"{ID}","source":"pool","createdAt":10,"lastPingAt":20}}"#);
         let claimed = parse_answer("get-session", None, payload.as_bytes()).unwrap();
         assert_eq!(claimed.session_id.as_str(), ID);
         assert_eq!(claimed.source, ClaimSource::Pool);
@@ -141,13 +128,9 @@ mod tests {
 
     #[test]
     fn a_fresh_answer_has_no_ping_time() {
-        let payload =
-            format!(r#"{{"sessionId":"{ID}","source":"fresh","createdAt":10,"lastPingAt":null}}"#);
+        let payload = format!(r#"{{"sessionId":"{ID}","source":"fresh","createdAt":10,"lastPingAt":null}}"#);
         let claimed = parse_answer("get-session", None, payload.as_bytes()).unwrap();
-        assert_eq!(
-            (claimed.source, claimed.last_ping_at),
-            (ClaimSource::Fresh, None)
-        );
+        assert_eq!((claimed.source, claimed.last_ping_at), (ClaimSource::Fresh, None));
     }
 
     #[test]

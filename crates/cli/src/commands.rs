@@ -176,21 +176,9 @@ impl AgentSide {
         let call_timeout = Duration::from_secs(args.call_timeout_secs.max(1));
         let sdk = aws::load_config().await;
         Ok(Self {
-            claims: GetSessionClient::new(
-                aws_sdk_lambda::Client::new(&sdk),
-                args.function,
-                call_timeout,
-            ),
-            agent: AgentCoreRuntime::new(
-                aws::agentcore_client(&sdk),
-                args.runtime_arn,
-                args.qualifier,
-            ),
-            admin: args
-                .emulator_url
-                .as_deref()
-                .map(EmulatorAdmin::new)
-                .transpose()?,
+            claims: GetSessionClient::new(aws_sdk_lambda::Client::new(&sdk), args.function, call_timeout),
+            agent: AgentCoreRuntime::new(aws::agentcore_client(&sdk), args.runtime_arn, args.qualifier),
+            admin: args.emulator_url.as_deref().map(EmulatorAdmin::new).transpose()?,
             payload: args.payload.into_bytes(),
             call_timeout,
         })
@@ -257,16 +245,10 @@ async fn local_relay(args: RelayArgs) -> Result<(), CliError> {
     let running = relay::spawn(args.listen, relay::forward_to(forward.clone()))
         .await
         .map_err(CliError::Relay)?;
-    println!(
-        "lambda relay on {} forwarding to {forward}",
-        running.endpoint_url()
-    );
+    println!("lambda relay on {} forwarding to {forward}", running.endpoint_url());
     shutdown_signal().await;
     let pending = running.stats.accepted();
-    if tokio::time::timeout(RELAY_DRAIN, running.stats.idle())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(RELAY_DRAIN, running.stats.idle()).await.is_err() {
         eprintln!("lambda relay: stopping with asynchronous invocations still running");
     }
     eprintln!(
@@ -278,8 +260,7 @@ async fn local_relay(args: RelayArgs) -> Result<(), CliError> {
 
 /// The relay forwards only to loopback: the local stack never leaves the machine.
 fn loopback_url(raw: &str) -> Result<String, CliError> {
-    let url =
-        reqwest::Url::parse(raw).map_err(|e| CliError::invalid("--forward", e.to_string()))?;
+    let url = reqwest::Url::parse(raw).map_err(|e| CliError::invalid("--forward", e.to_string()))?;
     let host = url.host_str().unwrap_or_default();
     let loopback = host == "localhost"
         || host
@@ -307,9 +288,7 @@ async fn demo_compare(args: CompareArgs) -> Result<(), CliError> {
         concurrency,
         call_timeout: side.call_timeout,
     };
-    eprintln!(
-        "running {n} invocations without the pool (a new session each), {concurrency} at a time..."
-    );
+    eprintln!("running {n} invocations without the pool (a new session each), {concurrency} at a time...");
     let without = comparison.run(Route::WithoutPool, n).await;
     eprintln!("running {n} invocations through the pool (claim, then invoke)...");
     let through = comparison.run(Route::ThroughPool, n).await;
@@ -323,8 +302,7 @@ async fn demo_compare(args: CompareArgs) -> Result<(), CliError> {
         eprintln!("error: {error}");
     }
     if let Some(path) = json_out {
-        std::fs::write(&path, to_json(&report))
-            .map_err(|source| CliError::Write { path, source })?;
+        std::fs::write(&path, to_json(&report)).map_err(|source| CliError::Write { path, source })?;
     }
     Ok(())
 }
@@ -402,10 +380,7 @@ mod tests {
 
     #[test]
     fn the_relay_forwards_only_to_loopback_http() {
-        assert_eq!(
-            loopback_url("http://127.0.0.1:9000/").unwrap(),
-            "http://127.0.0.1:9000"
-        );
+        assert_eq!(loopback_url("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
         assert!(loopback_url("http://localhost:9000").is_ok());
         assert!(loopback_url("http://[::1]:9000").is_ok());
         for bad in [

@@ -90,8 +90,7 @@ pub struct RouteSummary {
 /// Pure: the summary of a route's samples.
 pub fn summarize(route: Route, samples: &[Sample]) -> RouteSummary {
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.error.is_none()).collect();
-    let collect =
-        |f: fn(&Sample) -> Option<u64>| ok.iter().filter_map(|s| f(s)).collect::<Vec<u64>>();
+    let collect = |f: fn(&Sample) -> Option<u64>| ok.iter().filter_map(|s| f(s)).collect::<Vec<u64>>();
     let count_warmth = |w: Warmth| ok.iter().filter(|s| s.warmth == w).count();
     let count_source = |c: ClaimSource| ok.iter().filter(|s| s.source == Some(c)).count();
     RouteSummary {
@@ -127,13 +126,9 @@ pub fn render_comparison(without: &RouteSummary, through: &RouteSummary) -> Stri
     row("p99 end-to-end", &|r| ms(r.end_to_end_ms.map(|t| t.p99)));
     row("p50 claim", &|r| ms(r.claim_p50_ms));
     row("p50 agent call", &|r| ms(r.agent_p50_ms));
-    row("warm-hit rate", &|r| {
-        ratio(r.warm, r.warm + r.cold + r.warmth_unknown)
-    });
+    row("warm-hit rate", &|r| ratio(r.warm, r.warm + r.cold + r.warmth_unknown));
     row("warmth unknown", &|r| r.warmth_unknown.to_string());
-    row("source pool / fresh", &|r| {
-        format!("{} / {}", r.from_pool, r.fresh)
-    });
+    row("source pool / fresh", &|r| format!("{} / {}", r.from_pool, r.fresh));
     table.render()
 }
 
@@ -208,13 +203,14 @@ impl Comparison<'_> {
     }
 
     async fn one(&self, route: Route) -> Sample {
-        let claimed =
-            match route {
-                Route::WithoutPool => Ok((SessionId::generate(), ClaimSource::Fresh, None)),
-                Route::ThroughPool => self.claims.claim().await.map(|(claimed, took)| {
-                    (claimed.session_id, claimed.source, Some(millis(took)))
-                }),
-            };
+        let claimed = match route {
+            Route::WithoutPool => Ok((SessionId::generate(), ClaimSource::Fresh, None)),
+            Route::ThroughPool => self
+                .claims
+                .claim()
+                .await
+                .map(|(claimed, took)| (claimed.session_id, claimed.source, Some(millis(took)))),
+        };
         let (session_id, source, claim_ms) = match claimed {
             Ok(claimed) => claimed,
             Err(error) => return Sample::failed(error),
@@ -289,10 +285,7 @@ mod tests {
             })
         );
         assert_eq!(summary.claim_p50_ms, Some(20));
-        assert_eq!(
-            (summary.warm, summary.cold, summary.warmth_unknown),
-            (2, 1, 0)
-        );
+        assert_eq!((summary.warm, summary.cold, summary.warmth_unknown), (2, 1, 0));
         assert_eq!((summary.from_pool, summary.fresh), (2, 1));
     }
 
@@ -305,21 +298,13 @@ mod tests {
 
     #[test]
     fn the_comparison_puts_both_routes_side_by_side() {
-        let without = summarize(
-            Route::WithoutPool,
-            &[ok(ClaimSource::Fresh, None, 2_900, Warmth::Cold)],
-        );
+        let without = summarize(Route::WithoutPool, &[ok(ClaimSource::Fresh, None, 2_900, Warmth::Cold)]);
         let through = summarize(
             Route::ThroughPool,
             &[ok(ClaimSource::Pool, Some(35), 210, Warmth::Warm)],
         );
         let text = render_comparison(&without, &through);
-        let line = |label: &str| {
-            text.lines()
-                .find(|l| l.starts_with(label))
-                .unwrap_or("")
-                .to_string()
-        };
+        let line = |label: &str| text.lines().find(|l| l.starts_with(label)).unwrap_or("").to_string();
         assert!(
             text.lines()
                 .next()
@@ -327,19 +312,10 @@ mod tests {
                 .ends_with("without pool  through pool"),
             "{text}"
         );
-        assert!(
-            line("p50 end-to-end").ends_with("2900 ms        245 ms"),
-            "{text}"
-        );
+        assert!(line("p50 end-to-end").ends_with("2900 ms        245 ms"), "{text}");
         assert!(line("p50 claim").ends_with("-         35 ms"), "{text}");
-        assert!(
-            line("warm-hit rate").ends_with("0/1 (0%)    1/1 (100%)"),
-            "{text}"
-        );
-        assert!(
-            line("source pool / fresh").ends_with("0 / 1         1 / 0"),
-            "{text}"
-        );
+        assert!(line("warm-hit rate").ends_with("0/1 (0%)    1/1 (100%)"), "{text}");
+        assert!(line("source pool / fresh").ends_with("0 / 1         1 / 0"), "{text}");
     }
 
     #[test]

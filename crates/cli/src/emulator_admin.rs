@@ -135,10 +135,7 @@ mod tests {
 
     #[test]
     fn a_session_whose_last_invocation_reused_its_microvm_is_warm() {
-        assert_eq!(
-            LastInvocations::from_records(records()).warmth("pooled"),
-            Warmth::Warm
-        );
+        assert_eq!(LastInvocations::from_records(records()).warmth("pooled"), Warmth::Warm);
     }
 
     #[test]

@@ -53,10 +53,7 @@ impl Invoker<'_> {
 
 /// Fills in warmth from the emulator's record of the session's last invocation; a failing
 /// admin endpoint leaves it unknown rather than failing an invocation that succeeded.
-pub async fn with_warmth(
-    mut outcome: InvokeOutcome,
-    admin: Option<&EmulatorAdmin>,
-) -> InvokeOutcome {
+pub async fn with_warmth(mut outcome: InvokeOutcome, admin: Option<&EmulatorAdmin>) -> InvokeOutcome {
     if let Some(admin) = admin {
         match admin.last_invocations().await {
             Ok(last) => outcome.warmth = last.warmth(outcome.session_id.as_str()),
@@ -108,14 +105,7 @@ mod tests {
             response: br#"{"echo":{}}"#.to_vec(),
         };
         let text = render(&outcome);
-        for expected in [
-            "pool",
-            "41 ms",
-            "230 ms",
-            "271 ms",
-            "warm",
-            r#"response: {"echo":{}}"#,
-        ] {
+        for expected in ["pool", "41 ms", "230 ms", "271 ms", "warm", r#"response: {"echo":{}}"#] {
             assert!(text.contains(expected), "{expected} missing from\n{text}");
         }
     }

@@ -121,13 +121,6 @@ mod tests {
 
     #[test]
     fn spread_reports_min_median_and_max() {
-        assert_eq!(
-            Spread::of(&[5, 1, 9, 7, 3]),
-            Some(Spread {
-                min: 1,
-                p50: 5,
-                max: 9
-            })
-        );
+        assert_eq!(Spread::of(&[5, 1, 9, 7, 3]), Some(Spread { min: 1, p50: 5, max: 9 }));
     }
 }

@@ -40,11 +40,7 @@ pub async fn peek<Q: PoolQueue>(queue: &Q, sample: u32) -> Result<Vec<String>, C
                 bodies.push(message.body);
             }
         }
-        idle_rounds = if bodies.len() == before {
-            idle_rounds + 1
-        } else {
-            0
-        };
+        idle_rounds = if bodies.len() == before { idle_rounds + 1 } else { 0 };
     }
     Ok(bodies)
 }
@@ -89,12 +85,7 @@ pub struct PeekStats {
 }
 
 /// Pure: classifies peeked bodies at `now_ms` under the pool's lifecycle rules.
-pub fn peek_stats(
-    bodies: &[String],
-    now_ms: u64,
-    lifecycle: &Lifecycle,
-    horizon: Duration,
-) -> PeekStats {
+pub fn peek_stats(bodies: &[String], now_ms: u64, lifecycle: &Lifecycle, horizon: Duration) -> PeekStats {
     let horizon_ms = u64::try_from(horizon.as_millis()).unwrap_or(u64::MAX);
     let mut ages = Vec::new();
     let mut since_ping = Vec::new();
@@ -110,9 +101,7 @@ pub fn peek_stats(
         ages.push(now_ms.saturating_sub(session.created_at));
         since_ping.push(now_ms.saturating_sub(session.last_ping_at));
         match lifecycle.freshness(&session, now_ms) {
-            Freshness::Fresh => {
-                near_limit.add(lifecycle.freshness(&session, now_ms.saturating_add(horizon_ms)))
-            }
+            Freshness::Fresh => near_limit.add(lifecycle.freshness(&session, now_ms.saturating_add(horizon_ms))),
             stale_now => stale.add(stale_now),
         }
     }
@@ -138,12 +127,7 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    pub fn new(
-        queue_url: impl Into<String>,
-        depth: PoolDepth,
-        sample_limit: u32,
-        peek: PeekStats,
-    ) -> Self {
+    pub fn new(queue_url: impl Into<String>, depth: PoolDepth, sample_limit: u32, peek: PeekStats) -> Self {
         Self {
             queue_url: queue_url.into(),
             visible: depth.visible,
@@ -160,16 +144,10 @@ impl StatusReport {
             .row(["pool queue", &self.queue_url])
             .row(["visible", &self.visible.to_string()])
             .row(["in flight", &self.in_flight.to_string()])
-            .row([
-                "sampled",
-                &format!("{} (limit {})", peek.sampled, self.sample_limit),
-            ])
+            .row(["sampled", &format!("{} (limit {})", peek.sampled, self.sample_limit)])
             .row(["malformed", &peek.malformed.to_string()]);
         let mut ages = Table::with_header(["session ages", "min", "p50", "max"]);
-        for (label, spread) in [
-            ("since created", peek.age_ms),
-            ("since last ping", peek.since_ping_ms),
-        ] {
+        for (label, spread) in [("since created", peek.age_ms), ("since last ping", peek.since_ping_ms)] {
             match spread {
                 Some(s) => ages.row([
                     label.to_string(),
@@ -213,12 +191,7 @@ mod tests {
     }
 
     fn body(created_ago_s: u64, pinged_ago_s: u64) -> String {
-        PooledSession::new(
-            SessionId::generate(),
-            NOW - created_ago_s * S,
-            NOW - pinged_ago_s * S,
-        )
-        .to_body()
+        PooledSession::new(SessionId::generate(), NOW - created_ago_s * S, NOW - pinged_ago_s * S).to_body()
     }
 
     #[test]
@@ -285,14 +258,7 @@ mod tests {
     fn a_session_stamped_in_the_future_has_age_zero() {
         let ahead = PooledSession::new(SessionId::generate(), NOW + 5 * S, NOW + 5 * S).to_body();
         let stats = peek_stats(&[ahead], NOW, &lifecycle(), Duration::from_secs(120));
-        assert_eq!(
-            stats.age_ms,
-            Some(Spread {
-                min: 0,
-                p50: 0,
-                max: 0
-            })
-        );
+        assert_eq!(stats.age_ms, Some(Spread { min: 0, p50: 0, max: 0 }));
     }
 
     #[test]
@@ -341,14 +307,8 @@ mod tests {
     }
 
     impl PoolQueue for RepeatingQueue {
-        async fn receive(
-            &self,
-            max: u8,
-            _: Duration,
-            _: Duration,
-        ) -> Result<Vec<Received>, warmpool_core::QueueError> {
-            self.receives
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async fn receive(&self, max: u8, _: Duration, _: Duration) -> Result<Vec<Received>, warmpool_core::QueueError> {
+            self.receives.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(self.messages.iter().take(max as usize).cloned().collect())
         }
         async fn delete(&self, _: &str) -> Result<(), warmpool_core::QueueError> {

@@ -15,9 +15,7 @@ pub const RETENTION_SECS: u64 = 1_209_600;
 /// - High-throughput FIFO (`perMessageGroupId` + `messageGroup` scope): every session is its
 ///   own message group, so the pool's throughput must scale per group, not per queue.
 /// - No content-based deduplication: the producers set `sessionId:lastPingAt` explicitly.
-pub fn pool_queue_attributes(
-    lifecycle: &Lifecycle,
-) -> Result<Vec<(QueueAttributeName, String)>, CliError> {
+pub fn pool_queue_attributes(lifecycle: &Lifecycle) -> Result<Vec<(QueueAttributeName, String)>, CliError> {
     if lifecycle.max_lifetime > Duration::from_secs(RETENTION_SECS) {
         return Err(CliError::invalid(
             "SESSION_MAX_LIFETIME_SECS",
@@ -29,22 +27,10 @@ pub fn pool_queue_attributes(
     }
     Ok(vec![
         (QueueAttributeName::FifoQueue, "true".into()),
-        (
-            QueueAttributeName::FifoThroughputLimit,
-            "perMessageGroupId".into(),
-        ),
-        (
-            QueueAttributeName::DeduplicationScope,
-            "messageGroup".into(),
-        ),
-        (
-            QueueAttributeName::ContentBasedDeduplication,
-            "false".into(),
-        ),
-        (
-            QueueAttributeName::MessageRetentionPeriod,
-            RETENTION_SECS.to_string(),
-        ),
+        (QueueAttributeName::FifoThroughputLimit, "perMessageGroupId".into()),
+        (QueueAttributeName::DeduplicationScope, "messageGroup".into()),
+        (QueueAttributeName::ContentBasedDeduplication, "false".into()),
+        (QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS.to_string()),
     ])
 }
 
@@ -59,9 +45,7 @@ pub fn fifo_queue_name(name: &str) -> Result<String, CliError> {
     if base.is_empty() || !valid_chars || full.len() > 80 {
         return Err(CliError::invalid(
             "--pool-queue",
-            format!(
-                "{name:?}: expected up to 75 characters of letters, digits, '-' and '_' (then .fifo)"
-            ),
+            format!("{name:?}: expected up to 75 characters of letters, digits, '-' and '_' (then .fifo)"),
         ));
     }
     Ok(full)
@@ -97,29 +81,12 @@ mod tests {
     #[test]
     fn the_pool_queue_is_high_throughput_fifo_without_content_deduplication() {
         let attributes = pool_queue_attributes(&Lifecycle::default()).unwrap();
-        let get = |name: QueueAttributeName| {
-            attributes
-                .iter()
-                .find(|(a, _)| *a == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |name: QueueAttributeName| attributes.iter().find(|(a, _)| *a == name).map(|(_, v)| v.as_str());
         assert_eq!(get(QueueAttributeName::FifoQueue), Some("true"));
-        assert_eq!(
-            get(QueueAttributeName::FifoThroughputLimit),
-            Some("perMessageGroupId")
-        );
-        assert_eq!(
-            get(QueueAttributeName::DeduplicationScope),
-            Some("messageGroup")
-        );
-        assert_eq!(
-            get(QueueAttributeName::ContentBasedDeduplication),
-            Some("false")
-        );
-        assert_eq!(
-            get(QueueAttributeName::MessageRetentionPeriod),
-            Some("1209600")
-        );
+        assert_eq!(get(QueueAttributeName::FifoThroughputLimit), Some("perMessageGroupId"));
+        assert_eq!(get(QueueAttributeName::DeduplicationScope), Some("messageGroup"));
+        assert_eq!(get(QueueAttributeName::ContentBasedDeduplication), Some("false"));
+        assert_eq!(get(QueueAttributeName::MessageRetentionPeriod), Some("1209600"));
     }
 
     #[test]

@@ -121,15 +121,12 @@ pub fn forward_to(base_url: String) -> Dispatch {
         .unwrap_or_else(|_| reqwest::Client::new());
     Arc::new(move |function, payload| {
         let request = client
-            .post(format!(
-                "{base_url}/2015-03-31/functions/{function}/invocations"
-            ))
+            .post(format!("{base_url}/2015-03-31/functions/{function}/invocations"))
             .header("X-Amz-Invocation-Type", "RequestResponse")
             .body(payload);
         Box::pin(async move {
             let response = request.send().await.map_err(|e| e.to_string())?;
-            let failed = response.headers().contains_key("x-amz-function-error")
-                || !response.status().is_success();
+            let failed = response.headers().contains_key("x-amz-function-error") || !response.status().is_success();
             let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
             if failed {
                 Err(String::from_utf8_lossy(&body).into_owned())
@@ -140,12 +137,7 @@ pub fn forward_to(base_url: String) -> Dispatch {
     })
 }
 
-async fn invoke(
-    State(relay): State<Relay>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let function = name.rsplit(':').next().unwrap_or(&name).to_string();
     let invocation_type = headers
         .get("x-amz-invocation-type")
@@ -169,12 +161,7 @@ async fn invoke(
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         _ => match (relay.dispatch)(function, body.to_vec()).await {
             Ok(answer) => (StatusCode::OK, answer).into_response(),
-            Err(error) => (
-                StatusCode::OK,
-                [("X-Amz-Function-Error", "Unhandled")],
-                error,
-            )
-                .into_response(),
+            Err(error) => (StatusCode::OK, [("X-Amz-Function-Error", "Unhandled")], error).into_response(),
         },
     }
 }

@@ -93,10 +93,7 @@ pub fn ratio(part: usize, whole: usize) -> String {
     if whole == 0 {
         return "-".to_string();
     }
-    format!(
-        "{part}/{whole} ({:.0}%)",
-        part as f64 * 100.0 / whole as f64
-    )
+    format!("{part}/{whole} ({:.0}%)", part as f64 * 100.0 / whole as f64)
 }
 
 #[cfg(test)]
@@ -106,9 +103,7 @@ mod tests {
     #[test]
     fn labels_align_left_and_values_align_right_under_a_rule() {
         let mut table = Table::with_header(["", "without", "with"]);
-        table
-            .row(["p50", "2900", "210"])
-            .row(["warm hits", "0", "20"]);
+        table.row(["p50", "2900", "210"]).row(["warm hits", "0", "20"]);
         assert_eq!(
             table.render(),
             "           without  with\n\
@@ -130,13 +125,8 @@ mod tests {
     #[test]
     fn a_key_value_listing_aligns_values_left() {
         let mut table = Table::new().values_left();
-        table
-            .row(["source", "pool"])
-            .row(["claim latency", "41 ms"]);
-        assert_eq!(
-            table.render(),
-            "source         pool\nclaim latency  41 ms\n"
-        );
+        table.row(["source", "pool"]).row(["claim latency", "41 ms"]);
+        assert_eq!(table.render(), "source         pool\nclaim latency  41 ms\n");
     }
 
     #[test]

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn a_margin_that_makes_every_session_stale_is_refused_at_init() {
         let env = Env::from_pairs([(IDLE_TIMEOUT, "60"), (SAFETY_MARGIN, "30")]);
-        assert!(matches!(Lifecycle::from_env(&env), Err(ConfigError::Invalid { key: SAFETY_MARGIN, .. })));
+        assert!(matches!(
+            Lifecycle::from_env(&env),
+            Err(ConfigError::Invalid { key: SAFETY_MARGIN, .. })
+        ));
     }
 
     #[test]
@@ -109,6 +112,9 @@ mod tests {
     #[test]
     fn a_blank_required_variable_counts_as_missing() {
         let env = Env::from_pairs([("POOL_QUEUE_URL", " ")]);
-        assert!(matches!(env.required("POOL_QUEUE_URL"), Err(ConfigError::Missing("POOL_QUEUE_URL"))));
+        assert!(matches!(
+            env.required("POOL_QUEUE_URL"),
+            Err(ConfigError::Missing("POOL_QUEUE_URL"))
+        ));
     }
 }

@@ -10,7 +10,11 @@ pub enum ConfigError {
     #[error("missing required environment variable {0}")]
     Missing(&'static str),
     #[error("environment variable {key} = {value:?} is invalid: {reason}")]
-    Invalid { key: &'static str, value: String, reason: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +40,12 @@ pub struct QueueError {
 
 impl QueueError {
     pub fn new(operation: &'static str, kind: QueueErrorKind, message: impl Into<String>) -> Self {
-        Self { operation, kind, message: message.into(), source: None }
+        Self {
+            operation,
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -70,7 +79,12 @@ pub struct AgentError {
 
 impl AgentError {
     pub fn new(operation: &'static str, kind: AgentErrorKind, message: impl Into<String>) -> Self {
-        Self { operation, kind, message: message.into(), source: None }
+        Self {
+            operation,
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn is_retryable(&self) -> bool {

@@ -65,7 +65,9 @@ impl MemoryPool {
 }
 
 fn take_failure(counter: &AtomicU32) -> bool {
-    counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 impl PoolQueue for MemoryPool {
@@ -73,11 +75,17 @@ impl PoolQueue for MemoryPool {
         let mut state = self.state.lock().unwrap();
         let mut out = Vec::new();
         while out.len() < usize::from(max) {
-            let Some((id, body)) = state.visible.pop_front() else { break };
+            let Some((id, body)) = state.visible.pop_front() else {
+                break;
+            };
             state.next_id += 1;
             let receipt = format!("r-{}", state.next_id);
             state.in_flight.insert(receipt.clone(), (id.clone(), body.clone()));
-            out.push(Received { message_id: id, receipt, body });
+            out.push(Received {
+                message_id: id,
+                receipt,
+                body,
+            });
         }
         Ok(out)
     }
@@ -90,18 +98,30 @@ impl PoolQueue for MemoryPool {
             if let Some(message) = state.in_flight.remove(receipt) {
                 state.in_flight.insert(format!("{receipt}-other-consumer"), message);
             }
-            return Err(QueueError::new("delete", QueueErrorKind::ReceiptInvalid, "receipt handle is invalid"));
+            return Err(QueueError::new(
+                "delete",
+                QueueErrorKind::ReceiptInvalid,
+                "receipt handle is invalid",
+            ));
         }
         let mut state = self.state.lock().unwrap();
         match state.in_flight.remove(receipt) {
             Some(_) => Ok(()),
-            None => Err(QueueError::new("delete", QueueErrorKind::ReceiptInvalid, "unknown receipt handle")),
+            None => Err(QueueError::new(
+                "delete",
+                QueueErrorKind::ReceiptInvalid,
+                "unknown receipt handle",
+            )),
         }
     }
 
     async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
         if take_failure(&self.failing_enqueues) {
-            return Err(QueueError::new("enqueue", QueueErrorKind::Transport, "injected enqueue failure"));
+            return Err(QueueError::new(
+                "enqueue",
+                QueueErrorKind::Transport,
+                "injected enqueue failure",
+            ));
         }
         self.push(session);
         Ok(())
@@ -109,7 +129,10 @@ impl PoolQueue for MemoryPool {
 
     async fn depth(&self) -> Result<PoolDepth, QueueError> {
         let state = self.state.lock().unwrap();
-        Ok(PoolDepth { visible: state.visible.len() as u64, in_flight: state.in_flight.len() as u64 })
+        Ok(PoolDepth {
+            visible: state.visible.len() as u64,
+            in_flight: state.in_flight.len() as u64,
+        })
     }
 }
 
@@ -133,7 +156,10 @@ impl RecordingTrigger {
 impl ReplenishTrigger for RecordingTrigger {
     async fn request(&self, count: u32) -> Result<(), TriggerError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(TriggerError { message: "injected trigger failure".into(), source: None });
+            return Err(TriggerError {
+                message: "injected trigger failure".into(),
+                source: None,
+            });
         }
         self.requests.lock().unwrap().push(count);
         Ok(())
@@ -165,7 +191,10 @@ impl ScriptedAgent {
 
 impl AgentRuntime for ScriptedAgent {
     async fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> Result<Vec<u8>, AgentError> {
-        self.invocations.lock().unwrap().push((session_id.clone(), payload.to_vec()));
+        self.invocations
+            .lock()
+            .unwrap()
+            .push((session_id.clone(), payload.to_vec()));
         match self.script.lock().unwrap().pop_front() {
             Some(kind) => Err(AgentError::new("invoke", kind, "scripted failure")),
             None => Ok(br#"{"status":"warm"}"#.to_vec()),

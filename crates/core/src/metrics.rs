@@ -29,7 +29,10 @@ pub struct MetricSet {
 
 impl MetricSet {
     pub fn new(function: impl Into<String>) -> Self {
-        Self { function: function.into(), values: Vec::new() }
+        Self {
+            function: function.into(),
+            values: Vec::new(),
+        }
     }
 
     pub fn count(mut self, name: &'static str, value: impl Into<f64>) -> Self {
@@ -53,12 +56,18 @@ impl MetricSet {
 
     /// The first sample of a metric, for tests and logs.
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.values.iter().find(|(n, _, _)| *n == name).and_then(|(_, _, v)| v.first().copied())
+        self.values
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .and_then(|(_, _, v)| v.first().copied())
     }
 
     pub fn to_emf(&self, timestamp_ms: u64) -> Value {
-        let definitions: Vec<Value> =
-            self.values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect();
+        let definitions: Vec<Value> = self
+            .values
+            .iter()
+            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
         let mut root = Map::new();
         root.insert(
             "_aws".into(),
@@ -102,7 +111,10 @@ mod tests {
         let emf = set.to_emf(42);
         assert_eq!(emf["_aws"]["Timestamp"], 42);
         assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
-        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"], "Milliseconds");
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Unit"],
+            "Milliseconds"
+        );
         assert_eq!(emf["Function"], "get-session");
         assert_eq!(emf["ClaimFromPool"], 1.0);
         assert_eq!(emf["ClaimLatency"], 12.5);

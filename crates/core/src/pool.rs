@@ -188,9 +188,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             consumed: 0,
             trigger_failed: false,
         };
-        while claim.stale_discarded + claim.malformed_discarded + claim.lost_deletes
-            < policy.max_discards
-        {
+        while claim.stale_discarded + claim.malformed_discarded + claim.lost_deletes < policy.max_discards {
             let received = self
                 .queue
                 .receive(1, policy.wait, policy.visibility)
@@ -265,7 +263,11 @@ mod tests {
     }
 
     fn session(created_ago_s: u64, pinged_ago_s: u64) -> PooledSession {
-        PooledSession::new(SessionId::generate(), NOW - created_ago_s * 1000, NOW - pinged_ago_s * 1000)
+        PooledSession::new(
+            SessionId::generate(),
+            NOW - created_ago_s * 1000,
+            NOW - pinged_ago_s * 1000,
+        )
     }
 
     fn claimer(pool: MemoryPool, on_empty: OnEmpty) -> Claimer<MemoryPool, RecordingTrigger, ManualClock> {
@@ -273,7 +275,12 @@ mod tests {
             queue: pool,
             trigger: RecordingTrigger::default(),
             clock: ManualClock::at(NOW),
-            policy: ClaimPolicy { lifecycle: lifecycle(), on_empty, wait: Duration::ZERO, ..ClaimPolicy::default() },
+            policy: ClaimPolicy {
+                lifecycle: lifecycle(),
+                on_empty,
+                wait: Duration::ZERO,
+                ..ClaimPolicy::default()
+            },
         }
     }
 
@@ -290,7 +297,10 @@ mod tests {
 
     #[test]
     fn a_session_within_the_margin_of_its_max_lifetime_is_stale_even_if_just_pinged() {
-        assert_eq!(lifecycle().freshness(&session(28_740, 1), NOW), Freshness::LifetimeExpired);
+        assert_eq!(
+            lifecycle().freshness(&session(28_740, 1), NOW),
+            Freshness::LifetimeExpired
+        );
         assert_eq!(lifecycle().freshness(&session(28_739, 1), NOW), Freshness::Fresh);
     }
 
@@ -337,7 +347,10 @@ mod tests {
         let claim = claimer.claim().await.unwrap();
 
         assert_eq!(claim.session.session_id, fresh.session_id);
-        assert_eq!((claim.stale_discarded, claim.malformed_discarded, claim.consumed), (1, 1, 3));
+        assert_eq!(
+            (claim.stale_discarded, claim.malformed_discarded, claim.consumed),
+            (1, 1, 3)
+        );
         assert_eq!(claimer.queue.len(), 0);
         assert_eq!(claimer.trigger.requests(), vec![3]);
     }
@@ -365,7 +378,10 @@ mod tests {
         assert_eq!(claim.session.source, Source::Fresh);
         assert_eq!(claim.lost_deletes, 1);
         assert_eq!(claimer.queue.len(), 1, "the other consumer still holds it");
-        assert!(claimer.trigger.requests().is_empty(), "a message that is not ours is not replaced by us");
+        assert!(
+            claimer.trigger.requests().is_empty(),
+            "a message that is not ours is not replaced by us"
+        );
     }
 
     #[tokio::test]

@@ -69,7 +69,12 @@ impl<T: ReplenishTrigger + ?Sized> ReplenishTrigger for std::sync::Arc<T> {
 }
 
 impl<Q: PoolQueue + ?Sized> PoolQueue for std::sync::Arc<Q> {
-    fn receive(&self, max: u8, wait: Duration, visibility: Duration) -> impl Future<Output = Result<Vec<Received>, QueueError>> + Send {
+    fn receive(
+        &self,
+        max: u8,
+        wait: Duration,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Received>, QueueError>> + Send {
         (**self).receive(max, wait, visibility)
     }
     fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), QueueError>> + Send {
@@ -84,7 +89,11 @@ impl<Q: PoolQueue + ?Sized> PoolQueue for std::sync::Arc<Q> {
 }
 
 impl<A: AgentRuntime + ?Sized> AgentRuntime for std::sync::Arc<A> {
-    fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
+    fn invoke(
+        &self,
+        session_id: &SessionId,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
         (**self).invoke(session_id, payload)
     }
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send {

@@ -93,7 +93,12 @@ impl PooledSession {
     pub const VERSION: u8 = 1;
 
     pub fn new(session_id: SessionId, created_at: u64, last_ping_at: u64) -> Self {
-        Self { v: Self::VERSION, session_id, created_at, last_ping_at }
+        Self {
+            v: Self::VERSION,
+            session_id,
+            created_at,
+            last_ping_at,
+        }
     }
 
     pub fn parse(body: &str) -> Result<Self, MalformedPoolMessage> {
@@ -146,8 +151,14 @@ mod tests {
 
     #[test]
     fn ids_with_characters_sqs_groups_refuse_are_rejected() {
-        assert_eq!(SessionId::parse(format!("{}/x", "a".repeat(40))), Err(InvalidSessionId::Charset));
-        assert_eq!(SessionId::parse(format!("{} x", "a".repeat(40))), Err(InvalidSessionId::Charset));
+        assert_eq!(
+            SessionId::parse(format!("{}/x", "a".repeat(40))),
+            Err(InvalidSessionId::Charset)
+        );
+        assert_eq!(
+            SessionId::parse(format!("{} x", "a".repeat(40))),
+            Err(InvalidSessionId::Charset)
+        );
     }
 
     #[test]

@@ -48,7 +48,13 @@ impl DeferredTrigger {
                 worker_progress.changed.notify_waiters();
             }
         });
-        (Self { sender, progress: progress.clone() }, TriggerWorker { progress })
+        (
+            Self {
+                sender,
+                progress: progress.clone(),
+            },
+            TriggerWorker { progress },
+        )
     }
 }
 
@@ -57,7 +63,10 @@ impl ReplenishTrigger for DeferredTrigger {
         self.progress.queued.fetch_add(1, Ordering::SeqCst);
         self.sender.send(count).map_err(|_| {
             self.progress.done.fetch_add(1, Ordering::SeqCst);
-            TriggerError { message: "replenish trigger worker has stopped".into(), source: None }
+            TriggerError {
+                message: "replenish trigger worker has stopped".into(),
+                source: None,
+            }
         })
     }
 }

@@ -20,7 +20,11 @@ pub struct WarmupPolicy {
 
 impl Default for WarmupPolicy {
     fn default() -> Self {
-        Self { concurrency: 8, backoff_base: Duration::from_millis(100), backoff_cap: Duration::from_secs(5) }
+        Self {
+            concurrency: 8,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(5),
+        }
     }
 }
 
@@ -28,7 +32,10 @@ impl WarmupPolicy {
     /// "Full jitter": uniform in [0, min(cap, base * 2^attempt)], so concurrent runs that were
     /// throttled together do not retry together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.backoff_base.saturating_mul(1u32 << attempt.min(20)).min(self.backoff_cap);
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.backoff_cap);
         let ceiling_ms = ceiling.as_millis() as u64;
         Duration::from_millis(rand::random_range(0..=ceiling_ms))
     }
@@ -73,7 +80,10 @@ where
         .buffer_unordered(policy.concurrency.max(1))
         .collect()
         .await;
-    let mut report = WarmupReport { requested: count, ..WarmupReport::default() };
+    let mut report = WarmupReport {
+        requested: count,
+        ..WarmupReport::default()
+    };
     for outcome in outcomes {
         match outcome {
             Outcome::Enqueued { latency_ms, throttles } => {
@@ -161,7 +171,11 @@ mod tests {
     use crate::fakes::{MemoryPool, ScriptedAgent};
 
     fn policy() -> WarmupPolicy {
-        WarmupPolicy { concurrency: 4, backoff_base: Duration::from_millis(1), backoff_cap: Duration::from_millis(4) }
+        WarmupPolicy {
+            concurrency: 4,
+            backoff_base: Duration::from_millis(1),
+            backoff_cap: Duration::from_millis(4),
+        }
     }
 
     fn far_deadline() -> Instant {
@@ -214,7 +228,11 @@ mod tests {
     async fn retries_stop_at_the_deadline() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with(std::iter::repeat_n(Throttled, 10_000));
-        let slow = WarmupPolicy { backoff_base: Duration::from_millis(20), backoff_cap: Duration::from_millis(40), ..policy() };
+        let slow = WarmupPolicy {
+            backoff_base: Duration::from_millis(20),
+            backoff_cap: Duration::from_millis(40),
+            ..policy()
+        };
         let deadline = Instant::now() + Duration::from_millis(200);
         let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &slow, deadline).await;
         assert_eq!(report.failed, 1);
@@ -233,7 +251,11 @@ mod tests {
 
     #[test]
     fn backoff_never_exceeds_its_cap() {
-        let p = WarmupPolicy { concurrency: 1, backoff_base: Duration::from_millis(100), backoff_cap: Duration::from_secs(1) };
+        let p = WarmupPolicy {
+            concurrency: 1,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(1),
+        };
         for attempt in 0..40 {
             assert!(p.backoff(attempt) <= Duration::from_secs(1));
         }

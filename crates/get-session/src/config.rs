@@ -34,7 +34,11 @@ impl Config {
                 reason: "a claim must hide the message it holds until it deleted it".into(),
             });
         }
-        let on_empty = if env.parse_or("FRESH_FALLBACK", true)? { OnEmpty::Fresh } else { OnEmpty::Fail };
+        let on_empty = if env.parse_or("FRESH_FALLBACK", true)? {
+            OnEmpty::Fresh
+        } else {
+            OnEmpty::Fail
+        };
         Ok(Self {
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
@@ -61,13 +65,21 @@ mod tests {
 
     #[test]
     fn fresh_fallback_can_be_switched_off() {
-        let env = Env::from_pairs([("POOL_QUEUE_URL", "q"), ("REPLENISH_FUNCTION_NAME", "r"), ("FRESH_FALLBACK", "false")]);
+        let env = Env::from_pairs([
+            ("POOL_QUEUE_URL", "q"),
+            ("REPLENISH_FUNCTION_NAME", "r"),
+            ("FRESH_FALLBACK", "false"),
+        ]);
         assert_eq!(Config::from_env(&env).unwrap().claim.on_empty, OnEmpty::Fail);
     }
 
     #[test]
     fn a_long_poll_beyond_the_sqs_limit_is_refused() {
-        let env = Env::from_pairs([("POOL_QUEUE_URL", "q"), ("REPLENISH_FUNCTION_NAME", "r"), ("CLAIM_WAIT_SECS", "21")]);
+        let env = Env::from_pairs([
+            ("POOL_QUEUE_URL", "q"),
+            ("REPLENISH_FUNCTION_NAME", "r"),
+            ("CLAIM_WAIT_SECS", "21"),
+        ]);
         assert!(Config::from_env(&env).is_err());
     }
 }

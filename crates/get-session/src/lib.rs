@@ -59,14 +59,20 @@ impl GetSessionError {
 
 impl From<GetSessionError> for Diagnostic {
     fn from(error: GetSessionError) -> Self {
-        Diagnostic { error_type: error.error_type().into(), error_message: error.to_string() }
+        Diagnostic {
+            error_type: error.error_type().into(),
+            error_message: error.to_string(),
+        }
     }
 }
 
 fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
-    let payload = if payload.is_null() { Value::Object(Default::default()) } else { payload };
-    let request: Request =
-        serde_json::from_value(payload).map_err(|e| GetSessionError::Validation(e.to_string()))?;
+    let payload = if payload.is_null() {
+        Value::Object(Default::default())
+    } else {
+        payload
+    };
+    let request: Request = serde_json::from_value(payload).map_err(|e| GetSessionError::Validation(e.to_string()))?;
     if let Some(id) = &request.correlation_id {
         let printable = id.chars().all(|c| c.is_ascii_graphic());
         if id.is_empty() || id.len() > MAX_CORRELATION_ID || !printable {
@@ -85,7 +91,14 @@ pub struct GetSession<Q, T, C> {
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
     pub fn new(config: &Config, queue: Q, trigger: T, clock: C) -> Self {
-        Self { claimer: Claimer { queue, trigger, clock, policy: config.claim } }
+        Self {
+            claimer: Claimer {
+                queue,
+                trigger,
+                clock,
+                policy: config.claim,
+            },
+        }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
@@ -140,7 +153,12 @@ mod tests {
         let mut config = Config::from_env(&env).unwrap();
         config.claim.on_empty = on_empty;
         config.claim.wait = std::time::Duration::ZERO;
-        GetSession::new(&config, MemoryPool::default(), RecordingTrigger::default(), ManualClock::at(NOW))
+        GetSession::new(
+            &config,
+            MemoryPool::default(),
+            RecordingTrigger::default(),
+            ManualClock::at(NOW),
+        )
     }
 
     fn event(payload: Value) -> LambdaEvent<Value> {
@@ -189,7 +207,10 @@ mod tests {
             serde_json::json!([1, 2]),
         ] {
             let error = f.handle(event(payload.clone())).await.unwrap_err();
-            assert!(matches!(error, GetSessionError::Validation(_)), "{payload} gave {error}");
+            assert!(
+                matches!(error, GetSessionError::Validation(_)),
+                "{payload} gave {error}"
+            );
             assert!(!error.is_retryable());
         }
     }

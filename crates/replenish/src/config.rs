@@ -33,7 +33,11 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let concurrency: usize = env.parse_or("WARMUP_CONCURRENCY", 8)?;
         if concurrency == 0 {
-            return Err(ConfigError::Invalid { key: "WARMUP_CONCURRENCY", value: "0".into(), reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "WARMUP_CONCURRENCY",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         let agent_runtime_arn = env.required("AGENT_RUNTIME_ARN")?;
         if !agent_runtime_arn.starts_with("arn:") || !agent_runtime_arn.contains(":runtime/") {
@@ -69,6 +73,12 @@ mod tests {
     #[test]
     fn an_arn_that_is_not_a_runtime_is_refused_at_init() {
         let env = Env::from_pairs([("POOL_QUEUE_URL", "q"), ("AGENT_RUNTIME_ARN", "my-agent")]);
-        assert!(matches!(Config::from_env(&env), Err(ConfigError::Invalid { key: "AGENT_RUNTIME_ARN", .. })));
+        assert!(matches!(
+            Config::from_env(&env),
+            Err(ConfigError::Invalid {
+                key: "AGENT_RUNTIME_ARN",
+                ..
+            })
+        ));
     }
 }

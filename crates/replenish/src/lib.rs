@@ -59,7 +59,10 @@ impl From<ReplenishError> for Diagnostic {
             ReplenishError::Validation(_) => "ValidationError",
             ReplenishError::PoolUnavailable(_) => "PoolUnavailable",
         };
-        Diagnostic { error_type: error_type.into(), error_message: error.to_string() }
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
     }
 }
 
@@ -93,9 +96,8 @@ impl Config {
         if is_schedule {
             return Ok(Trigger::Scheduled);
         }
-        let request: RefillRequest = serde_json::from_value(payload.clone()).map_err(|e| {
-            ReplenishError::Validation(format!("expected {{\"count\": n}} or a scheduled event: {e}"))
-        })?;
+        let request: RefillRequest = serde_json::from_value(payload.clone())
+            .map_err(|e| ReplenishError::Validation(format!("expected {{\"count\": n}} or a scheduled event: {e}")))?;
         if request.count == 0 || request.count > self.max_count_per_trigger {
             return Err(ReplenishError::Validation(format!(
                 "count must be 1..={}, got {}",
@@ -115,7 +117,12 @@ pub struct Replenish<A, Q, C> {
 
 impl<A: AgentRuntime, Q: PoolQueue, C: Clock> Replenish<A, Q, C> {
     pub fn new(config: Config, agent: A, queue: Q, clock: C) -> Self {
-        Self { config, agent, queue, clock }
+        Self {
+            config,
+            agent,
+            queue,
+            clock,
+        }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, ReplenishError> {
@@ -127,7 +134,15 @@ impl<A: AgentRuntime, Q: PoolQueue, C: Clock> Replenish<A, Q, C> {
         };
         // Failed warmups are reported, not raised: Lambda would retry the whole event, and
         // re-warming the sessions that did succeed would overshoot the target.
-        let report = warm_new_sessions(count, &self.agent, &self.queue, &self.clock, &self.config.warmup, deadline).await;
+        let report = warm_new_sessions(
+            count,
+            &self.agent,
+            &self.queue,
+            &self.clock,
+            &self.config.warmup,
+            deadline,
+        )
+        .await;
         MetricSet::new(FUNCTION)
             .count("WarmupsRequested", report.requested)
             .count("WarmupsEnqueued", report.enqueued)
@@ -172,11 +187,19 @@ mod tests {
     fn function(target: &str) -> Replenish<ScriptedAgent, MemoryPool, SystemClock> {
         let env = Env::from_pairs([
             ("POOL_QUEUE_URL", "q"),
-            ("AGENT_RUNTIME_ARN", "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent-1"),
+            (
+                "AGENT_RUNTIME_ARN",
+                "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent-1",
+            ),
             ("POOL_TARGET", target),
             ("WARMUP_BACKOFF_BASE_MS", "1"),
         ]);
-        Replenish::new(Config::from_env(&env).unwrap(), ScriptedAgent::default(), MemoryPool::default(), SystemClock)
+        Replenish::new(
+            Config::from_env(&env).unwrap(),
+            ScriptedAgent::default(),
+            MemoryPool::default(),
+            SystemClock,
+        )
     }
 
     fn event(raw: &str) -> LambdaEvent<Value> {
@@ -186,7 +209,10 @@ mod tests {
     #[tokio::test]
     async fn a_count_trigger_warms_exactly_that_many_sessions() {
         let f = function("10");
-        let report = f.handle(event(include_str!("../../../events/replenish-count.json"))).await.unwrap();
+        let report = f
+            .handle(event(include_str!("../../../events/replenish-count.json")))
+            .await
+            .unwrap();
         assert_eq!((report.requested, report.enqueued), (3, 3));
         assert_eq!(f.queue.len(), 3);
     }
@@ -196,7 +222,10 @@ mod tests {
         let f = function("5");
         f.queue.push(&PooledSession::new(SessionId::generate(), 1, 1));
         f.queue.push(&PooledSession::new(SessionId::generate(), 1, 1));
-        let report = f.handle(event(include_str!("../../../events/replenish-schedule.json"))).await.unwrap();
+        let report = f
+            .handle(event(include_str!("../../../events/replenish-schedule.json")))
+            .await
+            .unwrap();
         assert_eq!(report.requested, 3);
         assert_eq!(f.queue.len(), 5);
     }
@@ -205,7 +234,10 @@ mod tests {
     async fn a_full_pool_warms_nothing_on_schedule() {
         let f = function("1");
         f.queue.push(&PooledSession::new(SessionId::generate(), 1, 1));
-        let report = f.handle(event(include_str!("../../../events/replenish-schedule.json"))).await.unwrap();
+        let report = f
+            .handle(event(include_str!("../../../events/replenish-schedule.json")))
+            .await
+            .unwrap();
         assert_eq!(report.requested, 0);
         assert!(f.agent.invocations().is_empty());
     }
@@ -222,7 +254,14 @@ mod tests {
     #[tokio::test]
     async fn malformed_triggers_are_validation_errors() {
         let f = function("10");
-        for raw in [r#"{"count": 0}"#, r#"{"count": 101}"#, r#"{"count": -1}"#, r#"{"count": 1, "extra": 1}"#, r#"{}"#, r#""hello""#] {
+        for raw in [
+            r#"{"count": 0}"#,
+            r#"{"count": 101}"#,
+            r#"{"count": -1}"#,
+            r#"{"count": 1, "extra": 1}"#,
+            r#"{}"#,
+            r#""hello""#,
+        ] {
             let error = f.handle(event(raw)).await.unwrap_err();
             assert!(matches!(error, ReplenishError::Validation(_)), "{raw}");
         }

@@ -10,7 +10,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&Env::from_process())?;
     let sdk = aws::load_config().await;
     let queue = SqsPoolQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.pool_queue_url);
-    let agent = AgentCoreRuntime::new(aws::agentcore_client(&sdk), &config.agent_runtime_arn, &config.qualifier);
+    let agent = AgentCoreRuntime::new(
+        aws::agentcore_client(&sdk),
+        &config.agent_runtime_arn,
+        &config.qualifier,
+    );
     let function = Replenish::new(config, agent, queue, SystemClock);
     lambda_runtime::run(service_fn(|event| function.handle(event))).await
 }

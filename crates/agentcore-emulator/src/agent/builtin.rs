@@ -48,10 +48,7 @@ mod tests {
     #[test]
     fn json_is_echoed_with_the_session_id() {
         let reply = respond(ID, Some(JSON), br#"{"prompt":"hi"}"#);
-        assert_eq!(
-            body_json(&reply),
-            json!({"echo": {"prompt": "hi"}, "sessionId": ID})
-        );
+        assert_eq!(body_json(&reply), json!({"echo": {"prompt": "hi"}, "sessionId": ID}));
     }
 
     #[test]

@@ -16,11 +16,18 @@ pub struct AgentCoreRuntime {
 
 impl AgentCoreRuntime {
     pub fn new(client: Client, runtime_arn: impl Into<String>, qualifier: impl Into<String>) -> Self {
-        Self { client, runtime_arn: runtime_arn.into(), qualifier: qualifier.into() }
+        Self {
+            client,
+            runtime_arn: runtime_arn.into(),
+            qualifier: qualifier.into(),
+        }
     }
 }
 
-fn agent_error<E, R>(operation: &'static str, error: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> AgentError
+fn agent_error<E, R>(
+    operation: &'static str,
+    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> AgentError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -34,7 +41,12 @@ where
         _ if failure.transport => AgentErrorKind::Server,
         _ => AgentErrorKind::Rejected,
     };
-    AgentError { operation, kind, message: failure.message, source: Some(Box::new(error)) }
+    AgentError {
+        operation,
+        kind,
+        message: failure.message,
+        source: Some(Box::new(error)),
+    }
 }
 
 impl AgentRuntime for AgentCoreRuntime {
@@ -51,11 +63,12 @@ impl AgentRuntime for AgentCoreRuntime {
             .send()
             .await
             .map_err(|e| agent_error("invoke", e))?;
-        let body = output
-            .response
-            .collect()
-            .await
-            .map_err(|e| AgentError { operation: "invoke", kind: AgentErrorKind::Server, message: e.to_string(), source: Some(Box::new(e)) })?;
+        let body = output.response.collect().await.map_err(|e| AgentError {
+            operation: "invoke",
+            kind: AgentErrorKind::Server,
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
         Ok(body.into_bytes().to_vec())
     }
 

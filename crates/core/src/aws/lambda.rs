@@ -15,7 +15,10 @@ pub struct LambdaReplenishTrigger {
 
 impl LambdaReplenishTrigger {
     pub fn new(client: Client, function_name: impl Into<String>) -> Self {
-        Self { client, function_name: function_name.into() }
+        Self {
+            client,
+            function_name: function_name.into(),
+        }
     }
 }
 
@@ -30,11 +33,17 @@ impl ReplenishTrigger for LambdaReplenishTrigger {
             .payload(Blob::new(payload))
             .send()
             .await
-            .map_err(|error| TriggerError { message: describe(&error).message, source: Some(Box::new(error)) })?;
+            .map_err(|error| TriggerError {
+                message: describe(&error).message,
+                source: Some(Box::new(error)),
+            })?;
         // Lambda answers 202 once the event is queued; anything else was not accepted.
         match output.status_code {
             202 => Ok(()),
-            status => Err(TriggerError { message: format!("Event invoke answered status {status}, not 202"), source: None }),
+            status => Err(TriggerError {
+                message: format!("Event invoke answered status {status}, not 202"),
+                source: None,
+            }),
         }
     }
 }

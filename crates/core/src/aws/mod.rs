@@ -40,11 +40,26 @@ where
     match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().map(str::to_string);
-            let server_fault = matches!(code.as_deref(), Some("InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "InternalError"));
-            Failure { code, transport: server_fault, message }
+            let server_fault = matches!(
+                code.as_deref(),
+                Some("InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "InternalError")
+            );
+            Failure {
+                code,
+                transport: server_fault,
+                message,
+            }
         }
-        SdkError::ConstructionFailure(_) => Failure { code: None, transport: false, message },
-        _ => Failure { code: None, transport: true, message },
+        SdkError::ConstructionFailure(_) => Failure {
+            code: None,
+            transport: false,
+            message,
+        },
+        _ => Failure {
+            code: None,
+            transport: true,
+            message,
+        },
     }
 }
 

@@ -16,7 +16,10 @@ pub struct SqsPoolQueue {
 
 impl SqsPoolQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into() }
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
     }
 
     pub fn queue_url(&self) -> &str {
@@ -24,7 +27,10 @@ impl SqsPoolQueue {
     }
 }
 
-fn queue_error<E, R>(operation: &'static str, error: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> QueueError
+fn queue_error<E, R>(
+    operation: &'static str,
+    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> QueueError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -39,7 +45,12 @@ where
         }
         _ => QueueErrorKind::Rejected,
     };
-    QueueError { operation, kind, message: failure.message, source: Some(Box::new(error)) }
+    QueueError {
+        operation,
+        kind,
+        message: failure.message,
+        source: Some(Box::new(error)),
+    }
 }
 
 fn whole_seconds(d: Duration) -> i32 {
@@ -63,7 +74,11 @@ impl PoolQueue for SqsPoolQueue {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| {
-                Some(Received { message_id: m.message_id?, receipt: m.receipt_handle?, body: m.body.unwrap_or_default() })
+                Some(Received {
+                    message_id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                })
             })
             .collect())
     }

@@ -1,0 +1,187 @@
+//! `make bench`: claim throughput of 32 concurrent claimers against the same local SQS, with
+//! the pool in ONE message group (the published reference layout) versus one group per
+//! session (this project's layout). Writes `target/bench/summary.json` and prints the figures.
+//!
+//! Built in the dev profile on purpose: the server (moto) is the bottleneck, not this code.
+
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use warmpool_core::aws::SqsPoolQueue;
+use warmpool_core::clock::{Clock, SystemClock};
+use warmpool_core::fakes::RecordingTrigger;
+use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty};
+use warmpool_core::ports::PoolQueue;
+use warmpool_core::session::{PooledSession, SessionId};
+use warmpool_tests::{create_pool_queue, sqs_client};
+
+const CLAIMERS: usize = 32;
+const POOL: usize = 600;
+const TIME_LIMIT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    SingleGroup,
+    GroupPerSession,
+}
+
+struct Run {
+    claims: u64,
+    false_empties: u64,
+    attempts: u64,
+    seconds: f64,
+}
+
+impl Run {
+    fn claims_per_second(&self) -> f64 {
+        self.claims as f64 / self.seconds
+    }
+
+    fn false_empty_rate(&self) -> f64 {
+        if self.attempts == 0 {
+            0.0
+        } else {
+            self.false_empties as f64 / self.attempts as f64
+        }
+    }
+}
+
+async fn fill(queue_url: &str, layout: Layout) {
+    let sqs = sqs_client();
+    let now = SystemClock.now_ms();
+    let sessions: Vec<PooledSession> = (0..POOL)
+        .map(|_| PooledSession::new(SessionId::generate(), now, now))
+        .collect();
+    for chunk in sessions.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, s)| {
+            let group = match layout {
+                Layout::SingleGroup => "pool".to_string(),
+                Layout::GroupPerSession => s.message_group_id().to_string(),
+            };
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(s.to_body())
+                .message_group_id(group)
+                .message_deduplication_id(s.deduplication_id())
+                .build()
+                .expect("batch entry")
+        });
+        sqs.send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .expect("fill the pool");
+    }
+}
+
+/// Every claimer claims until the pool is really empty. An empty answer while messages are
+/// still in the queue is a false empty: that caller would have been sent to a cold start.
+async fn measure(layout: Layout) -> Run {
+    let sqs = sqs_client();
+    let url = create_pool_queue(&sqs, "bench").await;
+    fill(&url, layout).await;
+    let queue = SqsPoolQueue::new(sqs, url);
+    let claimer = Arc::new(Claimer {
+        queue: queue.clone(),
+        trigger: RecordingTrigger::default(),
+        clock: SystemClock,
+        policy: ClaimPolicy {
+            on_empty: OnEmpty::Fail,
+            ..ClaimPolicy::default()
+        },
+    });
+    let (claims, false_empties, attempts) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let (claimer, queue) = (claimer.clone(), queue.clone());
+            let (claims, false_empties, attempts) = (claims.clone(), false_empties.clone(), attempts.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < TIME_LIMIT && attempts.load(Ordering::SeqCst) < (POOL * 20) as u64 {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    match claimer.claim().await {
+                        Ok(_) => {
+                            claims.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(ClaimError::PoolEmpty) => {
+                            if queue.depth().await.expect("depth").total() == 0 {
+                                break;
+                            }
+                            false_empties.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(error) => panic!("claim failed: {error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("claimer");
+    }
+    Run {
+        claims: claims.load(Ordering::SeqCst),
+        false_empties: false_empties.load(Ordering::SeqCst),
+        attempts: attempts.load(Ordering::SeqCst),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn summary_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench/summary.json")
+}
+
+/// Merges `figures` into the summary, keeping what other parts of the benchmark wrote.
+fn write_summary(figures: Map<String, Value>) -> std::io::Result<Value> {
+    let path = summary_path();
+    std::fs::create_dir_all(path.parent().expect("target/bench"))?;
+    let mut summary: Map<String, Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default();
+    summary.extend(figures);
+    let summary = Value::Object(summary);
+    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)?;
+    Ok(summary)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> std::io::Result<()> {
+    println!("claim throughput: {CLAIMERS} concurrent claimers, {POOL} pooled sessions, local SQS (moto)");
+    let single = measure(Layout::SingleGroup).await;
+    let per_session = measure(Layout::GroupPerSession).await;
+    println!(
+        "{:<28} {:>12} {:>12} {:>14}",
+        "layout", "claims", "claims/s", "false empty"
+    );
+    for (name, run) in [("one message group", &single), ("one group per session", &per_session)] {
+        println!(
+            "{:<28} {:>12} {:>12.1} {:>13.2}%",
+            name,
+            run.claims,
+            run.claims_per_second(),
+            run.false_empty_rate() * 100.0
+        );
+    }
+    let ratio = per_session.claims_per_second() / single.claims_per_second();
+    println!("throughput ratio (per-session groups / one group): {ratio:.2}x");
+    let figures = json!({
+        "claim_tps_single_group": single.claims_per_second(),
+        "claim_tps_per_session_group": per_session.claims_per_second(),
+        "claim_tps_ratio": ratio,
+        "false_empty_rate_single_group": single.false_empty_rate(),
+        "false_empty_rate_per_session_group": per_session.false_empty_rate(),
+    });
+    let Value::Object(figures) = figures else {
+        unreachable!("json! of an object")
+    };
+    write_summary(figures)?;
+    println!("written to {}", summary_path().display());
+    Ok(())
+}
