@@ -6,6 +6,7 @@
 //! request validation and metrics.
 
 mod config;
+pub mod flush;
 
 pub use config::Config;
 

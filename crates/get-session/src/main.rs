@@ -1,5 +1,5 @@
-use get_session::{Config, GetSession};
-use lambda_runtime::{Error, service_fn};
+use get_session::{Config, GetSession, flush};
+use lambda_runtime::Error;
 use warmpool_core::aws::{self, LambdaReplenishTrigger, SqsPoolQueue};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::load_config().await;
     let queue = SqsPoolQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.pool_queue_url);
     let lambda = LambdaReplenishTrigger::new(aws_sdk_lambda::Client::new(&sdk), &config.replenish_function_name);
-    let (trigger, _worker) = DeferredTrigger::spawn(lambda);
+    let (trigger, worker) = DeferredTrigger::spawn(lambda);
     let function = GetSession::new(&config, queue, trigger, SystemClock);
-    lambda_runtime::run(service_fn(|event| function.handle(event))).await
+    flush::run(|event| function.handle(event), worker).await
 }
