@@ -6,6 +6,7 @@ use crate::ports::AgentRuntime;
 use crate::session::SessionId;
 use aws_sdk_bedrockagentcore::Client;
 use aws_sdk_bedrockagentcore::primitives::Blob;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 #[derive(Debug, Clone)]
 pub struct AgentCoreRuntime {
@@ -24,13 +25,12 @@ impl AgentCoreRuntime {
     }
 }
 
-fn agent_error<E, R>(
+fn agent_error<E>(
     operation: &'static str,
-    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    error: aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>,
 ) -> AgentError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let failure = describe(&error);
     let kind = match failure.code.as_deref() {

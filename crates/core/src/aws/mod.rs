@@ -5,13 +5,21 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_AGENTCORE`, ...).
 
 pub mod agentcore;
+pub mod dynamodb;
 pub mod lambda;
+pub mod s3;
 pub mod sqs;
+pub mod sqs_event;
+pub mod sqs_sink;
 
 pub use agentcore::AgentCoreRuntime;
+pub use dynamodb::DynamoTrackingTable;
 pub use lambda::LambdaReplenishTrigger;
+pub use s3::S3DocumentStore;
 pub use sqs::SqsPoolQueue;
+pub use sqs_sink::SqsMessageSink;
 
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::error::Error as StdError;
 
@@ -30,19 +38,28 @@ pub(crate) struct Failure {
     pub message: String,
 }
 
-pub(crate) fn describe<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Failure
+fn context(error: &(dyn StdError + 'static)) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(error).to_string()
+}
+
+pub(crate) fn describe<E>(error: &aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
-    let message = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
     match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().map(str::to_string);
             let server_fault = matches!(
                 code.as_deref(),
                 Some("InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "InternalError")
+            ) || service.raw().status().is_server_error();
+            // The code and the service's own message; the full context (raw response
+            // included) stays reachable through the error's source.
+            let message = format!(
+                "{}: {}",
+                code.as_deref().unwrap_or("UnknownError"),
+                service.err().message().unwrap_or("no message")
             );
             Failure {
                 code,
@@ -53,12 +70,12 @@ where
         SdkError::ConstructionFailure(_) => Failure {
             code: None,
             transport: false,
-            message,
+            message: context(error),
         },
         _ => Failure {
             code: None,
             transport: true,
-            message,
+            message: context(error),
         },
     }
 }

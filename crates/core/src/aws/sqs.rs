@@ -2,10 +2,11 @@
 
 use super::describe;
 use crate::error::{QueueError, QueueErrorKind};
-use crate::ports::{PoolDepth, PoolQueue, Received};
+use crate::ports::{PoolDepth, PoolMaintenance, PoolQueue, Received};
 use crate::session::PooledSession;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -27,13 +28,12 @@ impl SqsPoolQueue {
     }
 }
 
-fn queue_error<E, R>(
+fn queue_error<E>(
     operation: &'static str,
-    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    error: aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>,
 ) -> QueueError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let failure = describe(&error);
     let kind = match failure.code.as_deref() {
@@ -123,5 +123,62 @@ impl PoolQueue for SqsPoolQueue {
             visible: count(&QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         })
+    }
+}
+
+impl PoolMaintenance for SqsPoolQueue {
+    async fn release(&self, receipts: &[String]) -> Result<u32, QueueError> {
+        let mut not_ours = 0;
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| QueueError::new("release", QueueErrorKind::Rejected, e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| queue_error("release", e))?;
+            not_ours += u32::try_from(output.failed.len()).unwrap_or(u32::MAX);
+        }
+        Ok(not_ours)
+    }
+
+    async fn oldest_sent_at(&self, max: u8) -> Result<Option<u64>, QueueError> {
+        // Visibility 0: a look that hides nothing, so claims are never held up by it.
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(i32::from(max.clamp(1, 10)))
+            .wait_time_seconds(0)
+            .visibility_timeout(0)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| queue_error("oldest_sent_at", e))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| {
+                m.attributes
+                    .as_ref()?
+                    .get(&MessageSystemAttributeName::SentTimestamp)?
+                    .parse()
+                    .ok()
+            })
+            .min())
     }
 }

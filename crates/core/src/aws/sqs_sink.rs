@@ -1,0 +1,57 @@
+//! Sending to the batch path's SQS standard queues (batch, results, failure).
+
+use super::describe;
+use crate::batch::ports::MessageSink;
+use crate::error::{QueueError, QueueErrorKind};
+use aws_sdk_sqs::Client;
+use std::time::Duration;
+
+/// SQS's longest message delay.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+
+#[derive(Debug, Clone)]
+pub struct SqsMessageSink {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsMessageSink {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+impl MessageSink for SqsMessageSink {
+    async fn send(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
+        let delay_secs = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay_secs)
+            .send()
+            .await
+            .map_err(|error| {
+                let failure = describe(&error);
+                let kind = match failure.code.as_deref() {
+                    _ if failure.transport => QueueErrorKind::Transport,
+                    Some(code) if code.contains("Throttl") => QueueErrorKind::Throttled,
+                    _ => QueueErrorKind::Rejected,
+                };
+                QueueError {
+                    operation: "send",
+                    kind,
+                    message: failure.message,
+                    source: Some(Box::new(error)),
+                }
+            })?;
+        Ok(())
+    }
+}
