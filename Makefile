@@ -1,4 +1,4 @@
-.PHONY: test lint bench demo bootstrap build-dev
+.PHONY: test lint bench demo bootstrap build-dev bootstrap-infra infra-check arm64-target build build-check deploy
 
 # Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
 bootstrap:
@@ -8,20 +8,75 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# Everything CI runs: formatting, lints, unit, handler and wire-level tests.
-test: bootstrap lint
+# Everything CI runs: formatting, lints, unit, handler and wire-level tests, the template's
+# checks and the arm64 cross-build check.
+test: bootstrap lint infra-check build-check
 	cargo test --workspace
 
-# Figures side by side in one run; written to target/bench/summary.json.
+# Figures side by side in one run; written to target/bench/summary.json. First part: claim
+# throughput against local SQS; second part: the pool policies in a discrete-event simulation
+# (docs/lifecycle.md), under `simulation`.
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
+	cargo run -q -p warmpool-tests --bin simulate
 
 # Debug builds of every binary the local stack runs.
 build-dev:
 	cargo build --bin get-session
 	cargo build --bin replenish
-	cargo build -p agentcore-emulator -p cli
+	cargo build --bin invoker
+	cargo build --bin stale-batch-detector
+	cargo build -p agentcore-emulator -p cli -p document-agent
 
-# The whole local stack on 127.0.0.1, a filled pool, and the pool-versus-no-pool comparison.
+# The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and
+# one document batch end to end.
 demo: bootstrap
 	scripts/demo.sh
+
+# --- deployment (infra/template.yaml; docs/infra.md) ----------------------------------------
+LAMBDAS := get-session replenish invoker stale-batch-detector
+CARGO_LAMBDA := PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda
+SAM_VERSION := 1.170.0
+SAM := .tools/sam/bin/sam
+
+# Pinned template checkers (cfn-lint, checkov, cfn-guard) in .tools; idempotent.
+bootstrap-infra:
+	scripts/bootstrap-infra.sh
+
+# cfn-lint, checkov, and the project's cfn-guard rules with their own pass/fail cases.
+infra-check: bootstrap-infra
+	infra/check.sh
+
+arm64-target:
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+# Release (LTO) arm64 builds of the four functions, zipped where the template's CodeUri points.
+build: bootstrap arm64-target
+	$(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(LAMBDAS))
+	@for f in $(LAMBDAS); do \
+	  printf '%-22s bootstrap.zip %6d KiB   binary %6d KiB\n' $$f \
+	    $$(( $$(stat -c %s target/lambda/$$f/bootstrap.zip) / 1024 )) \
+	    $$(( $$(stat -c %s target/aarch64-unknown-linux-gnu/release/$$f) / 1024 )); \
+	done
+
+# CI's arm64 check, cheaper than `build` (no LTO, dev profile): every function cross-compiles
+# for aarch64-unknown-linux-gnu and links with zig, and each output is an aarch64 ELF.
+build-check: bootstrap arm64-target
+	$(CARGO_LAMBDA) build --arm64 --lambda-dir target/lambda-check $(addprefix --bin ,$(LAMBDAS))
+	@for f in $(LAMBDAS); do \
+	  machine=$$(od -An -tx1 -j18 -N2 target/lambda-check/$$f/bootstrap | tr -d ' '); \
+	  [ "$$machine" = b700 ] || { echo "$$f: not an aarch64 ELF (e_machine $$machine)" >&2; exit 1; }; \
+	  echo "$$f: aarch64 ELF"; \
+	done
+
+# sam deploy of infra/template.yaml with the zips of `build`; guided on first use, whose answers
+# are kept in infra/samconfig.toml (git-ignored). DEPLOY_ARGS passes more options, e.g.
+# DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: docs/infra.md.
+deploy: build
+	@[ -x $(SAM) ] || { python3 -m venv .tools/sam && .tools/sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_VERSION)"; }
+	@if [ -f infra/samconfig.toml ]; then \
+	  $(SAM) deploy --template-file infra/template.yaml --config-file "$(CURDIR)/infra/samconfig.toml" $(DEPLOY_ARGS); \
+	else \
+	  $(SAM) deploy --guided --template-file infra/template.yaml --config-file "$(CURDIR)/infra/samconfig.toml" \
+	    --capabilities CAPABILITY_IAM $(DEPLOY_ARGS); \
+	fi

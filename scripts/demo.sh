@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The local demo: the whole stack on 127.0.0.1, a filled pool, then the same agent calls
-# without the pool and through it, side by side.
+# without the pool and through it, side by side; then one document batch end to end.
 #
 #   moto (SQS)  <-  get-session, replenish (under `cargo lambda watch`)  ->  AgentCore emulator
 #                         ^  Event invokes go through `warmpool local relay`
+#
+#   batches: moto (S3, SQS, DynamoDB)  <-  invoker, stale-batch-detector, replenish (a second
+#   `cargo lambda watch`, fed by `warmpool local pump` and `warmpool local schedule`)  ->  a
+#   second AgentCore emulator (the document agent's runtime)  ->  document-agent
 #
 # Everything this script starts runs in its own process group and is stopped on exit, failure
 # or Ctrl-C. Every wait is bounded. Tunables: DEMO_N (20), DEMO_CONCURRENCY (4),
@@ -134,7 +138,9 @@ log "building (debug; reuses target/)"
 # up to date instead of rebuilding with another feature set on its first invoke.
 cargo build --quiet --bin get-session
 cargo build --quiet --bin replenish
-cargo build --quiet -p agentcore-emulator -p cli
+cargo build --quiet --bin invoker
+cargo build --quiet --bin stale-batch-detector
+cargo build --quiet -p agentcore-emulator -p cli -p document-agent
 warmpool=$root/target/debug/warmpool
 
 moto_port=$(free_port)
@@ -195,14 +201,14 @@ start relay "$warmpool" local relay --listen "$HOST:$relay_port" --forward "$wat
 wait_http relay "$relay_url/" 30
 assert_loopback_only relay "$relay_port"
 
-# invoke_sync FUNCTION PAYLOAD SECONDS: a RequestResponse invoke through the relay; prints the
-# answer and fails on a function error.
+# invoke_sync FUNCTION PAYLOAD SECONDS [RELAY_URL]: a RequestResponse invoke through a relay;
+# prints the answer and fails on a function error.
 invoke_sync() {
-  local function=$1 payload=$2 seconds=$3 headers=$run_dir/invoke-headers
+  local function=$1 payload=$2 seconds=$3 via=${4:-$relay_url} headers=$run_dir/invoke-headers
   local answer
   answer=$(curl -sS --max-time "$seconds" -D "$headers" -X POST \
     -H 'X-Amz-Invocation-Type: RequestResponse' -d "$payload" \
-    "$relay_url/2015-03-31/functions/$function/invocations")
+    "$via/2015-03-31/functions/$function/invocations")
   if grep -qi '^x-amz-function-error' "$headers" || ! head -n 1 "$headers" | grep -q ' 200'; then
     echo "$function failed: $answer" >&2
     return 1
@@ -241,4 +247,94 @@ echo "pool depth after the run: $visible of $N"
 log "one call through the invoke wrapper (claim, invoke, report)"
 "$warmpool" invoke --runtime-arn "$RUNTIME_ARN" --emulator-url "$emulator_url" \
   --payload '{"prompt":"summarise the warm pool demo"}'
+
+# ---------------------------------------------------------------------------------------------
+# Document batches: one batch end to end, on its own runtime (a second emulator forwarding to
+# the reference document agent) with its own warm pool.
+DOC_RUNTIME_ARN=arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/document-agent
+export AWS_ENDPOINT_URL_S3=$moto_url AWS_ENDPOINT_URL_DYNAMODB=$moto_url S3_FORCE_PATH_STYLE=true
+
+log "creating the batch resources (bucket + notification, queues + DLQ, tracking table)"
+"$warmpool" local setup-batches --name "demo-$(date +%s)" >"$run_dir/batches.env"
+cat "$run_dir/batches.env"
+set -a
+. "$run_dir/batches.env"
+set +a
+batch_pool_url=$("$warmpool" local setup --pool-queue "demo-batch-pool-$(date +%s)")
+
+agent_port=$(free_port)
+emulator2_port=$(free_port)
+watch2_port=$(free_port)
+relay2_port=$(free_port)
+agent_url=http://$HOST:$agent_port
+emulator2_url=http://$HOST:$emulator2_port
+watch2_url=http://$HOST:$watch2_port
+relay2_url=http://$HOST:$relay2_port
+
+log "starting the document agent on $agent_url and its AgentCore emulator on $emulator2_url"
+start agent env AGENT_LISTEN="$HOST:$agent_port" AGENT_EMULATOR_HOOKS=true target/debug/document-agent
+wait_http "document agent" "$agent_url/ping" 30
+assert_loopback_only "document agent" "$agent_port"
+start emulator2 target/debug/agentcore-emulator --listen "$HOST:$emulator2_port" --latency-scale 1.0 \
+  --agent-url "$agent_url"
+wait_http emulator2 "$emulator2_url/admin/stats" 30
+assert_loopback_only emulator2 "$emulator2_port"
+
+log "starting invoker, stale-batch-detector and replenish under a second cargo lambda watch on $watch2_url"
+{
+  cat "$run_dir/batches.env"
+  cat <<ENV
+POOL_QUEUE_URL=$batch_pool_url
+REPLENISH_FUNCTION_NAME=replenish
+AGENT_RUNTIME_ARN=$DOC_RUNTIME_ARN
+BATCH_DEADLINE_SECS=120
+INVOKE_TIMEOUT_SECS=60
+MAX_RECEIVE_COUNT=5
+S3_FORCE_PATH_STYLE=true
+AWS_ENDPOINT_URL_SQS=$moto_url
+AWS_ENDPOINT_URL_S3=$moto_url
+AWS_ENDPOINT_URL_DYNAMODB=$moto_url
+AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator2_url
+AWS_ENDPOINT_URL_LAMBDA=$relay2_url
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+ENV
+} >"$run_dir/batch-functions.env"
+start watch2 cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch2_port" \
+  --ignore-changes --concurrency 4 --env-file "$run_dir/batch-functions.env"
+wait_tcp "cargo lambda watch (batches)" "$watch2_port" 120
+assert_loopback_only "cargo lambda watch (batches)" "$watch2_port"
+start relay2 "$warmpool" local relay --listen "$HOST:$relay2_port" --forward "$watch2_url"
+wait_http relay2 "$relay2_url/" 30
+
+log "warming 2 sessions of the document agent into the batch pool"
+invoke_sync replenish '{"count": 2}' "$FIRST_CALL_TIMEOUT" "$relay2_url"
+echo
+
+log "feeding the batch queue to the invoker, and the stale-batch detector every 10 s"
+start pump "$warmpool" local pump --queue-url "$BATCH_QUEUE_URL" --function invoker --forward "$watch2_url"
+start schedule "$warmpool" local schedule --function stale-batch-detector --forward "$watch2_url" --every-secs 10
+
+log "submitting a folder of documents as one batch"
+docs=$run_dir/claim-4711
+mkdir -p "$docs/photos"
+printf 'Dear insurer,\nOn 3 March my parked car was hit by a delivery van.\nPlease find the photos attached.\n' >"$docs/letter.txt"
+printf '# Adjuster notes\n\n- damage to the rear bumper\n- no injuries\n' >"$docs/notes.md"
+printf '{"policy":"P-2026-0042","holder":"A. Example"}\n' >"$docs/policy.json"
+head -c 4096 /dev/urandom >"$docs/photos/rear.jpg"
+submitted=$(date +%s%N)
+batch_id=$("$warmpool" batch submit "$docs" --bucket "$DOCUMENTS_BUCKET" --quiet)
+echo "batch $batch_id submitted"
+
+log "waiting for batch $batch_id (the first invoker call compiles it; up to ${FIRST_CALL_TIMEOUT}s)"
+"$warmpool" batch status "$batch_id" --table "$TRACKING_TABLE" --wait-secs "$FIRST_CALL_TIMEOUT" \
+  --emulator-url "$emulator2_url" --result | tee "$run_dir/batch-status.txt"
+finished=$(date +%s%N)
+grep -q '^status *SUCCEEDED' "$run_dir/batch-status.txt" || {
+  echo "batch $batch_id did not succeed" >&2
+  exit 1
+}
+echo "submit to SUCCEEDED as the client saw it: $(((finished - submitted) / 1000000)) ms (upload, notification, the pump's poll, the invoker's first start under watch, the run)"
 echo "details: $run_dir (compare.json, service logs); demo took ${SECONDS}s"

@@ -1,4 +1,4 @@
-"""moto's server for the local stack, with two changes that keep its wire behaviour.
+"""moto's server for the local stack, with three changes that keep its wire behaviour.
 
 1. SQS operations run one at a time. moto's threaded server takes no lock around queue state,
    so two concurrent receives can hand the same FIFO message to two consumers, which SQS never
@@ -6,6 +6,10 @@
 2. moto reads the clock through datetime arithmetic for every message on every call; the same
    epoch-millisecond value is read from time.time() instead, which keeps a queue of a few
    thousand messages usable.
+3. DynamoDB item operations run one at a time (a lock of their own, so they never wait on SQS).
+   moto evaluates a ConditionExpression and then writes, with nothing held in between, so two
+   concurrent conditional writes on one item could both succeed, which DynamoDB never allows.
+   The batch tracking table relies on exactly that guarantee.
 
 Usage: python scripts/moto_server.py -H 127.0.0.1 -p PORT   (same flags as moto_server)
 """
@@ -14,10 +18,12 @@ import functools
 import threading
 import time
 
+import moto.dynamodb.models as dynamodb_models
 import moto.sqs.models as sqs_models
 from moto.server import main
 
 _LOCK = threading.RLock()  # send_message_batch calls send_message
+_DYNAMODB_LOCK = threading.RLock()  # transact_write_items may call the item operations
 _slow_unix_time = sqs_models.unix_time
 _slow_unix_time_millis = sqs_models.unix_time_millis
 
@@ -30,10 +36,10 @@ def _unix_time_millis(dt=None):
     return time.time() * 1000.0 if dt is None else _slow_unix_time_millis(dt)
 
 
-def _one_at_a_time(operation):
+def _one_at_a_time(operation, lock=_LOCK):
     @functools.wraps(operation)
     def serialized(*args, **kwargs):
-        with _LOCK:
+        with lock:
             return operation(*args, **kwargs)
 
     return serialized
@@ -72,6 +78,20 @@ for _name in (
     "get_queue_attributes",
 ):
     setattr(sqs_models.SQSBackend, _name, _one_at_a_time(getattr(sqs_models.SQSBackend, _name)))
+for _name in (
+    "put_item",
+    "get_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+):
+    setattr(
+        dynamodb_models.DynamoDBBackend,
+        _name,
+        _one_at_a_time(getattr(dynamodb_models.DynamoDBBackend, _name), _DYNAMODB_LOCK),
+    )
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,9 @@
 //! moto runs as a child process shared by every test in a test binary; it is stopped when the
 //! binary exits, however it exits (see [`Moto::shared`]).
 
+pub mod batch_stack;
+pub mod simulation;
+
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator, lifecycle::LifecycleConfig};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -185,44 +188,78 @@ pub async fn drain(queue: &SqsPoolQueue) -> Vec<String> {
     bodies
 }
 
+/// replenish as the local stack runs it: in-process, with real SDK clients, its top-up events
+/// going to itself through the relay.
+pub type ReplenishFunction = replenish::Replenish<
+    AgentCoreRuntime,
+    SqsPoolQueue,
+    warmpool_core::clock::SystemClock,
+    warmpool_core::aws::LambdaReplenishTrigger,
+>;
+
 /// replenish, in-process, behind the async Lambda relay: an `Event` invoke from get-session
 /// answers 202 at once and the warmups run afterwards, as on Lambda.
 pub async fn replenish_behind_relay(
     queue: SqsPoolQueue,
     emulator: &RunningEmulator,
 ) -> (cli::relay::RunningRelay, aws_sdk_lambda::Client) {
-    use std::sync::Arc;
+    let (_, relay, lambda) = replenish_with_relay(queue, emulator, &[]).await;
+    (relay, lambda)
+}
+
+/// [`replenish_behind_relay`] with extra settings (environment variables), also handing back
+/// the function so a test can run its schedule directly. The scheduled run's top-up events
+/// reach the function through the relay, like on Lambda.
+pub async fn replenish_with_relay(
+    queue: SqsPoolQueue,
+    emulator: &RunningEmulator,
+    settings: &[(&str, &str)],
+) -> (
+    std::sync::Arc<ReplenishFunction>,
+    cli::relay::RunningRelay,
+    aws_sdk_lambda::Client,
+) {
+    use std::sync::{Arc, OnceLock};
     use warmpool_core::config::Env;
-    let env = Env::from_pairs([
+    let mut pairs = vec![
         ("POOL_QUEUE_URL", queue.queue_url()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
         ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
         ("WARMUP_BACKOFF_BASE_MS", "20"),
         ("FALLBACK_BUDGET_SECS", "20"),
-    ]);
-    let config = replenish::Config::from_env(&env).expect("replenish config");
+    ];
+    pairs.extend_from_slice(settings);
+    let config = replenish::Config::from_env(&Env::from_pairs(pairs)).expect("replenish config");
+    // The relay needs the function and the function needs the relay's address.
+    let slot: Arc<OnceLock<Arc<ReplenishFunction>>> = Arc::new(OnceLock::new());
+    let dispatch: cli::relay::Dispatch = {
+        let slot = slot.clone();
+        Arc::new(move |name, payload| {
+            let function = slot.get().cloned();
+            Box::pin(async move {
+                let Some(function) = function.filter(|_| name == "replenish") else {
+                    return Err(format!("Function not found: {name}"));
+                };
+                let payload = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+                let report = function.handle(event).await.map_err(|e| e.to_string())?;
+                serde_json::to_vec(&report).map_err(|e| e.to_string())
+            })
+        })
+    };
+    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+        .await
+        .expect("start the relay");
+    let lambda = lambda_client(&relay.endpoint_url());
     let function = Arc::new(replenish::Replenish::new(
         config,
         agent_runtime(emulator),
         queue,
         warmpool_core::clock::SystemClock,
+        warmpool_core::aws::LambdaReplenishTrigger::new(lambda.clone(), "replenish"),
     ));
-    let dispatch: cli::relay::Dispatch = Arc::new(move |name, payload| {
-        let function = function.clone();
-        Box::pin(async move {
-            if name != "replenish" {
-                return Err(format!("Function not found: {name}"));
-            }
-            let payload = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
-            let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
-            let report = function.handle(event).await.map_err(|e| e.to_string())?;
-            serde_json::to_vec(&report).map_err(|e| e.to_string())
-        })
-    });
-    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
-        .await
-        .expect("start the relay");
-    let lambda = lambda_client(&relay.endpoint_url());
-    (relay, lambda)
+    let _ = slot.set(function.clone());
+    (function, relay, lambda)
 }
 
 /// The emulator's view of every session, read over its admin HTTP endpoint.

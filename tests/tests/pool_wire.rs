@@ -16,6 +16,7 @@ use warmpool_core::error::QueueError;
 use warmpool_core::fakes::RecordingTrigger;
 use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty, Source};
 use warmpool_core::ports::{PoolDepth, PoolQueue, Received};
+use warmpool_core::quota::CreationPacer;
 use warmpool_core::session::{PooledSession, SessionId};
 use warmpool_core::trigger::DeferredTrigger;
 use warmpool_core::warmup::{WarmupPolicy, warm_new_sessions};
@@ -197,7 +198,16 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
         let (queue, agent) = (queue.clone(), agent.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(20);
-            warm_new_sessions(1, &agent, &queue, &SystemClock, &policy, deadline).await
+            warm_new_sessions(
+                1,
+                &agent,
+                &queue,
+                &SystemClock,
+                &policy,
+                &CreationPacer::unlimited(),
+                deadline,
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -238,7 +248,16 @@ async fn a_warmup_refused_for_good_is_not_retried_and_never_enqueued() {
     let agent = agent_runtime(&emulator);
     let deadline = Instant::now() + Duration::from_secs(20);
 
-    let report = warm_new_sessions(2, &agent, &queue, &SystemClock, &WarmupPolicy::default(), deadline).await;
+    let report = warm_new_sessions(
+        2,
+        &agent,
+        &queue,
+        &SystemClock,
+        &WarmupPolicy::default(),
+        &CreationPacer::unlimited(),
+        deadline,
+    )
+    .await;
 
     assert_eq!((report.enqueued, report.failed), (0, 2));
     assert!(

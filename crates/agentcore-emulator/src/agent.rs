@@ -16,6 +16,24 @@ use crate::wire::SESSION_HEADER;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// Enough of a failing agent's body to explain the failure without echoing megabytes.
 const ERROR_BODY_LIMIT: usize = 1_024;
+/// Bounds one session-ended notice; the agent only has to abort a task.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a session's microVM ended, as told to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Crashed,
+    Stopped,
+}
+
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Crashed => "crashed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
 
 /// What the agent answered: the invocation's response payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +48,7 @@ pub(crate) enum Agent {
     Remote {
         client: reqwest::Client,
         invocations_url: Url,
+        terminate_url: Url,
     },
 }
 
@@ -51,6 +70,9 @@ impl Agent {
         let invocations_url = base
             .join(&format!("{}/invocations", base.path().trim_end_matches('/')))
             .map_err(|e| invalid(&e.to_string()))?;
+        let terminate_url = base
+            .join(&format!("{}/emulator/terminate", base.path().trim_end_matches('/')))
+            .map_err(|e| invalid(&e.to_string()))?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             // A proxy from the environment must not capture traffic to a local agent.
@@ -60,7 +82,33 @@ impl Agent {
         Ok(Self::Remote {
             client,
             invocations_url,
+            terminate_url,
         })
+    }
+
+    /// Tells the agent that a session's microVM ended, so that the work it runs for that
+    /// session dies with it. In AgentCore the microVM and everything in it simply stop; a local
+    /// agent serves every session in one process and needs to be told. Best effort: an agent
+    /// without the hook (404) or a failure is only logged.
+    pub async fn session_ended(&self, session_id: &str, how: Ended) {
+        let Self::Remote {
+            client, terminate_url, ..
+        } = self
+        else {
+            return;
+        };
+        let sent = client
+            .post(terminate_url.clone())
+            .timeout(NOTICE_TIMEOUT)
+            .header(SESSION_HEADER, session_id)
+            .json(&serde_json::json!({ "reason": how.as_str() }))
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => tracing::debug!(session_id, status = %response.status(), "agent has no session-ended hook"),
+            Err(error) => tracing::warn!(session_id, %error, "agent not told that the session ended"),
+        }
     }
 
     pub async fn invoke(
@@ -74,6 +122,7 @@ impl Agent {
             Self::Remote {
                 client,
                 invocations_url,
+                ..
             } => (client, invocations_url),
         };
         let unreachable = |source| Error::AgentUnreachable {

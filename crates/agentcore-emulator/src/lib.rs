@@ -39,7 +39,12 @@
 //!
 //! With `agent_url` set, an admitted invocation is forwarded as `POST {agent_url}/invocations`
 //! with the payload, its content type and the session header, as AgentCore does to a
-//! container. Without one, a built-in agent answers `{"type":"warmup"}` with
+//! container. When a session's microVM ends under it (a crash, injected or targeted, or
+//! StopRuntimeSession), the emulator also sends `POST {agent_url}/emulator/terminate` with the
+//! session header and `{"reason":"crashed"|"stopped"}`, and waits for it (5 s at most). In
+//! AgentCore everything in a microVM dies with it; a local agent serves every session in one
+//! process, so it must be told to drop that session's work. An agent without the hook answers
+//! 404 and is left alone. Without an agent URL, a built-in agent answers `{"type":"warmup"}` with
 //! `{"status":"warm"}`, other JSON with `{"echo": <payload>, "sessionId": "<id>"}`, and echoes
 //! anything else.
 //!

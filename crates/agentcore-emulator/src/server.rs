@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::agent::Agent;
-use crate::lifecycle::{Faults, LifecycleConfig, Model, SessionView, Stats};
+use crate::agent::{Agent, Ended};
+use crate::lifecycle::{Faults, LifecycleConfig, Model, Rejection, SessionView, Stats};
 use crate::wire::{self, ErrorKind, SESSION_HEADER, ServiceError};
 
 /// AgentCore's payload limit for InvokeAgentRuntime.
@@ -172,8 +172,14 @@ impl RunningEmulator {
         self.app.with_model(|model, _, _| model.stats())
     }
 
+    /// Also tells the agent, in the background, which sessions crashed.
     pub fn set_faults(&self, update: FaultsUpdate) -> Result<FaultsReport, Error> {
-        self.app.set_faults(update)
+        let report = self.app.set_faults(update)?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (app, crashed) = (self.app.clone(), report.crashed_sessions.clone());
+            runtime.spawn(async move { app.crashed(&crashed).await });
+        }
+        Ok(report)
     }
 
     pub fn reset(&self) {
@@ -253,6 +259,12 @@ impl App {
         Ok(())
     }
 
+    async fn crashed(&self, sessions: &[String]) {
+        for session_id in sessions {
+            self.agent.session_ended(session_id, Ended::Crashed).await;
+        }
+    }
+
     fn set_faults(&self, update: FaultsUpdate) -> Result<FaultsReport, Error> {
         self.with_model(|model, _, now| {
             let current = model.faults();
@@ -297,11 +309,16 @@ async fn invoke(
 ) -> Result<Response, ServiceError> {
     app.check_runtime(arn)?;
     let session_id = wire::session_id(&headers)?;
-    let admission = app
-        .with_model(|model, rng, now| model.invoke(&session_id, now, rng))
-        .inspect_err(|rejection| {
+    let admission = match app.with_model(|model, rng, now| model.invoke(&session_id, now, rng)) {
+        Ok(admission) => admission,
+        Err(rejection) => {
             info!(session_id = %session_id, %rejection, "invocation rejected");
-        })?;
+            if matches!(rejection, Rejection::Crashed { .. }) {
+                app.agent.session_ended(&session_id, Ended::Crashed).await;
+            }
+            return Err(rejection.into());
+        }
+    };
     tokio::time::sleep(admission.latency).await;
 
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -337,6 +354,7 @@ async fn stop(
     app.check_runtime(arn)?;
     let session_id = wire::session_id(&headers)?;
     app.with_model(|model, _, now| model.stop(&session_id, now))?;
+    app.agent.session_ended(&session_id, Ended::Stopped).await;
     info!(session_id = %session_id, "session stopped");
     Ok(with_session_header(
         (
@@ -365,6 +383,7 @@ async fn admin_faults(
     let report = app
         .set_faults(update)
         .map_err(|e| ServiceError::validation(e.to_string()))?;
+    app.crashed(&report.crashed_sessions).await;
     info!(faults = ?report.faults, crashed = ?report.crashed_sessions, "faults set");
     Ok(Json(report))
 }

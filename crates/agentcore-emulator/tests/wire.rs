@@ -451,3 +451,66 @@ async fn spawn_refuses_a_non_loopback_listen_address() {
     .unwrap_err();
     assert!(matches!(err, agentcore_emulator::Error::NonLoopbackListen(_)));
 }
+
+/// An agent that records the session-ended notices it receives.
+async fn terminate_recording_agent() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let recorded = notices.clone();
+    let app = axum::Router::new()
+        .route("/invocations", axum::routing::post(|| async { "ok" }))
+        .route(
+            "/emulator/terminate",
+            axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let session = headers
+                    .get("x-amzn-bedrock-agentcore-runtime-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                recorded.lock().unwrap().push((session, body));
+                async { "{}" }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, notices)
+}
+
+#[tokio::test]
+async fn the_agent_is_told_when_a_session_crashes_or_is_stopped() {
+    let (agent_url, notices) = terminate_recording_agent().await;
+    let (emulator, client) = start(EmulatorConfig {
+        agent_url: Some(agent_url),
+        agent_timeout: Duration::from_secs(5),
+        ..fast(LifecycleConfig::default())
+    })
+    .await;
+    let (crashed, stopped) = (session(6), session(7));
+    invoke(&client, &crashed, &json!({})).await.unwrap();
+    invoke(&client, &stopped, &json!({})).await.unwrap();
+
+    http()
+        .post(format!("{}/admin/faults", emulator.endpoint_url()))
+        .json(&json!({"crashSessions": [crashed]}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .stop_runtime_session()
+        .agent_runtime_arn(ARN)
+        .qualifier("DEFAULT")
+        .runtime_session_id(&stopped)
+        .client_token("stop-7-token-000000000000000000000")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        notices.lock().unwrap().clone(),
+        vec![
+            (crashed, json!({"reason": "crashed"})),
+            (stopped, json!({"reason": "stopped"}))
+        ]
+    );
+    emulator.shutdown().await.unwrap();
+}

@@ -5,21 +5,31 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_AGENTCORE`), so the same commands work against AWS and the local
 //! stack.
 
+use crate::batch_setup::{BatchQueueSettings, Clients};
 use crate::claim::GetSessionClient;
 use crate::compare::{Comparison, ComparisonReport, Route};
 use crate::emulator_admin::EmulatorAdmin;
 use crate::error::{CliError, bounded};
+use crate::event_source::{EventDispatch, EventSource, scheduled_event};
 use crate::invoke::{Invoker, render, with_warmth};
 use crate::pool_status::{StatusReport, peek, peek_stats};
-use crate::{queue_setup, relay};
+use crate::{batch, batch_setup, queue_setup, relay};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use warmpool_core::aws::{self, AgentCoreRuntime, SqsPoolQueue};
+use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::aws::{self, AgentCoreRuntime, DynamoTrackingTable, S3DocumentStore, SqsPoolQueue};
+use warmpool_core::batch::BatchId;
+use warmpool_core::batch::ports::DocumentStore;
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
+use warmpool_core::maintenance::MaintenanceRules;
+use warmpool_core::manifest::BatchLimits;
 use warmpool_core::pool::Lifecycle;
-use warmpool_core::ports::PoolQueue;
+use warmpool_core::ports::{PoolMaintenance, PoolQueue};
+use warmpool_core::target::{Observation, TargetPolicy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +55,17 @@ pub enum Command {
     /// Demonstrations against a running stack.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// Document batches: submit a folder, follow a batch.
+    #[command(subcommand)]
+    Batch(BatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Upload a folder's files under incoming/<batchId>/, then its manifest; prints the batch ID.
+    Submit(SubmitArgs),
+    /// The batch's tracking row: status, attempt, session, timings, result.
+    Status(BatchStatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +81,12 @@ pub enum LocalCommand {
     /// Serve the Lambda Invoke API on loopback with a real asynchronous `Event` path, forwarding
     /// every invocation to another Invoke API (`cargo lambda watch`).
     Relay(RelayArgs),
+    /// Create the batch path's bucket, queues and tracking table; prints KEY=value lines.
+    SetupBatches(SetupBatchesArgs),
+    /// Feed a queue to a function as SQS events, like Lambda's event source mapping.
+    Pump(PumpArgs),
+    /// Invoke a function with an EventBridge scheduled event at a fixed period.
+    Schedule(ScheduleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +170,91 @@ pub struct CompareArgs {
     pub json_out: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Folder whose files (recursively, hidden ones skipped) form the batch.
+    pub folder: PathBuf,
+    #[arg(long, env = "DOCUMENTS_BUCKET")]
+    pub bucket: String,
+    /// Defaults to the folder's name and a random suffix.
+    #[arg(long)]
+    pub batch_id: Option<String>,
+    /// Path-style S3 addressing (the local stack).
+    #[arg(long, env = "S3_FORCE_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Print only the batch ID (for scripts).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchStatusArgs {
+    pub batch_id: String,
+    #[arg(long, env = "TRACKING_TABLE")]
+    pub table: String,
+    /// Wait up to this long for the batch to finish.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub wait_secs: u64,
+    /// Also print the result document from S3.
+    #[arg(long)]
+    pub result: bool,
+    #[arg(long, env = "S3_FORCE_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Print the row as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// AgentCore emulator base URL, to show whether the batch landed on a warm microVM.
+    #[arg(long)]
+    pub emulator_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupBatchesArgs {
+    /// Prefix of every resource name (3..=40 of lowercase letters, digits and '-').
+    #[arg(long)]
+    pub name: String,
+    /// The batch queue's redrive maxReceiveCount (the invoker's MAX_RECEIVE_COUNT).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receive_count: u32,
+    #[arg(long, default_value_t = 180)]
+    pub visibility_timeout_secs: u64,
+    #[arg(long, env = "S3_FORCE_PATH_STYLE")]
+    pub s3_path_style: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PumpArgs {
+    #[arg(long)]
+    pub queue_url: String,
+    /// The function to feed (name on the Invoke API).
+    #[arg(long, default_value = "invoker")]
+    pub function: String,
+    /// Base URL of the Invoke API (`cargo lambda watch`), on loopback.
+    #[arg(long)]
+    pub forward: String,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub batch_size: i32,
+    /// Concurrent pollers, like the event source's concurrency.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub pollers: u32,
+    /// A failed record is visible again after this long.
+    #[arg(long, default_value_t = 2)]
+    pub retry_after_secs: u64,
+    #[arg(long, default_value_t = 180)]
+    pub visibility_timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[arg(long, default_value = "stale-batch-detector")]
+    pub function: String,
+    /// Base URL of the Invoke API (`cargo lambda watch`), on loopback.
+    #[arg(long)]
+    pub forward: String,
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub every_secs: u64,
+}
+
 /// Runs a parsed command; what it prints goes to stdout, diagnostics to stderr.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -151,6 +263,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Local(LocalCommand::Setup(args)) => local_setup(args).await,
         Command::Local(LocalCommand::Relay(args)) => local_relay(args).await,
         Command::Demo(DemoCommand::Compare(args)) => demo_compare(args).await,
+        Command::Batch(BatchCommand::Submit(args)) => batch_submit(args).await,
+        Command::Batch(BatchCommand::Status(args)) => batch_status(args).await,
+        Command::Local(LocalCommand::SetupBatches(args)) => local_setup_batches(args).await,
+        Command::Local(LocalCommand::Pump(args)) => local_pump(args).await,
+        Command::Local(LocalCommand::Schedule(args)) => local_schedule(args).await,
     }
 }
 
@@ -198,20 +315,29 @@ async fn invoke(args: InvokeArgs) -> Result<(), CliError> {
 }
 
 async fn pool_status(args: StatusArgs) -> Result<(), CliError> {
-    let lifecycle = Lifecycle::from_env(&Env::from_process())?;
+    // The same settings replenish reads, so the picture is the one maintenance acts on.
+    let env = Env::from_process();
+    let rules = MaintenanceRules::from_env(&env, Lifecycle::from_env(&env)?)?;
+    let target_policy = TargetPolicy::from_env(&env)?;
     let sdk = aws::load_config().await;
     let queue = SqsPoolQueue::new(aws_sdk_sqs::Client::new(&sdk), &args.queue_url);
-    let (depth, bodies) = bounded("pool status", QUEUE_CALLS_TIMEOUT, async {
-        Ok::<_, CliError>((queue.depth().await?, peek(&queue, args.sample).await?))
+    let (depth, oldest_sent_at_ms, bodies) = bounded("pool status", QUEUE_CALLS_TIMEOUT, async {
+        Ok::<_, CliError>((
+            queue.depth().await?,
+            queue.oldest_sent_at(10).await?,
+            peek(&queue, args.sample).await?,
+        ))
     })
     .await?;
-    let stats = peek_stats(
-        &bodies,
-        SystemClock.now_ms(),
-        &lifecycle,
-        Duration::from_secs(args.horizon_secs),
-    );
-    let report = StatusReport::new(args.queue_url, depth, args.sample, stats);
+    let now = SystemClock.now_ms();
+    let stats = peek_stats(&bodies, now, &rules, Duration::from_secs(args.horizon_secs));
+    let observation = Observation {
+        depth,
+        oldest_sent_at_ms,
+        warmup_p95: None,
+    };
+    let report = StatusReport::new(args.queue_url, depth, args.sample, stats)
+        .with_target(target_policy.target(now, &observation));
     if args.json {
         println!("{}", to_json(&report));
     } else {
@@ -307,6 +433,175 @@ async fn demo_compare(args: CompareArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Upper bound on one `batch submit` (uploads included) and one `local setup-batches`.
+const BATCH_CALLS_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn batch_submit(args: SubmitArgs) -> Result<(), CliError> {
+    let batch_id = match &args.batch_id {
+        Some(id) => BatchId::parse(id.clone()).map_err(|e| CliError::invalid("--batch-id", e.to_string()))?,
+        None => batch::batch_id_for(&args.folder)?,
+    };
+    let limits = BatchLimits::from_env(&Env::from_process())?;
+    let sdk = aws::load_config().await;
+    let store = S3DocumentStore::new(aws::s3::client(&sdk, args.s3_path_style));
+    let submission = bounded(
+        "batch submit",
+        BATCH_CALLS_TIMEOUT,
+        batch::submit(&store, &args.bucket, &args.folder, batch_id, &limits),
+    )
+    .await?;
+    if args.quiet {
+        println!("{}", submission.batch_id);
+    } else {
+        print!("{}", batch::render_submission(&submission));
+    }
+    Ok(())
+}
+
+async fn batch_status(args: BatchStatusArgs) -> Result<(), CliError> {
+    let batch_id = BatchId::parse(args.batch_id.clone()).map_err(|e| CliError::invalid("batch id", e.to_string()))?;
+    let sdk = aws::load_config().await;
+    let layout = TrackingLayout::from_env(&Env::from_process())?;
+    let table = DynamoTrackingTable::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table, layout);
+    let wait = Duration::from_secs(args.wait_secs);
+    let row = bounded(
+        "batch status",
+        wait + QUEUE_CALLS_TIMEOUT,
+        batch::status(&table, &batch_id, wait),
+    )
+    .await?
+    .ok_or_else(|| CliError::NoSuchBatch(batch_id.to_string()))?;
+    let warmth = match (&args.emulator_url, &row.session_id) {
+        // The batch invocation is the last one its session ever gets.
+        (Some(url), Some(session)) => Some(
+            EmulatorAdmin::new(url)?
+                .last_invocations()
+                .await?
+                .warmth(session.as_str()),
+        ),
+        _ => None,
+    };
+    if args.json {
+        println!("{}", to_json(&row));
+    } else {
+        print!("{}", batch::render_status(&row, warmth.map(|w| w.label())));
+    }
+    if let (true, Some(result)) = (args.result, &row.result_ref) {
+        let location = warmpool_core::batch::ObjectRef::parse(result)
+            .map_err(|e| CliError::invalid("resultRef", e.to_string()))?;
+        let store = S3DocumentStore::new(aws::s3::client(&sdk, args.s3_path_style));
+        let object = bounded(
+            "result download",
+            QUEUE_CALLS_TIMEOUT,
+            store.get(&location, 64 * 1024 * 1024),
+        )
+        .await?;
+        println!("{}", String::from_utf8_lossy(&object.bytes));
+    }
+    Ok(())
+}
+
+async fn local_setup_batches(args: SetupBatchesArgs) -> Result<(), CliError> {
+    let sdk = aws::load_config().await;
+    let (sqs, s3, dynamodb) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws::s3::client(&sdk, args.s3_path_style),
+        aws_sdk_dynamodb::Client::new(&sdk),
+    );
+    let settings = BatchQueueSettings {
+        max_receive_count: args.max_receive_count,
+        visibility_timeout: Duration::from_secs(args.visibility_timeout_secs),
+    };
+    let clients = Clients {
+        sqs: &sqs,
+        s3: &s3,
+        dynamodb: &dynamodb,
+    };
+    let resources = bounded(
+        "local setup-batches",
+        BATCH_CALLS_TIMEOUT,
+        batch_setup::create_batch_resources(&clients, &args.name, &settings),
+    )
+    .await?;
+    print!("{}", resources.env_lines());
+    Ok(())
+}
+
+/// A dispatch that invokes `function` synchronously on the Invoke API at `forward`.
+fn forward_events(forward: &str, function: String) -> Result<EventDispatch, CliError> {
+    let forward = relay::forward_to(loopback_url(forward)?);
+    Ok(Arc::new(move |payload| forward(function.clone(), payload)))
+}
+
+async fn local_pump(args: PumpArgs) -> Result<(), CliError> {
+    let dispatch = forward_events(&args.forward, args.function.clone())?;
+    let sdk = aws::load_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_arn = bounded("GetQueueAttributes", QUEUE_CALLS_TIMEOUT, async {
+        sqs.get_queue_attributes()
+            .queue_url(&args.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|error| CliError::Sqs {
+                operation: "GetQueueAttributes",
+                message: crate::error::sdk_message(&error),
+                source: Some(Box::new(error)),
+            })
+    })
+    .await?
+    .attributes
+    .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+    .unwrap_or_default();
+    let source = EventSource {
+        sqs,
+        queue_arn,
+        queue_url: args.queue_url,
+        batch_size: args.batch_size,
+        wait: Duration::from_secs(1),
+        visibility: Duration::from_secs(args.visibility_timeout_secs.max(1)),
+        retry_after: Duration::from_secs(args.retry_after_secs),
+    };
+    let running = source.spawn(dispatch, args.pollers as usize);
+    eprintln!("pumping into {} with {} pollers", args.function, args.pollers);
+    shutdown_signal().await;
+    use std::sync::atomic::Ordering::SeqCst;
+    eprintln!(
+        "pump: {} records received, {} deleted, {} returned, {} poll errors",
+        running.stats.received.load(SeqCst),
+        running.stats.deleted.load(SeqCst),
+        running.stats.returned.load(SeqCst),
+        running.stats.errors.load(SeqCst)
+    );
+    Ok(())
+}
+
+async fn local_schedule(args: ScheduleArgs) -> Result<(), CliError> {
+    let dispatch = forward_events(&args.forward, args.function.clone())?;
+    let period = Duration::from_secs(args.every_secs);
+    eprintln!("invoking {} every {period:?}", args.function);
+    let run = async {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let event = scheduled_event(&args.function, SystemClock.now_ms())
+                .to_string()
+                .into_bytes();
+            match tokio::time::timeout(relay::FORWARD_TIMEOUT, dispatch(event)).await {
+                Ok(Ok(answer)) => eprintln!("{}: {}", args.function, String::from_utf8_lossy(&answer)),
+                Ok(Err(error)) => eprintln!("{} failed: {error}", args.function),
+                Err(_) => eprintln!("{} did not answer", args.function),
+            }
+        }
+    };
+    tokio::select! {
+        _ = run => {}
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Our report types hold only strings, numbers and options: serializing cannot fail.
     serde_json::to_string_pretty(value).unwrap_or_default()
@@ -376,6 +671,60 @@ mod tests {
             "arn:x:runtime/y",
         ]);
         assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn batch_commands_take_the_documented_arguments() {
+        let cli = Cli::try_parse_from([
+            "warmpool",
+            "batch",
+            "submit",
+            "docs/claim-4711",
+            "--bucket",
+            "demo-documents",
+            "--quiet",
+        ])
+        .unwrap();
+        let Command::Batch(BatchCommand::Submit(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(
+            (args.folder.to_str(), args.bucket.as_str(), args.quiet),
+            (Some("docs/claim-4711"), "demo-documents", true)
+        );
+
+        let cli = Cli::try_parse_from([
+            "warmpool",
+            "batch",
+            "status",
+            "claim-4711-ab12",
+            "--table",
+            "t",
+            "--wait-secs",
+            "60",
+            "--result",
+        ])
+        .unwrap();
+        let Command::Batch(BatchCommand::Status(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(
+            (args.batch_id.as_str(), args.wait_secs, args.result),
+            ("claim-4711-ab12", 60, true)
+        );
+        assert!(
+            Cli::try_parse_from([
+                "warmpool",
+                "batch",
+                "status",
+                "x",
+                "--table",
+                "t",
+                "--wait-secs",
+                "4000"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 use warmpool_core::error::BoxError;
+use warmpool_core::error::{StoreError, TableError};
 use warmpool_core::{AgentError, ConfigError, QueueError};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,25 @@ pub enum CliError {
 
     #[error("lambda relay: {0}")]
     Relay(#[source] std::io::Error),
+
+    #[error("setting up the local stack: {operation} failed: {message}")]
+    Setup { operation: &'static str, message: String },
+
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Table(#[from] TableError),
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("no batch {0} in the tracking table")]
+    NoSuchBatch(String),
 }
 
 impl CliError {

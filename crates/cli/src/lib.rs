@@ -2,11 +2,14 @@
 //! the pool-versus-no-pool demo. `main.rs` only parses and reports; each command lives in a
 //! module named for what it does.
 
+pub mod batch;
+pub mod batch_setup;
 pub mod claim;
 pub mod commands;
 pub mod compare;
 pub mod emulator_admin;
 pub mod error;
+pub mod event_source;
 pub mod invoke;
 pub mod percentile;
 pub mod pool_status;

@@ -1,5 +1,6 @@
-//! `warmpool pool status`: depth of the pool queue and a non-destructive look at the ages of the
-//! sessions in it.
+//! `warmpool pool status`: depth of the pool queue, the target in force, and a non-destructive
+//! look at the ages of the sessions in it and at what maintenance is due, by the same rules and
+//! settings (environment variables) replenish uses.
 //!
 //! The peek receives with `VisibilityTimeout=0`, so every message it sees is visible again at
 //! once and claims are not held up. Two consequences are accepted on purpose: a peek cannot
@@ -13,9 +14,11 @@ use crate::table::{Table, duration_ms};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Duration;
-use warmpool_core::pool::{Freshness, Lifecycle};
+use warmpool_core::maintenance::{Action, MaintenanceRules};
+use warmpool_core::pool::Freshness;
 use warmpool_core::ports::{PoolDepth, PoolQueue};
 use warmpool_core::session::PooledSession;
+use warmpool_core::target::Target;
 
 /// Receives a peek makes at most, whatever the sample size.
 const MAX_ROUNDS: u32 = 20;
@@ -82,16 +85,21 @@ pub struct PeekStats {
     /// Fresh now, but past a limit within `horizon_ms`: the heartbeat or retirement is due.
     pub near_limit: LimitCounts,
     pub horizon_ms: u64,
+    /// What the next sweep would do with the sampled sessions (the pool taken as on target).
+    pub heartbeat_due: usize,
+    pub retire_due: usize,
 }
 
-/// Pure: classifies peeked bodies at `now_ms` under the pool's lifecycle rules.
-pub fn peek_stats(bodies: &[String], now_ms: u64, lifecycle: &Lifecycle, horizon: Duration) -> PeekStats {
+/// Pure: classifies peeked bodies at `now_ms` under the pool's lifecycle and maintenance rules.
+pub fn peek_stats(bodies: &[String], now_ms: u64, rules: &MaintenanceRules, horizon: Duration) -> PeekStats {
+    let lifecycle = &rules.lifecycle;
     let horizon_ms = u64::try_from(horizon.as_millis()).unwrap_or(u64::MAX);
     let mut ages = Vec::new();
     let mut since_ping = Vec::new();
     let mut stale = LimitCounts::default();
     let mut near_limit = LimitCounts::default();
     let mut malformed = 0;
+    let (mut heartbeat_due, mut retire_due) = (0, 0);
     for body in bodies {
         let Ok(session) = PooledSession::parse(body) else {
             malformed += 1;
@@ -104,6 +112,11 @@ pub fn peek_stats(bodies: &[String], now_ms: u64, lifecycle: &Lifecycle, horizon
             Freshness::Fresh => near_limit.add(lifecycle.freshness(&session, now_ms.saturating_add(horizon_ms))),
             stale_now => stale.add(stale_now),
         }
+        match rules.decide(&session, now_ms, false) {
+            Action::Heartbeat => heartbeat_due += 1,
+            Action::Retire => retire_due += 1,
+            _ => {}
+        }
     }
     PeekStats {
         sampled: bodies.len(),
@@ -113,16 +126,21 @@ pub fn peek_stats(bodies: &[String], now_ms: u64, lifecycle: &Lifecycle, horizon
         stale,
         near_limit,
         horizon_ms,
+        heartbeat_due,
+        retire_due,
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
     pub queue_url: String,
     pub visible: u64,
     pub in_flight: u64,
     pub sample_limit: u32,
+    /// As replenish would size it now; for the adaptive mode without this environment's
+    /// warmup times, so with `ADAPTIVE_DEFAULT_WARMUP_MS`.
+    pub target: Option<Target>,
     pub peek: PeekStats,
 }
 
@@ -133,7 +151,15 @@ impl StatusReport {
             visible: depth.visible,
             in_flight: depth.in_flight,
             sample_limit,
+            target: None,
             peek,
+        }
+    }
+
+    pub fn with_target(self, target: Target) -> Self {
+        Self {
+            target: Some(target),
+            ..self
         }
     }
 
@@ -144,6 +170,7 @@ impl StatusReport {
             .row(["pool queue", &self.queue_url])
             .row(["visible", &self.visible.to_string()])
             .row(["in flight", &self.in_flight.to_string()])
+            .row(["target", &self.target.map_or("-".to_string(), render_target)])
             .row(["sampled", &format!("{} (limit {})", peek.sampled, self.sample_limit)])
             .row(["malformed", &peek.malformed.to_string()]);
         let mut ages = Table::with_header(["session ages", "min", "p50", "max"]);
@@ -169,24 +196,51 @@ impl StatusReport {
             peek.near_limit.idle_timeout.to_string(),
             peek.near_limit.max_lifetime.to_string(),
         ]);
-        format!("{}\n{}\n{}", summary.render(), ages.render(), risk.render())
+        let mut due = Table::with_header(["next sweep (sample)", "sessions"]);
+        due.row(["heartbeat due".to_string(), peek.heartbeat_due.to_string()])
+            .row(["retirement due".to_string(), peek.retire_due.to_string()]);
+        format!(
+            "{}\n{}\n{}\n{}",
+            summary.render(),
+            ages.render(),
+            risk.render(),
+            due.render()
+        )
+    }
+}
+
+fn render_target(target: Target) -> String {
+    let mode = serde_json::to_value(target.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match target.claim_rate {
+        Some(rate) => format!("{} ({mode}, claims ~{rate:.2}/s)", target.value),
+        None => format!("{} ({mode})", target.value),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warmpool_core::pool::Lifecycle;
     use warmpool_core::ports::Received;
     use warmpool_core::session::SessionId;
+    use warmpool_core::target::Mode;
 
     const NOW: u64 = 1_700_000_000_000;
     const S: u64 = 1_000;
 
-    fn lifecycle() -> Lifecycle {
-        Lifecycle {
-            idle_timeout: Duration::from_secs(900),
-            max_lifetime: Duration::from_secs(28_800),
-            safety_margin: Duration::from_secs(60),
+    fn lifecycle() -> MaintenanceRules {
+        MaintenanceRules {
+            lifecycle: Lifecycle {
+                idle_timeout: Duration::from_secs(900),
+                max_lifetime: Duration::from_secs(28_800),
+                safety_margin: Duration::from_secs(60),
+            },
+            heartbeat_after: Duration::from_secs(450),
+            interval: Duration::from_secs(60),
+            retire_spread: Duration::ZERO,
         }
     }
 
@@ -252,6 +306,28 @@ mod tests {
                 max_lifetime: 1
             }
         );
+    }
+
+    #[test]
+    fn the_sample_shows_what_the_next_sweep_would_ping_and_retire() {
+        // Pinged 500 s ago: due (450 s). Created 28 300 s ago and due: retires before its
+        // next look. Fresh and young: nothing.
+        let bodies = [body(600, 500), body(28_300, 500), body(100, 10)];
+        let stats = peek_stats(&bodies, NOW, &lifecycle(), Duration::from_secs(120));
+        assert_eq!((stats.heartbeat_due, stats.retire_due), (1, 1));
+    }
+
+    #[test]
+    fn the_report_shows_the_target_in_force_and_how_it_was_sized() {
+        let stats = peek_stats(&[], NOW, &lifecycle(), Duration::from_secs(120));
+        let report = StatusReport::new("http://q", PoolDepth::default(), 50, stats).with_target(Target {
+            value: 42,
+            mode: Mode::Adaptive,
+            claim_rate: Some(4.5),
+        });
+        let text = report.render();
+        assert!(text.contains("42 (adaptive, claims ~4.50/s)"), "{text}");
+        assert!(text.contains("heartbeat due"), "{text}");
     }
 
     #[test]

@@ -112,3 +112,88 @@ pub struct TriggerError {
     #[source]
     pub source: Option<BoxError>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableErrorKind {
+    /// The row was not in the state the write expected: another writer got there first.
+    /// This is how the tracking table decides races, not a failure of the table.
+    ConditionFailed,
+    Throttled,
+    /// Timeouts, connection failures, 5xx: the outcome of the call is unknown.
+    Transport,
+    /// A stored row that does not read as a tracking row.
+    Corrupt,
+    /// Anything else the service refused (missing table, access denied, bad request).
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("tracking table {operation} failed ({kind:?}): {message}")]
+pub struct TableError {
+    pub operation: &'static str,
+    pub kind: TableErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl TableError {
+    pub fn new(operation: &'static str, kind: TableErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, TableErrorKind::Throttled | TableErrorKind::Transport)
+    }
+
+    pub fn is_condition_failed(&self) -> bool {
+        self.kind == TableErrorKind::ConditionFailed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    NotFound,
+    /// The object is larger than the caller allows.
+    TooLarge,
+    Throttled,
+    Transport,
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("document store {operation} of {location} failed ({kind:?}): {message}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub location: String,
+    pub kind: StoreErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl StoreError {
+    pub fn new(
+        operation: &'static str,
+        location: impl Into<String>,
+        kind: StoreErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            operation,
+            location: location.into(),
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::Throttled | StoreErrorKind::Transport)
+    }
+}

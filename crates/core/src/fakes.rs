@@ -1,58 +1,124 @@
 //! In-memory fakes of the ports that really behave (hidden messages, receipts, scripted
 //! failures), for fast tests of decisions. Wire-level tests use the real adapters.
 
+use crate::clock::{Clock, ManualClock};
 use crate::error::{AgentError, AgentErrorKind, QueueError, QueueErrorKind, TriggerError};
-use crate::ports::{AgentRuntime, PoolDepth, PoolQueue, Received, ReplenishTrigger};
+use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance, PoolQueue, Received, ReplenishTrigger};
 use crate::session::{PooledSession, SessionId};
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A queue whose received messages stay hidden until deleted; receipts are single-use.
-#[derive(Debug, Default)]
+/// A FIFO pool queue that honours visibility timeouts on its clock: a received message is
+/// hidden until it is deleted, released, or its visibility ends; a receipt is valid only while
+/// its message is hidden under it. Messages come out oldest first, and a released message keeps
+/// its place, as on SQS FIFO with one message group per session.
+///
+/// `MemoryPool::default()` has a clock that never moves, so received messages stay hidden until
+/// deleted or released; [`MemoryPool::with_clock`] shares a clock the test moves.
 pub struct MemoryPool {
     state: Mutex<PoolState>,
+    clock: Arc<dyn Clock>,
     failing_deletes: AtomicU32,
     failing_enqueues: AtomicU32,
 }
 
+impl std::fmt::Debug for MemoryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryPool")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryPool {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(ManualClock::at(0)))
+    }
+}
+
+#[derive(Debug)]
+struct Message {
+    id: String,
+    body: String,
+    sent_at: u64,
+    /// Visible once the clock reaches this.
+    hidden_until: u64,
+    receipt: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct PoolState {
-    visible: VecDeque<(String, String)>,
-    in_flight: HashMap<String, (String, String)>,
+    /// By send order.
+    messages: BTreeMap<u64, Message>,
+    receipts: HashMap<String, u64>,
     next_id: u64,
 }
 
+impl PoolState {
+    /// The message a receipt still holds, if any.
+    fn held(&self, receipt: &str, now: u64) -> Option<u64> {
+        let seq = *self.receipts.get(receipt)?;
+        let message = self.messages.get(&seq)?;
+        (message.receipt.as_deref() == Some(receipt) && message.hidden_until > now).then_some(seq)
+    }
+}
+
 impl MemoryPool {
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Mutex::new(PoolState::default()),
+            clock,
+            failing_deletes: AtomicU32::new(0),
+            failing_enqueues: AtomicU32::new(0),
+        }
+    }
+
     pub fn push(&self, session: &PooledSession) {
         self.push_raw(&session.to_body());
     }
 
     pub fn push_raw(&self, body: &str) {
+        let now = self.clock.now_ms();
         let mut state = self.state.lock().unwrap();
         state.next_id += 1;
-        let id = format!("m-{}", state.next_id);
-        state.visible.push_back((id, body.to_string()));
+        let seq = state.next_id;
+        state.messages.insert(
+            seq,
+            Message {
+                id: format!("m-{seq}"),
+                body: body.to_string(),
+                sent_at: now,
+                hidden_until: 0,
+                receipt: None,
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
-        let state = self.state.lock().unwrap();
-        state.visible.len() + state.in_flight.len()
+        self.state.lock().unwrap().messages.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Every pooled session, visible or hidden, oldest first.
     pub fn sessions(&self) -> Vec<PooledSession> {
         let state = self.state.lock().unwrap();
         state
-            .visible
-            .iter()
-            .chain(state.in_flight.values())
-            .filter_map(|(_, body)| PooledSession::parse(body).ok())
+            .messages
+            .values()
+            .filter_map(|m| PooledSession::parse(&m.body).ok())
             .collect()
+    }
+
+    /// Messages hidden right now.
+    pub fn hidden(&self) -> usize {
+        let now = self.clock.now_ms();
+        let state = self.state.lock().unwrap();
+        state.messages.values().filter(|m| m.hidden_until > now).count()
     }
 
     pub fn fail_next_deletes(&self, n: u32) {
@@ -70,33 +136,53 @@ fn take_failure(counter: &AtomicU32) -> bool {
         .is_ok()
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl PoolQueue for MemoryPool {
-    async fn receive(&self, max: u8, _wait: Duration, _visibility: Duration) -> Result<Vec<Received>, QueueError> {
-        let mut state = self.state.lock().unwrap();
-        let mut out = Vec::new();
-        while out.len() < usize::from(max) {
-            let Some((id, body)) = state.visible.pop_front() else {
-                break;
-            };
+    async fn receive(&self, max: u8, _wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        let now = self.clock.now_ms();
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        let visible: Vec<u64> = state
+            .messages
+            .iter()
+            .filter(|(_, m)| m.hidden_until <= now)
+            .map(|(seq, _)| *seq)
+            .take(usize::from(max))
+            .collect();
+        let mut out = Vec::with_capacity(visible.len());
+        for seq in visible {
             state.next_id += 1;
             let receipt = format!("r-{}", state.next_id);
-            state.in_flight.insert(receipt.clone(), (id.clone(), body.clone()));
+            state.receipts.insert(receipt.clone(), seq);
+            let Some(message) = state.messages.get_mut(&seq) else {
+                continue;
+            };
+            if let Some(old) = message.receipt.replace(receipt.clone()) {
+                state.receipts.remove(&old);
+            }
+            message.hidden_until = now.saturating_add(millis(visibility));
             out.push(Received {
-                message_id: id,
+                message_id: message.id.clone(),
                 receipt,
-                body,
+                body: message.body.clone(),
             });
         }
         Ok(out)
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state.lock().unwrap();
         if take_failure(&self.failing_deletes) {
             // Our visibility ran out and another consumer received the message: it is in
             // flight under a receipt that is not ours.
-            let mut state = self.state.lock().unwrap();
-            if let Some(message) = state.in_flight.remove(receipt) {
-                state.in_flight.insert(format!("{receipt}-other-consumer"), message);
+            if let Some(seq) = state.held(receipt, now)
+                && let Some(message) = state.messages.get_mut(&seq)
+            {
+                message.receipt = Some(format!("{receipt}-other-consumer"));
             }
             return Err(QueueError::new(
                 "delete",
@@ -104,13 +190,16 @@ impl PoolQueue for MemoryPool {
                 "receipt handle is invalid",
             ));
         }
-        let mut state = self.state.lock().unwrap();
-        match state.in_flight.remove(receipt) {
-            Some(_) => Ok(()),
+        match state.held(receipt, now) {
+            Some(seq) => {
+                state.messages.remove(&seq);
+                state.receipts.remove(receipt);
+                Ok(())
+            }
             None => Err(QueueError::new(
                 "delete",
                 QueueErrorKind::ReceiptInvalid,
-                "unknown receipt handle",
+                "unknown or expired receipt handle",
             )),
         }
     }
@@ -128,11 +217,40 @@ impl PoolQueue for MemoryPool {
     }
 
     async fn depth(&self) -> Result<PoolDepth, QueueError> {
+        let now = self.clock.now_ms();
         let state = self.state.lock().unwrap();
+        let in_flight = state.messages.values().filter(|m| m.hidden_until > now).count() as u64;
         Ok(PoolDepth {
-            visible: state.visible.len() as u64,
-            in_flight: state.in_flight.len() as u64,
+            visible: state.messages.len() as u64 - in_flight,
+            in_flight,
         })
+    }
+}
+
+impl PoolMaintenance for MemoryPool {
+    async fn release(&self, receipts: &[String]) -> Result<u32, QueueError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state.lock().unwrap();
+        let mut not_ours = 0;
+        for receipt in receipts {
+            match state.held(receipt, now).and_then(|seq| state.messages.get_mut(&seq)) {
+                Some(message) => message.hidden_until = now,
+                None => not_ours += 1,
+            }
+        }
+        Ok(not_ours)
+    }
+
+    async fn oldest_sent_at(&self, max: u8) -> Result<Option<u64>, QueueError> {
+        let now = self.clock.now_ms();
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .messages
+            .values()
+            .filter(|m| m.hidden_until <= now)
+            .take(usize::from(max))
+            .map(|m| m.sent_at)
+            .min())
     }
 }
 

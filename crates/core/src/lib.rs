@@ -6,18 +6,28 @@
 //! - [`warmup`]: warming new sessions and enqueueing them only once warm;
 //! - [`ports`]: the small capability traits the rules need, with [`aws`] adapters behind them;
 //! - [`trigger`]: the replenish trigger that never blocks nor fails a claim;
+//! - [`maintenance`]: heartbeats, retirement and trimming of pooled sessions (the sweep);
+//! - [`target`]: how many sessions the pool should hold (static, scheduled, adaptive);
+//! - [`quota`]: pacing creations within the account's creation budget;
+//! - [`batch`]: document batches: the tracking row's state machine, message formats, and
+//!   settling failed attempts; [`manifest`]: the batch manifest and limits;
 //! - [`clock`], [`config`], [`metrics`], [`error`].
 
 pub mod aws;
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod maintenance;
+pub mod manifest;
 pub mod metrics;
 pub mod pool;
 pub mod ports;
+pub mod quota;
 pub mod session;
+pub mod target;
 pub mod trigger;
 pub mod warmup;
 

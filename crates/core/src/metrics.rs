@@ -9,6 +9,7 @@ pub const NAMESPACE: &str = "AgentCoreWarmPool";
 pub enum Unit {
     Count,
     Milliseconds,
+    CountPerSecond,
 }
 
 impl Unit {
@@ -16,6 +17,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::CountPerSecond => "Count/Second",
         }
     }
 }
@@ -43,6 +45,19 @@ impl MetricSet {
     pub fn millis(mut self, name: &'static str, value: impl Into<f64>) -> Self {
         self.values.push((name, Unit::Milliseconds, vec![value.into()]));
         self
+    }
+
+    pub fn per_second(mut self, name: &'static str, value: impl Into<f64>) -> Self {
+        self.values.push((name, Unit::CountPerSecond, vec![value.into()]));
+        self
+    }
+
+    /// Adds the metric only when there is a value.
+    pub fn millis_if(self, name: &'static str, value: Option<u64>) -> Self {
+        match value {
+            Some(v) => self.millis(name, v as f64),
+            None => self,
+        }
     }
 
     /// Several samples of one metric in one line (EMF value arrays); none means no metric.

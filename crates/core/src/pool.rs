@@ -166,6 +166,19 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         outcome.map_err(|(e, _)| e)
     }
 
+    /// [`Self::claim`], and when it had to fall back to a fresh session, one more pooled
+    /// session asked for. A fallback is demand the pool did not meet; replacing only what was
+    /// taken from the pool would leave the pool as small as it was when it ran dry, and nothing
+    /// but the next scheduled run would grow it. Asking one per fallback grows it by exactly the
+    /// unmet demand, within a warmup time, so it cannot overshoot what claims asked for.
+    pub async fn claim_replacing_fallbacks(&self) -> Result<Claim, ClaimError> {
+        let mut claim = self.claim().await?;
+        if claim.session.source == Source::Fresh {
+            claim.trigger_failed |= self.request_replacements(1).await;
+        }
+        Ok(claim)
+    }
+
     async fn request_replacements(&self, count: u32) -> bool {
         match self.trigger.request(count).await {
             Ok(()) => false,
@@ -327,6 +340,24 @@ mod tests {
         assert_eq!(claim.session.source, Source::Fresh);
         assert_eq!(claim.session.last_ping_at, None);
         assert!(claimer.trigger.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fresh_fallback_can_ask_for_one_more_pooled_session() {
+        let claimer = claimer(MemoryPool::default(), OnEmpty::Fresh);
+        let claim = claimer.claim_replacing_fallbacks().await.unwrap();
+        assert_eq!(claim.session.source, Source::Fresh);
+        assert_eq!(claimer.trigger.requests(), vec![1]);
+
+        let pool = MemoryPool::default();
+        pool.push(&session(100, 10));
+        let claimer = super::tests::claimer(pool, OnEmpty::Fresh);
+        claimer.claim_replacing_fallbacks().await.unwrap();
+        assert_eq!(
+            claimer.trigger.requests(),
+            vec![1],
+            "a pool hit is replaced once, as before"
+        );
     }
 
     #[tokio::test]

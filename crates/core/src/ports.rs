@@ -46,6 +46,18 @@ pub trait PoolQueue: Send + Sync {
     fn depth(&self) -> impl Future<Output = Result<PoolDepth, QueueError>> + Send;
 }
 
+/// What the maintenance sweep needs of the pool queue beyond claiming: handing messages back at
+/// once, and how long the oldest one has waited (for sizing from the claim rate).
+pub trait PoolMaintenance: PoolQueue {
+    /// Makes received messages visible again now (`ChangeMessageVisibility` 0), so that claims
+    /// are not held up by a sweep. Returns how many receipts were no longer ours; those messages
+    /// become visible on their own when their visibility ends.
+    fn release(&self, receipts: &[String]) -> impl Future<Output = Result<u32, QueueError>> + Send;
+
+    /// When the oldest of the first `max` visible messages was sent, without hiding any of them.
+    fn oldest_sent_at(&self, max: u8) -> impl Future<Output = Result<Option<u64>, QueueError>> + Send;
+}
+
 /// The AgentCore Runtime data plane.
 pub trait AgentRuntime: Send + Sync {
     fn invoke(
@@ -98,5 +110,14 @@ impl<A: AgentRuntime + ?Sized> AgentRuntime for std::sync::Arc<A> {
     }
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send {
         (**self).stop(session_id)
+    }
+}
+
+impl<Q: PoolMaintenance + ?Sized> PoolMaintenance for std::sync::Arc<Q> {
+    fn release(&self, receipts: &[String]) -> impl Future<Output = Result<u32, QueueError>> + Send {
+        (**self).release(receipts)
+    }
+    fn oldest_sent_at(&self, max: u8) -> impl Future<Output = Result<Option<u64>, QueueError>> + Send {
+        (**self).oldest_sent_at(max)
     }
 }

@@ -1,9 +1,11 @@
 //! Warming new sessions: a `{"type":"warmup"}` invocation under a fresh ID, and the pool
-//! message only after it succeeded (invariant 3), with bounded, jittered retries (invariant 4).
+//! message only after it succeeded (invariant 3), with bounded, jittered retries, every attempt
+//! paced by the environment's share of the creation budget (invariant 4, see [`crate::quota`]).
 
 use crate::clock::Clock;
 use crate::error::AgentError;
 use crate::ports::{AgentRuntime, PoolQueue};
+use crate::quota::CreationPacer;
 use crate::session::{PooledSession, SessionId, WARMUP_PAYLOAD};
 use futures::StreamExt;
 use std::time::Duration;
@@ -29,15 +31,18 @@ impl Default for WarmupPolicy {
 }
 
 impl WarmupPolicy {
-    /// "Full jitter": uniform in [0, min(cap, base * 2^attempt)], so concurrent runs that were
+    /// "Full jitter": uniform in [0, [`Self::backoff_ceiling`]], so concurrent runs that were
     /// throttled together do not retry together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.backoff_cap);
-        let ceiling_ms = ceiling.as_millis() as u64;
+        let ceiling_ms = self.backoff_ceiling(attempt).as_millis() as u64;
         Duration::from_millis(rand::random_range(0..=ceiling_ms))
+    }
+
+    /// min(cap, base * 2^attempt): the pure half of the backoff, for callers with their own RNG.
+    pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
+        self.backoff_base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.backoff_cap)
     }
 }
 
@@ -50,6 +55,8 @@ pub struct WarmupReport {
     pub throttles: u32,
     /// Warm sessions that could not be enqueued (stopped, so they cost nothing).
     pub enqueue_failures: u32,
+    /// Not attempted: the creation budget had no slot left before the deadline.
+    pub deferred: u32,
     /// Latency of each successful warmup invocation, in milliseconds.
     pub latencies_ms: Vec<u64>,
 }
@@ -58,16 +65,19 @@ enum Outcome {
     Enqueued { latency_ms: u64, throttles: u32 },
     WarmupFailed { throttles: u32 },
     EnqueueFailed { throttles: u32 },
+    Deferred { throttles: u32 },
 }
 
 /// Warms exactly `count` new sessions and enqueues each one whose warmup succeeded.
-/// Retries stop at `deadline` (the function's remaining time less a margin).
+/// Every attempt, retries included, waits for a slot of `pacer`; retries and slots stop at
+/// `deadline` (the function's remaining time less a margin).
 pub async fn warm_new_sessions<A, Q, C>(
     count: u32,
     agent: &A,
     queue: &Q,
     clock: &C,
     policy: &WarmupPolicy,
+    pacer: &CreationPacer,
     deadline: Instant,
 ) -> WarmupReport
 where
@@ -76,7 +86,7 @@ where
     C: Clock,
 {
     let outcomes: Vec<Outcome> = futures::stream::iter(0..count)
-        .map(|_| warm_one(agent, queue, clock, policy, deadline))
+        .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline))
         .buffer_unordered(policy.concurrency.max(1))
         .collect()
         .await;
@@ -99,6 +109,10 @@ where
                 report.enqueue_failures += 1;
                 report.throttles += throttles;
             }
+            Outcome::Deferred { throttles } => {
+                report.deferred += 1;
+                report.throttles += throttles;
+            }
         }
     }
     report
@@ -109,12 +123,19 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     queue: &Q,
     clock: &C,
     policy: &WarmupPolicy,
+    pacer: &CreationPacer,
     deadline: Instant,
 ) -> Outcome {
     let session_id = SessionId::generate();
     let mut throttles = 0;
     let mut attempt = 0;
     loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let latest_ms = clock.now_ms().saturating_add(remaining.as_millis() as u64);
+        if !pacer.wait_turn(clock, latest_ms).await {
+            info!(%session_id, attempt, "no creation slot left before the deadline; the schedule will top up");
+            return Outcome::Deferred { throttles };
+        }
         // The earliest moment the microVM can exist: conservative for both lifetime limits.
         let started_ms = clock.now_ms();
         let started = Instant::now();
@@ -156,10 +177,14 @@ async fn give_up<A: AgentRuntime>(agent: &A, session_id: &SessionId, error: &Age
 }
 
 /// Best effort: a session we will not use should stop billing memory now rather than at its
-/// idle timeout. A failure here costs money, never correctness.
-async fn stop_quietly<A: AgentRuntime>(agent: &A, session_id: &SessionId) {
-    if let Err(error) = agent.stop(session_id).await {
-        info!(%session_id, %error, "stopping an unused session failed; it will idle out");
+/// idle timeout. A failure here costs money, never correctness. Returns whether it stopped.
+pub(crate) async fn stop_quietly<A: AgentRuntime>(agent: &A, session_id: &SessionId) -> bool {
+    match agent.stop(session_id).await {
+        Ok(()) => true,
+        Err(error) => {
+            info!(%session_id, %error, "stopping an unused session failed; it will idle out");
+            false
+        }
     }
 }
 
@@ -185,7 +210,16 @@ mod tests {
     #[tokio::test]
     async fn warms_exactly_the_requested_number_of_distinct_sessions() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        let report = warm_new_sessions(5, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        let report = warm_new_sessions(
+            5,
+            &agent,
+            &pool,
+            &SystemClock,
+            &policy(),
+            &CreationPacer::unlimited(),
+            far_deadline(),
+        )
+        .await;
         assert_eq!((report.requested, report.enqueued, report.failed), (5, 5, 0));
         let mut ids: Vec<_> = pool.sessions().into_iter().map(|s| s.session_id).collect();
         ids.sort();
@@ -198,7 +232,16 @@ mod tests {
     async fn throttled_warmups_are_retried_and_enqueued_once_the_throttle_lifts() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Throttled, QuotaExceeded, Server]);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        let report = warm_new_sessions(
+            1,
+            &agent,
+            &pool,
+            &SystemClock,
+            &policy(),
+            &CreationPacer::unlimited(),
+            far_deadline(),
+        )
+        .await;
         assert_eq!((report.enqueued, report.throttles), (1, 2));
         assert_eq!(agent.invocations().len(), 4);
         assert_eq!(pool.len(), 1);
@@ -208,7 +251,16 @@ mod tests {
     async fn non_retryable_failures_are_not_retried_and_never_enqueued() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Rejected]);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        let report = warm_new_sessions(
+            1,
+            &agent,
+            &pool,
+            &SystemClock,
+            &policy(),
+            &CreationPacer::unlimited(),
+            far_deadline(),
+        )
+        .await;
         assert_eq!((report.enqueued, report.failed), (0, 1));
         assert_eq!(agent.invocations().len(), 1);
         assert!(pool.is_empty());
@@ -218,7 +270,16 @@ mod tests {
     async fn a_session_whose_agent_failed_is_stopped_and_not_enqueued() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Agent]);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        let report = warm_new_sessions(
+            1,
+            &agent,
+            &pool,
+            &SystemClock,
+            &policy(),
+            &CreationPacer::unlimited(),
+            far_deadline(),
+        )
+        .await;
         assert_eq!(report.failed, 1);
         assert_eq!(agent.stopped().len(), 1);
         assert!(pool.is_empty());
@@ -234,7 +295,16 @@ mod tests {
             ..policy()
         };
         let deadline = Instant::now() + Duration::from_millis(200);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &slow, deadline).await;
+        let report = warm_new_sessions(
+            1,
+            &agent,
+            &pool,
+            &SystemClock,
+            &slow,
+            &CreationPacer::unlimited(),
+            deadline,
+        )
+        .await;
         assert_eq!(report.failed, 1);
         assert!(Instant::now() <= deadline + Duration::from_millis(100));
         assert!(pool.is_empty());
@@ -244,9 +314,44 @@ mod tests {
     async fn a_warm_session_that_cannot_be_enqueued_is_stopped() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         pool.fail_next_enqueues(1);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), far_deadline()).await;
+        let report = warm_new_sessions(
+            1,
+            &agent,
+            &pool,
+            &SystemClock,
+            &policy(),
+            &CreationPacer::unlimited(),
+            far_deadline(),
+        )
+        .await;
         assert_eq!(report.enqueue_failures, 1);
         assert_eq!(agent.stopped().len(), 1);
+    }
+
+    fn one_per_second() -> CreationPacer {
+        CreationPacer::new(&crate::quota::CreationBudget {
+            per_second: std::num::NonZeroU32::new(1).unwrap(),
+            max_concurrent_runs: std::num::NonZeroU32::new(1).unwrap(),
+        })
+    }
+
+    #[tokio::test]
+    async fn creations_beyond_the_budget_before_the_deadline_are_deferred_not_attempted() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        let deadline = Instant::now() + Duration::from_millis(1_500);
+        let report = warm_new_sessions(3, &agent, &pool, &SystemClock, &policy(), &one_per_second(), deadline).await;
+        assert_eq!((report.enqueued, report.deferred), (2, 1));
+        assert_eq!(agent.invocations().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_its_own_creation_slot() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with([Throttled, Throttled]);
+        let deadline = Instant::now() + Duration::from_millis(1_500);
+        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), &one_per_second(), deadline).await;
+        assert_eq!((report.enqueued, report.deferred, report.throttles), (0, 1, 2));
+        assert_eq!(agent.invocations().len(), 2, "the third attempt had no slot");
     }
 
     #[test]

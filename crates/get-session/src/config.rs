@@ -12,6 +12,10 @@ pub struct Config {
     /// `REPLENISH_FUNCTION_NAME`: invoked with `{"count": n}` as an `Event`.
     pub replenish_function_name: String,
     pub claim: ClaimPolicy,
+    /// `REPLACE_FRESH_FALLBACKS` (false): a claim that falls back to a fresh session also asks
+    /// replenish for one pooled session, so a pool that ran dry grows by the unmet demand
+    /// within a warmup time (see `Claimer::claim_replacing_fallbacks`).
+    pub replace_fresh_fallbacks: bool,
 }
 
 impl Config {
@@ -42,6 +46,7 @@ impl Config {
         Ok(Self {
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
+            replace_fresh_fallbacks: env.parse_or("REPLACE_FRESH_FALLBACKS", false)?,
             claim: ClaimPolicy {
                 lifecycle: Lifecycle::from_env(env)?,
                 wait,

@@ -71,10 +71,14 @@ where
         .register()
         .await;
     match registered {
-        Ok(extension) => tokio::try_join!(lambda_runtime::run(handler), extension.run()).map(|_| ()),
+        // Boxed: the runtime's and the extension's futures nest deeply enough to overflow the
+        // compiler's layout query depth when inlined into `main`'s future.
+        Ok(extension) => {
+            tokio::try_join!(Box::pin(lambda_runtime::run(handler)), Box::pin(extension.run())).map(|_| ())
+        }
         Err(error) => {
             warn!(%error, "Extensions API unavailable; replenish triggers are sent without holding the freeze");
-            lambda_runtime::run(handler).await
+            Box::pin(lambda_runtime::run(handler)).await
         }
     }
 }

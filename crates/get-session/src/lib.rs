@@ -88,6 +88,7 @@ fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
 /// The function: a claimer plus the Lambda contract around it.
 pub struct GetSession<Q, T, C> {
     claimer: Claimer<Q, T, C>,
+    replace_fresh_fallbacks: bool,
 }
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
@@ -99,22 +100,38 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 clock,
                 policy: config.claim,
             },
+            replace_fresh_fallbacks: config.replace_fresh_fallbacks,
         }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
         let request = parse_request(event.payload)?;
         let started = Instant::now();
-        let result = self.claimer.claim().await;
+        let result = if self.replace_fresh_fallbacks {
+            self.claimer.claim_replacing_fallbacks().await
+        } else {
+            self.claimer.claim().await
+        };
         let latency_ms = started.elapsed().as_millis() as u64;
         let now = self.claimer.clock.now_ms();
         match result {
             Ok(claim) => {
                 let from_pool = claim.session.source == Source::Pool;
+                // How old and how long idle a handed-out session was: how close the pool runs
+                // to its limits, seen from the claims.
+                let (age_ms, idle_ms) = match claim.session.last_ping_at {
+                    Some(last_ping_at) => (
+                        Some(now.saturating_sub(claim.session.created_at)),
+                        Some(now.saturating_sub(last_ping_at)),
+                    ),
+                    None => (None, None),
+                };
                 MetricSet::new(FUNCTION)
                     .count("ClaimFromPool", u32::from(from_pool))
                     .count("ClaimFresh", u32::from(!from_pool))
                     .millis("ClaimLatency", latency_ms as f64)
+                    .millis_if("ClaimedSessionAge", age_ms)
+                    .millis_if("ClaimedSessionIdle", idle_ms)
                     .count("StaleDiscarded", claim.stale_discarded)
                     .count("MalformedDiscarded", claim.malformed_discarded)
                     .count("LostDeletes", claim.lost_deletes)
@@ -184,6 +201,24 @@ mod tests {
                 "lastPingAt": NOW - 500,
             })
         );
+        assert_eq!(f.claimer.trigger.requests(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn with_the_switch_on_a_fresh_fallback_asks_replenish_for_one_pooled_session() {
+        let env = Env::from_pairs([
+            ("POOL_QUEUE_URL", "q"),
+            ("REPLENISH_FUNCTION_NAME", "replenish"),
+            ("REPLACE_FRESH_FALLBACKS", "true"),
+        ]);
+        let f = GetSession::new(
+            &Config::from_env(&env).unwrap(),
+            MemoryPool::default(),
+            RecordingTrigger::default(),
+            ManualClock::at(NOW),
+        );
+        let answer = f.handle(event(serde_json::json!({}))).await.unwrap();
+        assert_eq!(answer.source, Source::Fresh);
         assert_eq!(f.claimer.trigger.requests(), vec![1]);
     }
 

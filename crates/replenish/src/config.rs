@@ -3,7 +3,9 @@
 use std::time::Duration;
 use warmpool_core::ConfigError;
 use warmpool_core::config::Env;
+use warmpool_core::maintenance;
 use warmpool_core::pool::Lifecycle;
+use warmpool_core::quota::CreationBudget;
 use warmpool_core::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone)]
@@ -12,12 +14,18 @@ pub struct Config {
     pub pool_queue_url: String,
     /// `AGENT_RUNTIME_ARN`
     pub agent_runtime_arn: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda): the scheduled run sends its top-up to this
+    /// function as `{"count": n}` events, so that several environments warm it at once.
+    pub function_name: String,
     /// `AGENT_RUNTIME_QUALIFIER` (DEFAULT)
     pub qualifier: String,
-    /// `POOL_TARGET` (10): sessions the schedule keeps in the pool.
-    pub target: u32,
-    /// `MAX_CREATIONS_PER_RUN` (50): new sessions one scheduled run may create.
-    pub max_creations_per_run: u32,
+    /// `CREATION_BUDGET_PER_SEC`, `MAX_CONCURRENT_RUNS`: every warmup is paced at this
+    /// environment's share of the budget.
+    pub creation_budget: CreationBudget,
+    /// The scheduled run: `POOL_TARGET_MODE`, `POOL_TARGET`, ... (the target),
+    /// `HEARTBEAT_FRACTION`, `MAINTENANCE_INTERVAL_SECS`, `RETIRE_SPREAD_SECS`, `SWEEP_*`,
+    /// `MAX_CREATIONS_PER_RUN` (see [`maintenance::Settings::from_env`]).
+    pub maintenance: maintenance::Settings,
     /// `MAX_COUNT_PER_TRIGGER` (100): the largest `{"count": n}` accepted.
     pub max_count_per_trigger: u32,
     /// `WARMUP_CONCURRENCY` (8), `WARMUP_BACKOFF_BASE_MS` (100), `WARMUP_BACKOFF_CAP_MS` (5000).
@@ -47,12 +55,14 @@ impl Config {
                 reason: "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>".into(),
             });
         }
+        let lifecycle = Lifecycle::from_env(env)?;
         Ok(Self {
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
+            function_name: env.required("AWS_LAMBDA_FUNCTION_NAME")?,
             agent_runtime_arn,
             qualifier: env.parse_or("AGENT_RUNTIME_QUALIFIER", "DEFAULT".to_string())?,
-            target: env.parse_or("POOL_TARGET", 10)?,
-            max_creations_per_run: env.parse_or("MAX_CREATIONS_PER_RUN", 50)?,
+            creation_budget: CreationBudget::from_env(env)?,
+            maintenance: maintenance::Settings::from_env(env, lifecycle)?,
             max_count_per_trigger: env.parse_or("MAX_COUNT_PER_TRIGGER", 100)?,
             warmup: WarmupPolicy {
                 concurrency,
@@ -61,7 +71,7 @@ impl Config {
             },
             deadline_margin: env.millis_or("DEADLINE_MARGIN_MS", 2_000)?,
             fallback_budget: env.secs_or("FALLBACK_BUDGET_SECS", 60)?,
-            lifecycle: Lifecycle::from_env(env)?,
+            lifecycle,
         })
     }
 }
@@ -71,8 +81,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sweep_budget_as_long_as_the_schedule_interval_is_refused() {
+        let env = Env::from_pairs([
+            ("POOL_QUEUE_URL", "q"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
+            (
+                "AGENT_RUNTIME_ARN",
+                "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a",
+            ),
+            ("SWEEP_TIME_BUDGET_SECS", "60"),
+        ]);
+        assert!(matches!(
+            Config::from_env(&env),
+            Err(ConfigError::Invalid {
+                key: "SWEEP_TIME_BUDGET_SECS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn an_arn_that_is_not_a_runtime_is_refused_at_init() {
-        let env = Env::from_pairs([("POOL_QUEUE_URL", "q"), ("AGENT_RUNTIME_ARN", "my-agent")]);
+        let env = Env::from_pairs([
+            ("POOL_QUEUE_URL", "q"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
+            ("AGENT_RUNTIME_ARN", "my-agent"),
+        ]);
         assert!(matches!(
             Config::from_env(&env),
             Err(ConfigError::Invalid {

@@ -1,6 +1,6 @@
 use lambda_runtime::{Error, service_fn};
 use replenish::{Config, Replenish};
-use warmpool_core::aws::{self, AgentCoreRuntime, SqsPoolQueue};
+use warmpool_core::aws::{self, AgentCoreRuntime, LambdaReplenishTrigger, SqsPoolQueue};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
 
@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
         &config.agent_runtime_arn,
         &config.qualifier,
     );
-    let function = Replenish::new(config, agent, queue, SystemClock);
+    let itself = LambdaReplenishTrigger::new(aws_sdk_lambda::Client::new(&sdk), &config.function_name);
+    let function = Replenish::new(config, agent, queue, SystemClock, itself);
     lambda_runtime::run(service_fn(|event| function.handle(event))).await
 }

@@ -1,0 +1,226 @@
+//! A local stand-in for Lambda's SQS event source mapping (`warmpool local pump`), and the
+//! tests' way to drive the invoker: receive up to ten messages, hand them to the function as
+//! one SQS event, delete the records it did not report in `batchItemFailures`, and return the
+//! others to the queue.
+//!
+//! Two deliberate differences from Lambda, both for speed: a failed record becomes visible
+//! again after `retry_after` instead of the queue's visibility timeout, and a function error
+//! returns the whole batch the same way. Receive counts, redrive to the DLQ and the record
+//! format are SQS's own.
+
+use crate::error::{CliError, sdk_message};
+use crate::relay::DispatchFuture;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use warmpool_core::aws::sqs_event::{SqsBatchResponse, SqsEvent, SqsRecord};
+
+/// Runs the function on one serialized SQS event; `Err` is a function error.
+pub type EventDispatch = Arc<dyn Fn(Vec<u8>) -> DispatchFuture + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct EventSource {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub queue_arn: String,
+    /// Messages per event, 1..=10.
+    pub batch_size: i32,
+    /// Long-poll wait of each receive.
+    pub wait: Duration,
+    /// How long received messages stay hidden; bounds the function's run.
+    pub visibility: Duration,
+    pub retry_after: Duration,
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub received: usize,
+    pub deleted: usize,
+    pub returned: usize,
+}
+
+fn sqs_error<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> CliError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |error| CliError::Sqs {
+        operation,
+        message: sdk_message(&error),
+        source: Some(Box::new(error)),
+    }
+}
+
+fn secs(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+impl EventSource {
+    pub async fn poll_once(&self, dispatch: &EventDispatch) -> Result<PollReport, CliError> {
+        let messages = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(self.batch_size.clamp(1, 10))
+            .wait_time_seconds(secs(self.wait).min(20))
+            .visibility_timeout(secs(self.visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(sqs_error("ReceiveMessage"))?
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(PollReport::default());
+        }
+        let records: Vec<SqsRecord> = messages
+            .into_iter()
+            .filter_map(|m| {
+                Some(SqsRecord {
+                    message_id: m.message_id?,
+                    receipt_handle: m.receipt_handle?,
+                    body: m.body,
+                    attributes: m
+                        .attributes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v))
+                        .collect(),
+                    event_source: "aws:sqs".into(),
+                    event_source_arn: self.queue_arn.clone(),
+                })
+            })
+            .collect();
+        let event = serde_json::to_vec(&SqsEvent {
+            records: records.clone(),
+        })
+        .unwrap_or_default();
+        let answer = tokio::time::timeout(self.visibility, dispatch(event)).await;
+        let failed: HashSet<String> = match answer {
+            Ok(Ok(body)) if body.is_empty() || body == b"null" => HashSet::new(),
+            Ok(Ok(body)) => match serde_json::from_slice::<SqsBatchResponse>(&body) {
+                Ok(response) => response
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect(),
+                // An answer Lambda could not read fails the whole batch, as Lambda does.
+                Err(_) => records.iter().map(|r| r.message_id.clone()).collect(),
+            },
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "function error; returning the batch to the queue");
+                records.iter().map(|r| r.message_id.clone()).collect()
+            }
+            Err(_) => records.iter().map(|r| r.message_id.clone()).collect(),
+        };
+        let (retry, done): (Vec<&SqsRecord>, Vec<&SqsRecord>) =
+            records.iter().partition(|r| failed.contains(&r.message_id));
+        if !done.is_empty() {
+            let entries = done
+                .iter()
+                .enumerate()
+                .filter_map(|(n, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .receipt_handle(&r.receipt_handle)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sqs_error("DeleteMessageBatch"))?;
+        }
+        for record in &retry {
+            // Best effort: if it fails, the message comes back at its visibility timeout.
+            let _ = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(&record.receipt_handle)
+                .visibility_timeout(secs(self.retry_after))
+                .send()
+                .await;
+        }
+        Ok(PollReport {
+            received: records.len(),
+            deleted: done.len(),
+            returned: retry.len(),
+        })
+    }
+
+    /// Polls with `pollers` concurrent loops until the handle is dropped.
+    pub fn spawn(self, dispatch: EventDispatch, pollers: usize) -> RunningEventSource {
+        let stats = Arc::new(EventSourceStats::default());
+        let source = Arc::new(self);
+        let tasks = (0..pollers.max(1))
+            .map(|_| {
+                let (source, dispatch, stats) = (source.clone(), dispatch.clone(), stats.clone());
+                tokio::spawn(async move {
+                    loop {
+                        match source.poll_once(&dispatch).await {
+                            Ok(report) => stats.add(&report),
+                            Err(error) => {
+                                stats.errors.fetch_add(1, Ordering::SeqCst);
+                                tracing::warn!(%error, "event source poll failed");
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        RunningEventSource { tasks, stats }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct EventSourceStats {
+    pub received: AtomicU64,
+    pub deleted: AtomicU64,
+    pub returned: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl EventSourceStats {
+    fn add(&self, report: &PollReport) {
+        self.received.fetch_add(report.received as u64, Ordering::SeqCst);
+        self.deleted.fetch_add(report.deleted as u64, Ordering::SeqCst);
+        self.returned.fetch_add(report.returned as u64, Ordering::SeqCst);
+    }
+}
+
+/// Stops polling when dropped.
+pub struct RunningEventSource {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub stats: Arc<EventSourceStats>,
+}
+
+impl Drop for RunningEventSource {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// An EventBridge scheduled event, as the detector receives it.
+pub fn scheduled_event(rule: &str, now_ms: u64) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": format!("@{}", now_ms / 1000),
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")],
+        "detail": {}
+    })
+}

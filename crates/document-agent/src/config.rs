@@ -1,0 +1,112 @@
+//! The agent's configuration, parsed once at start.
+
+use std::net::SocketAddr;
+use warmpool_core::ConfigError;
+use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::config::Env;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `AGENT_LISTEN` (0.0.0.0:8080): AgentCore reaches the container on port 8080; tests and
+    /// the local stack use 127.0.0.1.
+    pub listen: SocketAddr,
+    /// `TRACKING_TABLE`
+    pub tracking_table: String,
+    /// `RESULTS_QUEUE_URL`
+    pub results_queue_url: String,
+    /// `RESULTS_BUCKET`, `RESULTS_PREFIX` (`results/`): results are written to
+    /// `<prefix><batchId>/attempt-<n>.json`.
+    pub results_bucket: String,
+    pub results_prefix: String,
+    pub run: RunSettings,
+    /// `AGENT_EMULATOR_HOOKS` (false): serve `POST /emulator/terminate`, through which the
+    /// local AgentCore emulator ends a session's work when it crashes or stops that session.
+    /// In AgentCore a session's microVM simply dies; locally every session shares this process.
+    pub emulator_hooks: bool,
+    /// `S3_FORCE_PATH_STYLE` (false)
+    pub s3_force_path_style: bool,
+    pub layout: TrackingLayout,
+}
+
+/// How one batch runs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `BATCH_MAX_DOCUMENT_BYTES` (10 MiB): a larger document fails the attempt, unread.
+    pub max_document_bytes: u64,
+    /// `READ_CONCURRENCY` (4): documents read and processed at once.
+    pub read_concurrency: usize,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 10 * 1024 * 1024,
+            read_concurrency: 4,
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let read_concurrency: usize = env.parse_or("READ_CONCURRENCY", 4)?;
+        if read_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                key: "READ_CONCURRENCY",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let results_prefix: String = env.parse_or("RESULTS_PREFIX", "results/".to_string())?;
+        if results_prefix.starts_with("incoming/") {
+            return Err(ConfigError::Invalid {
+                key: "RESULTS_PREFIX",
+                value: results_prefix,
+                reason: "results must not land where batches are read from".into(),
+            });
+        }
+        Ok(Self {
+            listen: env.parse_or("AGENT_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            tracking_table: env.required("TRACKING_TABLE")?,
+            results_queue_url: env.required("RESULTS_QUEUE_URL")?,
+            results_bucket: env.required("RESULTS_BUCKET")?,
+            results_prefix,
+            run: RunSettings {
+                max_document_bytes: env
+                    .parse_or("BATCH_MAX_DOCUMENT_BYTES", RunSettings::default().max_document_bytes)?,
+                read_concurrency,
+            },
+            emulator_hooks: env.parse_or("AGENT_EMULATOR_HOOKS", false)?,
+            s3_force_path_style: env.parse_or("S3_FORCE_PATH_STYLE", false)?,
+            layout: TrackingLayout::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("TRACKING_TABLE", "batches"),
+        ("RESULTS_QUEUE_URL", "http://sqs/results"),
+        ("RESULTS_BUCKET", "warmpool-documents"),
+    ];
+
+    #[test]
+    fn by_default_the_agent_listens_where_agentcore_expects_it_without_emulator_hooks() {
+        let config = AgentConfig::from_env(&Env::from_pairs(REQUIRED)).unwrap();
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
+        assert!(!config.emulator_hooks);
+    }
+
+    #[test]
+    fn a_results_prefix_inside_the_incoming_area_is_refused() {
+        let env = Env::from_pairs(
+            REQUIRED
+                .iter()
+                .copied()
+                .chain([("RESULTS_PREFIX", "incoming/results/")]),
+        );
+        assert!(AgentConfig::from_env(&env).is_err());
+    }
+}

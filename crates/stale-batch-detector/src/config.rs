@@ -1,0 +1,96 @@
+//! stale-batch-detector's configuration, parsed once at init.
+
+use std::time::Duration;
+use warmpool_core::ConfigError;
+use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::config::Env;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TRACKING_TABLE`
+    pub tracking_table: String,
+    /// `BATCH_QUEUE_URL`: retries (`attempt` n + 1) are sent here.
+    pub batch_queue_url: String,
+    /// `FAILURE_QUEUE_URL`: batches out of attempts.
+    pub failure_queue_url: String,
+    /// `AGENT_RUNTIME_ARN`, `AGENT_RUNTIME_QUALIFIER` (DEFAULT): to stop a failed attempt's session.
+    pub agent_runtime_arn: String,
+    pub qualifier: String,
+    /// `MAX_BATCHES_PER_RUN` (200): overdue attempts one run settles; the next run takes the rest.
+    pub max_batches_per_run: usize,
+    /// `SETTLE_CONCURRENCY` (8): attempts settled at once.
+    pub settle_concurrency: usize,
+    /// `RETRY_DELAY_SECS` (2): delay of a retry message, so the row moves before it arrives.
+    pub retry_delay: Duration,
+    /// `DEADLINE_MARGIN_MS` (2000): no attempt is started this close to the Lambda deadline.
+    pub deadline_margin: Duration,
+    /// `FALLBACK_BUDGET_SECS` (60): the run's budget when no Lambda deadline is known.
+    pub fallback_budget: Duration,
+    /// `TRACKING_SHARDS`, `TRACKING_RETENTION_DAYS`: as the invoker's.
+    pub layout: TrackingLayout,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let positive = |key: &'static str, default: usize| -> Result<usize, ConfigError> {
+            let value: usize = env.parse_or(key, default)?;
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            tracking_table: env.required("TRACKING_TABLE")?,
+            batch_queue_url: env.required("BATCH_QUEUE_URL")?,
+            failure_queue_url: env.required("FAILURE_QUEUE_URL")?,
+            agent_runtime_arn: env.required("AGENT_RUNTIME_ARN")?,
+            qualifier: env.parse_or("AGENT_RUNTIME_QUALIFIER", "DEFAULT".to_string())?,
+            max_batches_per_run: positive("MAX_BATCHES_PER_RUN", 200)?,
+            settle_concurrency: positive("SETTLE_CONCURRENCY", 8)?,
+            retry_delay: env.secs_or("RETRY_DELAY_SECS", 2)?,
+            deadline_margin: env.millis_or("DEADLINE_MARGIN_MS", 2_000)?,
+            fallback_budget: env.secs_or("FALLBACK_BUDGET_SECS", 60)?,
+            layout: TrackingLayout::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const REQUIRED: [(&str, &str); 4] = [
+        ("TRACKING_TABLE", "batches"),
+        ("BATCH_QUEUE_URL", "http://sqs/batches"),
+        ("FAILURE_QUEUE_URL", "http://sqs/failed"),
+        (
+            "AGENT_RUNTIME_ARN",
+            "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/document_agent-Ab12",
+        ),
+    ];
+
+    #[test]
+    fn a_zero_batch_limit_is_refused_at_init() {
+        let env = Env::from_pairs(REQUIRED.iter().copied().chain([("MAX_BATCHES_PER_RUN", "0")]));
+        assert!(matches!(
+            Config::from_env(&env),
+            Err(ConfigError::Invalid {
+                key: "MAX_BATCHES_PER_RUN",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_missing_table_fails_at_init_with_its_name() {
+        let env = Env::from_pairs(REQUIRED.iter().copied().filter(|(k, _)| *k != "TRACKING_TABLE"));
+        assert!(matches!(
+            Config::from_env(&env),
+            Err(ConfigError::Missing("TRACKING_TABLE"))
+        ));
+    }
+}

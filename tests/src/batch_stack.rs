@@ -1,0 +1,522 @@
+//! The batch path on the local stack, end to end: moto (S3, SQS, DynamoDB), the AgentCore
+//! emulator forwarding to the reference document agent (in-process, on 127.0.0.1), the invoker
+//! fed by a local SQS event source, the stale-batch detector on a schedule, and replenish
+//! behind the asynchronous Lambda relay. Every function runs with real SDK clients over HTTP.
+//!
+//! Everything a stack starts stops when it is dropped; every wait here is bounded.
+
+use crate::{Moto, RUNTIME_ARN, agent_runtime, create_pool_queue, replenish_behind_relay, sdk_config};
+use agentcore_emulator::lifecycle::LifecycleConfig;
+use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
+use cli::event_source::{EventDispatch, EventSource, RunningEventSource};
+use document_agent::processor::{Document, DocumentProcessor, DocumentRecord, ProcessError, describe};
+use document_agent::{RunRecord, RunSettings, RunningAgent, Services};
+use invoker::{Invoker, Outcome, batch_response};
+use stale_batch_detector::{Detector, RunReport};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use warmpool_core::aws::sqs_event::SqsEvent;
+use warmpool_core::aws::{
+    AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
+};
+use warmpool_core::batch::ports::TrackingTable;
+use warmpool_core::batch::{BatchId, BatchRow, BatchStatus};
+use warmpool_core::clock::{Clock, SystemClock};
+use warmpool_core::config::Env;
+use warmpool_core::manifest::BatchLimits;
+use warmpool_core::pool::Claimer;
+
+pub type StackInvoker = Invoker<
+    DynamoTrackingTable,
+    S3DocumentStore,
+    SqsMessageSink,
+    AgentCoreRuntime,
+    SqsPoolQueue,
+    LambdaReplenishTrigger,
+    SystemClock,
+>;
+pub type StackDetector = Detector<DynamoTrackingTable, SqsMessageSink, AgentCoreRuntime, SkewedClock>;
+
+/// The system clock plus an adjustable offset: lets a test make the detector see the future.
+#[derive(Debug, Clone, Default)]
+pub struct SkewedClock(Arc<AtomicI64>);
+
+impl SkewedClock {
+    pub fn skew(&self, by: Duration, ahead: bool) {
+        let ms = by.as_millis() as i64;
+        self.0.store(if ahead { ms } else { -ms }, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_ms(&self) -> u64 {
+        SystemClock
+            .now_ms()
+            .saturating_add_signed(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// The reference processor, optionally slowed per document (a fixed delay plus a random one
+/// up to `jitter`) and held at a gate.
+#[derive(Clone)]
+pub struct TestProcessor {
+    pub delay: Duration,
+    pub jitter: Duration,
+    pub gate: Arc<Semaphore>,
+}
+
+impl TestProcessor {
+    pub fn open_gate(&self) {
+        self.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+impl DocumentProcessor for TestProcessor {
+    async fn process(&self, document: Document) -> Result<DocumentRecord, ProcessError> {
+        let permit = self.gate.acquire().await.map_err(|e| ProcessError {
+            location: document.location.clone(),
+            reason: e.to_string(),
+        })?;
+        // Given back at once: an open gate lets everyone through together.
+        drop(permit);
+        let jitter_ms = rand::random_range(0..=self.jitter.as_millis() as u64);
+        tokio::time::sleep(self.delay + Duration::from_millis(jitter_ms)).await;
+        Ok(describe(&document))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub max_attempts: u32,
+    pub batch_deadline_secs: u64,
+    pub invoke_timeout_secs: u64,
+    pub max_receive_count: u32,
+    pub retry_delay_secs: u64,
+    /// Warm sessions put in the pool before the test.
+    pub pool_sessions: u32,
+    pub processing_delay: Duration,
+    pub processing_jitter: Duration,
+    pub gate_open: bool,
+    /// Run the detector this often; `None` leaves it to the test.
+    pub detector_every: Option<Duration>,
+    /// Run the invoker from the batch queue; `false` leaves delivery to the test.
+    pub pump: bool,
+    pub pollers: usize,
+    pub creation_rate_per_sec: f64,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            batch_deadline_secs: 60,
+            invoke_timeout_secs: 20,
+            max_receive_count: 5,
+            retry_delay_secs: 1,
+            pool_sessions: 0,
+            processing_delay: Duration::ZERO,
+            processing_jitter: Duration::ZERO,
+            gate_open: true,
+            detector_every: None,
+            pump: true,
+            pollers: 2,
+            creation_rate_per_sec: 200.0,
+        }
+    }
+}
+
+/// What the invoker said about each record it was given (message ID, outcomes or reason).
+pub type InvokerLog = Arc<Mutex<Vec<(String, Result<Vec<Outcome>, String>)>>>;
+
+pub struct BatchStack {
+    pub resources: BatchResources,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub table: DynamoTrackingTable,
+    pub store: S3DocumentStore,
+    pub pool: SqsPoolQueue,
+    pub emulator: RunningEmulator,
+    pub agent: RunningAgent,
+    pub processor: TestProcessor,
+    pub invoker: Arc<StackInvoker>,
+    pub detector: Arc<StackDetector>,
+    pub detector_clock: SkewedClock,
+    pub invoker_log: InvokerLog,
+    pub detector_reports: Arc<Mutex<Vec<RunReport>>>,
+    pub options: StackOptions,
+    event_source: Option<RunningEventSource>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    _relay: cli::relay::RunningRelay,
+}
+
+impl Drop for BatchStack {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+fn unique_name() -> String {
+    format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl BatchStack {
+    pub async fn start(options: StackOptions) -> BatchStack {
+        let moto = Moto::shared();
+        let sdk = sdk_config(&moto.endpoint);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let s3 = warmpool_core::aws::s3::client(&sdk, true);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let settings = BatchQueueSettings {
+            max_receive_count: options.max_receive_count,
+            visibility_timeout: Duration::from_secs(30),
+        };
+        let clients = Clients {
+            sqs: &sqs,
+            s3: &s3,
+            dynamodb: &dynamodb,
+        };
+        let resources = create_batch_resources(&clients, &unique_name(), &settings)
+            .await
+            .expect("create the batch resources");
+        let pool = SqsPoolQueue::new(sqs.clone(), create_pool_queue(&sqs, "batch-pool").await);
+        let table = DynamoTrackingTable::new(dynamodb.clone(), &resources.tracking_table, Default::default());
+        let store = S3DocumentStore::new(s3.clone());
+
+        let processor = TestProcessor {
+            delay: options.processing_delay,
+            jitter: options.processing_jitter,
+            gate: Arc::new(Semaphore::new(if options.gate_open {
+                Semaphore::MAX_PERMITS / 2
+            } else {
+                0
+            })),
+        };
+        let agent = document_agent::serve(
+            ([127, 0, 0, 1], 0).into(),
+            Services {
+                table: table.clone(),
+                store: store.clone(),
+                results: SqsMessageSink::new(sqs.clone(), &resources.results_queue_url),
+                processor: processor.clone(),
+                results_bucket: resources.documents_bucket.clone(),
+                results_prefix: "results/".into(),
+                settings: RunSettings::default(),
+            },
+            true,
+        )
+        .await
+        .expect("start the document agent");
+        let emulator = Emulator::spawn(EmulatorConfig {
+            lifecycle: LifecycleConfig {
+                latency_scale: 0.01,
+                creation_rate_per_sec: options.creation_rate_per_sec,
+                max_active_sessions: 10_000,
+                ..LifecycleConfig::default()
+            },
+            agent_url: Some(agent.url()),
+            agent_timeout: Duration::from_secs(30),
+            seed: Some(11),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("start the AgentCore emulator");
+
+        let (relay, lambda) = replenish_behind_relay(pool.clone(), &emulator).await;
+        let invoker = Arc::new(invoker(
+            &options,
+            &resources,
+            &table,
+            &store,
+            &sqs,
+            &pool,
+            &emulator,
+            lambda.clone(),
+        ));
+        let detector_clock = SkewedClock::default();
+        let detector = Arc::new(detector(
+            &options,
+            &resources,
+            &table,
+            &sqs,
+            &emulator,
+            detector_clock.clone(),
+        ));
+
+        if options.pool_sessions > 0 {
+            // Filled the way production fills it: replenish, through the Lambda API.
+            let fill = lambda
+                .invoke()
+                .function_name("replenish")
+                .payload(aws_sdk_lambda::primitives::Blob::new(format!(
+                    r#"{{"count": {}}}"#,
+                    options.pool_sessions
+                )))
+                .send()
+                .await
+                .expect("replenish invoke");
+            assert!(fill.function_error.is_none(), "replenish failed: {:?}", fill.payload);
+        }
+
+        let mut stack = BatchStack {
+            resources,
+            sqs,
+            s3,
+            table,
+            store,
+            pool,
+            emulator,
+            agent,
+            processor,
+            invoker,
+            detector,
+            detector_clock,
+            invoker_log: Default::default(),
+            detector_reports: Default::default(),
+            options: options.clone(),
+            event_source: None,
+            background: Vec::new(),
+            _relay: relay,
+        };
+        if options.pump {
+            stack.start_pump();
+        }
+        if let Some(every) = options.detector_every {
+            stack.start_detector(every);
+        }
+        stack
+    }
+
+    /// The invoker behind a local SQS event source, as Lambda would run it.
+    pub fn start_pump(&mut self) {
+        let source = EventSource {
+            sqs: self.sqs.clone(),
+            queue_url: self.resources.batch_queue_url.clone(),
+            queue_arn: self.resources.batch_queue_arn.clone(),
+            batch_size: 10,
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(30),
+            retry_after: Duration::from_secs(1),
+        };
+        self.event_source = Some(source.spawn(self.dispatch(), self.options.pollers));
+    }
+
+    /// Runs the invoker on a serialized SQS event and logs what it said of each record.
+    pub fn dispatch(&self) -> EventDispatch {
+        let (invoker, log) = (self.invoker.clone(), self.invoker_log.clone());
+        Arc::new(move |payload| {
+            let (invoker, log) = (invoker.clone(), log.clone());
+            Box::pin(async move {
+                let event: SqsEvent = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                let reports = invoker.handle_records(event).await.map_err(|e| e.to_string())?;
+                let response = batch_response(&reports);
+                let mut log = log.lock().unwrap();
+                for report in reports {
+                    log.push((report.message_id, report.result.map_err(|e| e.to_string())));
+                }
+                serde_json::to_vec(&response).map_err(|e| e.to_string())
+            })
+        })
+    }
+
+    /// The detector on a schedule.
+    pub fn start_detector(&mut self, every: Duration) {
+        let (detector, reports) = (self.detector.clone(), self.detector_reports.clone());
+        self.background.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(report) = detector.handle(scheduled()).await {
+                    reports.lock().unwrap().push(report);
+                }
+            }
+        }));
+    }
+
+    /// Uploads `files` for `batch` (documents, then the manifest), as `warmpool batch submit` does.
+    pub async fn submit(&self, batch: &str, files: &[(&str, &[u8])]) -> BatchId {
+        let files = files.iter().map(|(n, b)| (n.to_string(), b.to_vec())).collect();
+        cli::batch::submit_files(
+            &self.store,
+            &self.resources.documents_bucket,
+            BatchId::parse(batch).expect("batch id"),
+            files,
+            &BatchLimits::default(),
+        )
+        .await
+        .expect("submit")
+        .batch_id
+    }
+
+    pub async fn row(&self, batch_id: &BatchId) -> Option<BatchRow> {
+        self.table.get(batch_id).await.expect("read the tracking row")
+    }
+
+    /// Waits until the row satisfies `done`; panics with the last row seen after `within`.
+    pub async fn wait_for(&self, batch_id: &BatchId, within: Duration, done: impl Fn(&BatchRow) -> bool) -> BatchRow {
+        let until = Instant::now() + within;
+        loop {
+            let row = self.row(batch_id).await;
+            if let Some(row) = row.as_ref().filter(|r| done(r)) {
+                return row.clone();
+            }
+            assert!(
+                Instant::now() < until,
+                "batch {batch_id} not as expected after {within:?}: {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for_status(&self, batch_id: &BatchId, status: BatchStatus, within: Duration) -> BatchRow {
+        self.wait_for(batch_id, within, |r| r.status == status).await
+    }
+
+    /// Crashes sessions through the emulator's admin API (`crashSessions`), as an operator
+    /// injecting a fault would; returns those that were active and crashed.
+    pub async fn crash(&self, session_ids: &[&str]) -> Vec<String> {
+        let report: serde_json::Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client")
+            .post(format!("{}/admin/faults", self.emulator.endpoint_url()))
+            .json(&serde_json::json!({ "crashSessions": session_ids }))
+            .send()
+            .await
+            .expect("admin faults")
+            .json()
+            .await
+            .expect("faults report");
+        serde_json::from_value(report["crashedSessions"].clone()).unwrap_or_default()
+    }
+
+    /// Agent runs per batch ID.
+    pub fn runs_by_batch(&self) -> HashMap<BatchId, Vec<RunRecord>> {
+        let mut runs: HashMap<BatchId, Vec<RunRecord>> = HashMap::new();
+        for run in self.agent.runs() {
+            runs.entry(run.batch_id.clone()).or_default().push(run);
+        }
+        runs
+    }
+
+    /// Every message body in `queue_url`, received and deleted (bounded).
+    pub async fn drain(&self, queue_url: &str) -> Vec<String> {
+        drain_queue(&self.sqs, queue_url).await
+    }
+}
+
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for _ in 0..1_000 {
+        let messages = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            if let Some(receipt) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            bodies.push(message.body.unwrap_or_default());
+        }
+    }
+    bodies
+}
+
+pub fn scheduled() -> lambda_runtime::LambdaEvent<serde_json::Value> {
+    let payload = serde_json::from_str(include_str!("../../events/stale-batch-detector-schedule.json"))
+        .expect("sample schedule event");
+    lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn invoker(
+    options: &StackOptions,
+    resources: &BatchResources,
+    table: &DynamoTrackingTable,
+    store: &S3DocumentStore,
+    sqs: &aws_sdk_sqs::Client,
+    pool: &SqsPoolQueue,
+    emulator: &RunningEmulator,
+    lambda: aws_sdk_lambda::Client,
+) -> StackInvoker {
+    let numbers = [
+        ("MAX_ATTEMPTS", options.max_attempts.to_string()),
+        ("BATCH_DEADLINE_SECS", options.batch_deadline_secs.to_string()),
+        ("INVOKE_TIMEOUT_SECS", options.invoke_timeout_secs.to_string()),
+        ("MAX_RECEIVE_COUNT", options.max_receive_count.to_string()),
+        ("RETRY_DELAY_SECS", options.retry_delay_secs.to_string()),
+    ];
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("BATCH_QUEUE_URL", &resources.batch_queue_url),
+        ("FAILURE_QUEUE_URL", &resources.failure_queue_url),
+        ("TRACKING_TABLE", &resources.tracking_table),
+        ("DOCUMENTS_BUCKET", &resources.documents_bucket),
+        ("POOL_QUEUE_URL", pool.queue_url()),
+        ("REPLENISH_FUNCTION_NAME", "replenish"),
+        ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
+        // An empty pool answers at once: the fresh fallback is the point of most tests.
+        ("CLAIM_WAIT_SECS", "0"),
+    ];
+    pairs.extend(numbers.iter().map(|(k, v)| (*k, v.as_str())));
+    let config = invoker::Config::from_env(&Env::from_pairs(pairs)).expect("invoker config");
+    Invoker {
+        table: table.clone(),
+        store: store.clone(),
+        batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
+        failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
+        agent: agent_runtime(emulator),
+        claimer: Claimer {
+            queue: pool.clone(),
+            trigger: LambdaReplenishTrigger::new(lambda, "replenish"),
+            clock: SystemClock,
+            policy: config.claim,
+        },
+        config,
+    }
+}
+
+fn detector(
+    options: &StackOptions,
+    resources: &BatchResources,
+    table: &DynamoTrackingTable,
+    sqs: &aws_sdk_sqs::Client,
+    emulator: &RunningEmulator,
+    clock: SkewedClock,
+) -> StackDetector {
+    let retry_delay = options.retry_delay_secs.to_string();
+    let env = Env::from_pairs([
+        ("TRACKING_TABLE", resources.tracking_table.as_str()),
+        ("BATCH_QUEUE_URL", &resources.batch_queue_url),
+        ("FAILURE_QUEUE_URL", &resources.failure_queue_url),
+        ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
+        ("RETRY_DELAY_SECS", &retry_delay),
+    ]);
+    let config = stale_batch_detector::Config::from_env(&env).expect("detector config");
+    Detector {
+        config,
+        table: table.clone(),
+        batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
+        failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
+        agent: agent_runtime(emulator),
+        clock,
+    }
+}

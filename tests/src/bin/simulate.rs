@@ -1,0 +1,115 @@
+//! `make bench`, second part: the pool policies side by side in a discrete-event simulation
+//! (see `warmpool_tests::simulation`). Prints the table and merges it into
+//! `target/bench/summary.json` under `simulation`.
+//!
+//! `SIM_SEED` changes the seed (42); `SIM_THREADS` the runs in parallel (available cores).
+
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use warmpool_tests::simulation::{Profile, Run, Settings, run_all};
+
+fn summary_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target/bench/summary.json")
+}
+
+/// Replaces `simulation` in the summary, keeping what the other parts of the benchmark wrote.
+fn write_summary(runs: &[Run]) -> Result<(), String> {
+    let path = summary_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut summary: Map<String, Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default();
+    let rows: Vec<_> = runs.iter().map(|r| &r.row).collect();
+    summary.insert(
+        "simulation".into(),
+        serde_json::to_value(rows).map_err(|e| e.to_string())?,
+    );
+    let text = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn table(runs: &[Run]) -> String {
+    let mut out = format!(
+        "{:<8} {:<10} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11}\n",
+        "profile",
+        "policy",
+        "warm hit",
+        "dead ID",
+        "p50 ms",
+        "p99 ms",
+        "idle s-h",
+        "throttles",
+        "fresh",
+        "heartbeat",
+        "retired",
+        "target"
+    );
+    for run in runs {
+        let (row, d) = (&run.row, &run.details);
+        let target = match (d.targets.iter().map(|t| t.1).min(), d.targets.iter().map(|t| t.1).max()) {
+            (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<8} {:<10} {:>8.2}% {:>8} {:>8} {:>8} {:>10.1} {:>10} {:>8} {:>10} {:>9} {:>11}\n",
+            row.profile,
+            row.policy.name(),
+            row.warm_hit_rate * 100.0,
+            row.dead_ids_handed_out,
+            row.p50_ms,
+            row.p99_ms,
+            row.idle_session_hours,
+            row.creation_throttles,
+            d.fresh_fallbacks,
+            d.heartbeats,
+            d.retired,
+            target
+        ));
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let mut settings = Settings::default();
+    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        settings.seed = seed;
+    }
+    let threads = std::env::var("SIM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let profiles = Profile::standard();
+    println!(
+        "simulation: {} profiles x 3 policies, seed {}, creation quota {}/s, virtual clock",
+        profiles.len(),
+        settings.seed,
+        settings.service.creation_rate_per_sec
+    );
+    let started = Instant::now();
+    let runs = match run_all(&profiles, &settings, threads) {
+        Ok(runs) => runs,
+        Err(error) => {
+            eprintln!("simulate: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", table(&runs));
+    println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
+    match write_summary(&runs) {
+        Ok(()) => {
+            println!("written to {}", summary_path().display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("simulate: cannot write the summary: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
