@@ -15,7 +15,7 @@ test: bootstrap lint infra-check build-check
 
 # Figures side by side in one run; written to target/bench/summary.json. First part: claim
 # throughput against local SQS; second part: the pool policies in a discrete-event simulation
-# (docs/lifecycle.md), under `simulation`.
+# (README, Pool lifecycle), under `simulation`.
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
 	cargo run -q -p warmpool-tests --bin simulate
@@ -33,7 +33,7 @@ build-dev:
 demo: bootstrap
 	scripts/demo.sh
 
-# --- deployment (infra/template.yaml; docs/infra.md) ----------------------------------------
+# --- deployment (infra/template.yaml; README, Deploying) ----------------------------------------
 LAMBDAS := get-session replenish invoker stale-batch-detector
 CARGO_LAMBDA := PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda
 SAM_VERSION := 1.170.0
@@ -60,7 +60,7 @@ build: bootstrap arm64-target
 	done
 
 # CI's arm64 check: the release build itself (what `deploy` ships; 13 min cold on the 2-core
-# dev machine, see docs/infra.md), then each function must be an aarch64 ELF.
+# dev machine, see README, Deploying), then each function must be an aarch64 ELF.
 build-check: build
 	@for f in $(LAMBDAS); do \
 	  machine=$$(od -An -tx1 -j18 -N2 target/aarch64-unknown-linux-gnu/release/$$f | tr -d ' '); \
@@ -70,7 +70,7 @@ build-check: build
 
 # sam deploy of infra/template.yaml with the zips of `build`; guided on first use, whose answers
 # are kept in infra/samconfig.toml (git-ignored). DEPLOY_ARGS passes more options, e.g.
-# DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: docs/infra.md.
+# DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: README, Deploying.
 deploy: build
 	@[ -x $(SAM) ] || { python3 -m venv .tools/sam && .tools/sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_VERSION)"; }
 	@if [ -f infra/samconfig.toml ]; then \

@@ -151,7 +151,7 @@ pub struct Adaptive {
     /// How many warmup times' worth of claims the pool holds visibly. With one-for-one refills
     /// the warmups in progress already cover the mean, so 1 leaves room for a rate step
     /// between two rounds and for the refill lag the warmup time leaves out (trigger, pacing);
-    /// the simulation benchmark shows the trade-off (docs/lifecycle.md).
+    /// the simulation benchmark shows the trade-off (README.md, Pool lifecycle).
     pub safety_factor: f64,
     /// Sessions kept whatever the rate, so the first claims after a quiet spell are warm.
     pub floor: u32,

@@ -11,7 +11,7 @@
 //! (an attempt at its paced slot, its return after the model's latency, a retry after the
 //! backoff), the same steps `warmup::warm_new_sessions` takes.
 //!
-//! Deployment modelled for the project policy, sized as docs/lifecycle.md advises: a creation
+//! Deployment modelled for the project policy, sized as README.md (Pool lifecycle) advises: a creation
 //! budget of 80% of the account's quota, and `MAX_CONCURRENT_RUNS` = budget x 5 s (the p95
 //! warmup, rounded up) execution environments, each with its own pacer and warmup-time window.
 //! get-session's `{"count": n}` events, the schedule's events and the schedule's top-up events
