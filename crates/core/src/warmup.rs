@@ -207,19 +207,24 @@ mod tests {
         Instant::now() + Duration::from_secs(30)
     }
 
-    #[tokio::test]
-    async fn warms_exactly_the_requested_number_of_distinct_sessions() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        let report = warm_new_sessions(
-            5,
-            &agent,
-            &pool,
+    /// Unpaced, with time to spare: the decisions under test are retry and enqueue.
+    async fn warm(count: u32, agent: &ScriptedAgent, pool: &MemoryPool) -> WarmupReport {
+        warm_new_sessions(
+            count,
+            agent,
+            pool,
             &SystemClock,
             &policy(),
             &CreationPacer::unlimited(),
             far_deadline(),
         )
-        .await;
+        .await
+    }
+
+    #[tokio::test]
+    async fn warms_exactly_the_requested_number_of_distinct_sessions() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        let report = warm(5, &agent, &pool).await;
         assert_eq!((report.requested, report.enqueued, report.failed), (5, 5, 0));
         let mut ids: Vec<_> = pool.sessions().into_iter().map(|s| s.session_id).collect();
         ids.sort();
@@ -232,16 +237,7 @@ mod tests {
     async fn throttled_warmups_are_retried_and_enqueued_once_the_throttle_lifts() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Throttled, QuotaExceeded, Server]);
-        let report = warm_new_sessions(
-            1,
-            &agent,
-            &pool,
-            &SystemClock,
-            &policy(),
-            &CreationPacer::unlimited(),
-            far_deadline(),
-        )
-        .await;
+        let report = warm(1, &agent, &pool).await;
         assert_eq!((report.enqueued, report.throttles), (1, 2));
         assert_eq!(agent.invocations().len(), 4);
         assert_eq!(pool.len(), 1);
@@ -251,16 +247,7 @@ mod tests {
     async fn non_retryable_failures_are_not_retried_and_never_enqueued() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Rejected]);
-        let report = warm_new_sessions(
-            1,
-            &agent,
-            &pool,
-            &SystemClock,
-            &policy(),
-            &CreationPacer::unlimited(),
-            far_deadline(),
-        )
-        .await;
+        let report = warm(1, &agent, &pool).await;
         assert_eq!((report.enqueued, report.failed), (0, 1));
         assert_eq!(agent.invocations().len(), 1);
         assert!(pool.is_empty());
@@ -270,16 +257,7 @@ mod tests {
     async fn a_session_whose_agent_failed_is_stopped_and_not_enqueued() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         agent.fail_with([Agent]);
-        let report = warm_new_sessions(
-            1,
-            &agent,
-            &pool,
-            &SystemClock,
-            &policy(),
-            &CreationPacer::unlimited(),
-            far_deadline(),
-        )
-        .await;
+        let report = warm(1, &agent, &pool).await;
         assert_eq!(report.failed, 1);
         assert_eq!(agent.stopped().len(), 1);
         assert!(pool.is_empty());
@@ -314,16 +292,7 @@ mod tests {
     async fn a_warm_session_that_cannot_be_enqueued_is_stopped() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
         pool.fail_next_enqueues(1);
-        let report = warm_new_sessions(
-            1,
-            &agent,
-            &pool,
-            &SystemClock,
-            &policy(),
-            &CreationPacer::unlimited(),
-            far_deadline(),
-        )
-        .await;
+        let report = warm(1, &agent, &pool).await;
         assert_eq!(report.enqueue_failures, 1);
         assert_eq!(agent.stopped().len(), 1);
     }
