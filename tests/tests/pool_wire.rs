@@ -302,7 +302,7 @@ async fn stale_pooled_sessions_are_never_handed_out_and_are_replaced() {
 async fn wait_for_relay(relay: &cli::relay::RunningRelay) {
     // The trigger is deferred: wait until the relay saw it, then until its run finished.
     let until = Instant::now() + Duration::from_secs(30);
-    while relay.stats.accepted() == 0 && Instant::now() < until {
+    while relay.stats.started() == 0 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::timeout(Duration::from_secs(30), relay.stats.idle())

@@ -373,7 +373,7 @@ async fn local_relay(args: RelayArgs) -> Result<(), CliError> {
         .map_err(CliError::Relay)?;
     println!("lambda relay on {} forwarding to {forward}", running.endpoint_url());
     shutdown_signal().await;
-    let pending = running.stats.accepted();
+    let pending = running.stats.started();
     if tokio::time::timeout(RELAY_DRAIN, running.stats.idle()).await.is_err() {
         eprintln!("lambda relay: stopping with asynchronous invocations still running");
     }

@@ -17,9 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 pub type DispatchFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
 
@@ -32,35 +30,8 @@ struct Relay {
     stats: Arc<RelayStats>,
 }
 
-/// Counts of background (`Event`) invocations, and a way to wait for them.
-#[derive(Debug, Default)]
-pub struct RelayStats {
-    accepted: AtomicU64,
-    finished: AtomicU64,
-    failed: AtomicU64,
-    changed: Notify,
-}
-
-impl RelayStats {
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once every accepted `Event` invocation has finished.
-    pub async fn idle(&self) {
-        loop {
-            let changed = self.changed.notified();
-            if self.finished.load(Ordering::SeqCst) >= self.accepted.load(Ordering::SeqCst) {
-                return;
-            }
-            changed.await;
-        }
-    }
-}
+/// Background (`Event`) invocations: accepted, finished, failed, and a way to wait for them.
+pub type RelayStats = warmpool_core::trigger::Background;
 
 pub struct RunningRelay {
     pub addr: SocketAddr,
@@ -145,16 +116,15 @@ async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: H
         .unwrap_or("RequestResponse");
     match invocation_type {
         "Event" => {
-            relay.stats.accepted.fetch_add(1, Ordering::SeqCst);
+            relay.stats.start();
             let stats = relay.stats.clone();
             let run = (relay.dispatch)(function, body.to_vec());
             tokio::spawn(async move {
-                if let Err(error) = run.await {
+                let result = run.await;
+                if let Err(error) = &result {
                     eprintln!("async invocation failed: {error}");
-                    stats.failed.fetch_add(1, Ordering::SeqCst);
                 }
-                stats.finished.fetch_add(1, Ordering::SeqCst);
-                stats.changed.notify_waiters();
+                stats.finish(result.is_ok());
             });
             StatusCode::ACCEPTED.into_response()
         }

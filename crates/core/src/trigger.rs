@@ -15,37 +15,75 @@ use tracing::warn;
 #[derive(Debug, Clone)]
 pub struct DeferredTrigger {
     sender: mpsc::UnboundedSender<u32>,
-    progress: Arc<Progress>,
+    progress: Arc<Background>,
 }
 
+/// Counts of work handed to the background (started, finished, failed), and a way to wait
+/// until all of it has finished. Shared by the deferred trigger and the local Lambda relay.
 #[derive(Debug, Default)]
-struct Progress {
-    queued: AtomicU64,
-    done: AtomicU64,
+pub struct Background {
+    started: AtomicU64,
+    finished: AtomicU64,
     failed: AtomicU64,
     changed: Notify,
+}
+
+impl Background {
+    pub fn start(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn finish(&self, succeeded: bool) {
+        if !succeeded {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    pub fn succeeded(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst) - self.failed()
+    }
+
+    /// Resolves once everything started so far has finished.
+    pub async fn idle(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.finished.load(Ordering::SeqCst) >= self.started() {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 /// Handle on the worker: how many requests it delivered or failed, and a way to wait for it.
 #[derive(Debug, Clone)]
 pub struct TriggerWorker {
-    progress: Arc<Progress>,
+    progress: Arc<Background>,
 }
 
 impl DeferredTrigger {
     /// Spawns the worker on the current tokio runtime.
     pub fn spawn<T: ReplenishTrigger + 'static>(inner: T) -> (Self, TriggerWorker) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<u32>();
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Background::default());
         let worker_progress = progress.clone();
         tokio::spawn(async move {
             while let Some(count) = receiver.recv().await {
-                if let Err(error) = inner.request(count).await {
+                let result = inner.request(count).await;
+                if let Err(error) = &result {
                     warn!(count, %error, "replenish trigger failed; the maintenance schedule will top up");
-                    worker_progress.failed.fetch_add(1, Ordering::SeqCst);
                 }
-                worker_progress.done.fetch_add(1, Ordering::SeqCst);
-                worker_progress.changed.notify_waiters();
+                worker_progress.finish(result.is_ok());
             }
         });
         (
@@ -60,9 +98,9 @@ impl DeferredTrigger {
 
 impl ReplenishTrigger for DeferredTrigger {
     async fn request(&self, count: u32) -> Result<(), TriggerError> {
-        self.progress.queued.fetch_add(1, Ordering::SeqCst);
+        self.progress.start();
         self.sender.send(count).map_err(|_| {
-            self.progress.done.fetch_add(1, Ordering::SeqCst);
+            self.progress.finish(false);
             TriggerError {
                 message: "replenish trigger worker has stopped".into(),
                 source: None,
@@ -74,21 +112,15 @@ impl ReplenishTrigger for DeferredTrigger {
 impl TriggerWorker {
     /// Resolves once every request queued so far was delivered or failed.
     pub async fn idle(&self) {
-        loop {
-            let changed = self.progress.changed.notified();
-            if self.progress.done.load(Ordering::SeqCst) >= self.progress.queued.load(Ordering::SeqCst) {
-                return;
-            }
-            changed.await;
-        }
+        self.progress.idle().await
     }
 
     pub fn delivered(&self) -> u64 {
-        self.progress.done.load(Ordering::SeqCst) - self.failed()
+        self.progress.succeeded()
     }
 
     pub fn failed(&self) -> u64 {
-        self.progress.failed.load(Ordering::SeqCst)
+        self.progress.failed()
     }
 }
 
