@@ -24,10 +24,12 @@ impl Env {
     }
 
     pub fn required(&self, key: &'static str) -> Result<String, ConfigError> {
-        match self.0.get(key) {
-            Some(value) if !value.trim().is_empty() => Ok(value.clone()),
-            _ => Err(ConfigError::Missing(key)),
-        }
+        self.optional(key).ok_or(ConfigError::Missing(key))
+    }
+
+    /// The value, unless it is unset or blank.
+    pub fn optional(&self, key: &str) -> Option<String> {
+        self.0.get(key).filter(|value| !value.trim().is_empty()).cloned()
     }
 
     pub fn parse_or<T>(&self, key: &'static str, default: T) -> Result<T, ConfigError>

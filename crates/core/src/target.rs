@@ -1,5 +1,7 @@
 //! How many warm sessions the pool should hold: a static value, a weekly schedule of windows
-//! (UTC), or an adaptive size from the observed claim rate and warmup time.
+//! (UTC), or an adaptive size from the observed claim rate and warmup time, which a schedule
+//! may raise during its windows (a pre-warm ahead of a burst the operator knows about, the way
+//! scheduled scaling raises the minimum under target tracking).
 //!
 //! Adaptive sizing adds nothing to the claim path. The scheduled run measures the claim rate
 //! from the pool queue itself, by Little's law: a queue holding `depth` messages whose oldest
@@ -25,14 +27,19 @@ pub const DEFAULT_WARMUP: &str = "ADAPTIVE_DEFAULT_WARMUP_MS";
 
 const DAY_MS: u64 = 86_400_000;
 const MINUTE_MS: u64 = 60_000;
+const DAY_MINUTES: u32 = 24 * 60;
+const HOUR_MINUTES: u32 = 60;
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-/// One window of the schedule: on these weekdays, from `start` (inclusive) to `end` (exclusive)
-/// minutes after midnight UTC, the target is `target`.
+/// One window of the schedule: on these weekdays, from `start_minute` (inclusive) to
+/// `end_minute` (exclusive) into each period, the target is `target`. The period is the day
+/// (minutes after midnight UTC) or, for `*:MM-*:MM` windows, every hour of those days.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     /// Monday first.
     pub days: [bool; 7],
+    /// 1440 (daily) or 60 (hourly).
+    pub period_minutes: u32,
     pub start_minute: u32,
     pub end_minute: u32,
     pub target: u32,
@@ -48,18 +55,24 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn target_at(&self, now_ms: u64) -> u32 {
+        self.window_at(now_ms).map_or(self.default, |w| w.target)
+    }
+
+    /// The first window that contains the instant.
+    pub fn window_at(&self, now_ms: u64) -> Option<&Window> {
         let days = now_ms / DAY_MS;
         // 1970-01-01 was a Thursday (index 3 when Monday is 0).
         let weekday = ((days + 3) % 7) as usize;
         let minute = ((now_ms % DAY_MS) / MINUTE_MS) as u32;
-        self.windows
-            .iter()
-            .find(|w| w.days[weekday] && w.start_minute <= minute && minute < w.end_minute)
-            .map_or(self.default, |w| w.target)
+        self.windows.iter().find(|w| {
+            let into_period = minute % w.period_minutes;
+            w.days[weekday] && w.start_minute <= into_period && into_period < w.end_minute
+        })
     }
 
-    /// `Mon-Fri 08:00-18:00=50; Sat,Sun 10:00-14:00=20; * 00:00-06:00=2`: days as names,
-    /// ranges (wrapping, `Fri-Mon`), lists or `*`; times UTC, end exclusive, `24:00` allowed.
+    /// `Mon-Fri 08:00-18:00=50; Sat,Sun 10:00-14:00=20; * 00:00-06:00=2; * *:50-*:60=900`:
+    /// days as names, ranges (wrapping, `Fri-Mon`), lists or `*`; times UTC, end exclusive,
+    /// `24:00` allowed; `*:MM-*:MM` repeats every hour of those days (`*:60` ends the hour).
     pub fn parse(spec: &str, default: u32) -> Result<Self, String> {
         let windows = spec
             .split(';')
@@ -85,21 +98,39 @@ fn parse_window(raw: &str) -> Result<Window, String> {
         return Err(bad("expected `<days> <HH:MM>-<HH:MM>`"));
     };
     let (start, end) = times.split_once('-').ok_or_else(|| bad("expected a time range"))?;
-    let (start_minute, end_minute) = (
-        parse_time(start).map_err(|e| bad(&e))?,
-        parse_time(end).map_err(|e| bad(&e))?,
-    );
+    let (period_minutes, start_minute, end_minute) = match (start.strip_prefix("*:"), end.strip_prefix("*:")) {
+        (Some(start), Some(end)) => (
+            HOUR_MINUTES,
+            parse_minute(start).map_err(|e| bad(&e))?,
+            parse_minute(end).map_err(|e| bad(&e))?,
+        ),
+        (None, None) => (
+            DAY_MINUTES,
+            parse_time(start).map_err(|e| bad(&e))?,
+            parse_time(end).map_err(|e| bad(&e))?,
+        ),
+        _ => return Err(bad("both ends are `HH:MM`, or both are `*:MM`")),
+    };
     if start_minute >= end_minute {
         return Err(bad(
-            "start must be before end (split a window that crosses midnight in two)",
+            "start must be before end (split a window that crosses midnight or the hour in two)",
         ));
     }
     Ok(Window {
         days: parse_days(days).map_err(|e| bad(&e))?,
+        period_minutes,
         start_minute,
         end_minute,
         target,
     })
+}
+
+/// Minutes into the hour of an hourly window: `00` to `60`.
+fn parse_minute(raw: &str) -> Result<u32, String> {
+    match raw.parse::<u32>() {
+        Ok(m) if raw.len() == 2 && m <= HOUR_MINUTES => Ok(m),
+        _ => Err(format!("\"*:{raw}\" is not a minute of the hour (*:00 to *:60)")),
+    }
 }
 
 fn parse_time(raw: &str) -> Result<u32, String> {
@@ -145,8 +176,9 @@ fn parse_days(raw: &str) -> Result<[bool; 7], String> {
     Ok(days)
 }
 
-/// Sizing from demand: `rate * p95 warmup * safety + floor`, clamped to `[min, max]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Sizing from demand: `rate * p95 warmup * safety + floor`, clamped to `[min, max]`; inside a
+/// window of `prewarm`, at least that window's target.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Adaptive {
     /// How many warmup times' worth of claims the pool holds visibly. With one-for-one refills
     /// the warmups in progress already cover the mean, so 1 leaves room for a rate step
@@ -159,6 +191,9 @@ pub struct Adaptive {
     pub max: u32,
     /// Warmup time assumed until this environment has measured enough of its own.
     pub default_warmup: Duration,
+    /// Known bursts: a reactive size cannot absorb a burst above the creation budget, whose
+    /// excess has to be warm before it starts (README.md, Pool lifecycle, sizing a pre-warm).
+    pub prewarm: Option<Schedule>,
 }
 
 /// What the scheduled run saw of the pool, before touching it.
@@ -187,9 +222,14 @@ impl Adaptive {
         Some(depth as f64 * 1_000.0 / wait_ms as f64)
     }
 
-    pub fn target(&self, rate: Option<f64>, warmup_p95: Option<Duration>) -> u32 {
+    pub fn target(&self, now_ms: u64, rate: Option<f64>, warmup_p95: Option<Duration>) -> u32 {
+        let prewarm = self
+            .prewarm
+            .as_ref()
+            .and_then(|schedule| schedule.window_at(now_ms))
+            .map_or(0, |window| window.target);
         let Some(rate) = rate else {
-            return self.max;
+            return self.max.max(prewarm);
         };
         let warmup = warmup_p95.unwrap_or(self.default_warmup).as_secs_f64();
         let sized = (rate * warmup * self.safety_factor).ceil();
@@ -198,7 +238,7 @@ impl Adaptive {
         } else {
             u32::MAX
         };
-        sized.saturating_add(self.floor).clamp(self.min, self.max)
+        sized.saturating_add(self.floor).clamp(self.min, self.max).max(prewarm)
     }
 }
 
@@ -242,7 +282,7 @@ impl TargetPolicy {
             Self::Adaptive(adaptive) => {
                 let rate = Adaptive::claim_rate(observation, now_ms);
                 Target {
-                    value: adaptive.target(rate, observation.warmup_p95),
+                    value: adaptive.target(now_ms, rate, observation.warmup_p95),
                     mode: Mode::Adaptive,
                     claim_rate: rate,
                 }
@@ -261,22 +301,28 @@ impl TargetPolicy {
     /// `POOL_TARGET_MODE` = `static` (default: `POOL_TARGET`, 10), `scheduled`
     /// (`POOL_TARGET_SCHEDULE`, `POOL_TARGET` outside its windows) or `adaptive`
     /// (`ADAPTIVE_SAFETY_FACTOR` 1, `ADAPTIVE_FLOOR` 2, `POOL_TARGET_MIN` 0, `POOL_TARGET_MAX` 500,
-    /// `ADAPTIVE_DEFAULT_WARMUP_MS` 5000).
+    /// `ADAPTIVE_DEFAULT_WARMUP_MS` 5000, and an optional `POOL_TARGET_SCHEDULE` of pre-warm
+    /// windows that raise the target while they last).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mode: String = env.parse_or(MODE, "static".to_string())?;
         let static_target: u32 = env.parse_or(STATIC_TARGET, 10)?;
+        let schedule = |default| -> Result<Option<Schedule>, ConfigError> {
+            let Some(spec) = env.optional(SCHEDULE) else {
+                return Ok(None);
+            };
+            Schedule::parse(&spec, default)
+                .map(Some)
+                .map_err(|reason| ConfigError::Invalid {
+                    key: SCHEDULE,
+                    value: spec,
+                    reason,
+                })
+        };
         match mode.as_str() {
             "static" => Ok(Self::Static(static_target)),
-            "scheduled" => {
-                let spec = env.required(SCHEDULE)?;
-                Schedule::parse(&spec, static_target)
-                    .map(Self::Scheduled)
-                    .map_err(|reason| ConfigError::Invalid {
-                        key: SCHEDULE,
-                        value: spec,
-                        reason,
-                    })
-            }
+            "scheduled" => schedule(static_target)?
+                .map(Self::Scheduled)
+                .ok_or(ConfigError::Missing(SCHEDULE)),
             "adaptive" => {
                 let adaptive = Adaptive {
                     safety_factor: env.parse_or(SAFETY_FACTOR, 1.0)?,
@@ -284,6 +330,7 @@ impl TargetPolicy {
                     min: env.parse_or(MIN, 0)?,
                     max: env.parse_or(MAX, 500)?,
                     default_warmup: env.millis_or(DEFAULT_WARMUP, 5_000)?,
+                    prewarm: schedule(0)?,
                 };
                 if !(adaptive.safety_factor.is_finite() && adaptive.safety_factor > 0.0) {
                     return Err(ConfigError::Invalid {
@@ -307,6 +354,53 @@ impl TargetPolicy {
                 reason: "expected static, scheduled or adaptive".into(),
             }),
         }
+    }
+}
+
+/// A burst the operator knows about: `peak_rate` claims per second for `length`, over a
+/// `base_rate` the rest of the time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    pub base_rate: f64,
+    pub peak_rate: f64,
+    pub length: Duration,
+}
+
+/// The pre-warm window a burst needs: `target` sessions, from `lead` before the burst starts
+/// to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prewarm {
+    pub target: u32,
+    pub lead: Duration,
+}
+
+impl Burst {
+    /// During the burst replenish creates at most `budget_per_sec`, so the excess claims must
+    /// find warm sessions already pooled, plus one warmup time of the peak for the refill lag.
+    /// They are built at what the budget leaves above the base rate, as late as that allows
+    /// (the idle time is the cost), rounded up to the minute the schedule works in.
+    pub fn prewarm(&self, budget_per_sec: f64, warmup_p95: Duration) -> Result<Prewarm, String> {
+        let rates = [self.base_rate, self.peak_rate, budget_per_sec];
+        if rates.iter().any(|r| !r.is_finite() || *r < 0.0) || self.peak_rate < self.base_rate {
+            return Err("rates must be finite, not negative, and the peak at least the base".into());
+        }
+        let build_rate = budget_per_sec - self.base_rate;
+        if build_rate <= 0.0 {
+            return Err(format!(
+                "a creation budget of {budget_per_sec}/s does not exceed the base rate of {}/s: nothing is left to build a stock with",
+                self.base_rate
+            ));
+        }
+        let excess = (self.peak_rate - budget_per_sec).max(0.0) * self.length.as_secs_f64();
+        let stock = (excess + self.peak_rate * warmup_p95.as_secs_f64()).ceil();
+        if stock > f64::from(u32::MAX) {
+            return Err("the burst needs more sessions than a target can hold".into());
+        }
+        let lead_minutes = (stock / build_rate / 60.0).ceil().max(1.0);
+        Ok(Prewarm {
+            target: stock as u32,
+            lead: Duration::from_secs(lead_minutes as u64 * 60),
+        })
     }
 }
 
@@ -400,6 +494,7 @@ mod tests {
             min: 3,
             max: 400,
             default_warmup: Duration::from_secs(5),
+            prewarm: None,
         }
     }
 
@@ -426,11 +521,55 @@ mod tests {
     #[test]
     fn the_adaptive_target_is_rate_times_warmup_times_safety_plus_floor_clamped() {
         let a = adaptive();
-        assert_eq!(a.target(Some(10.0), Some(Duration::from_secs(4))), 82);
-        assert_eq!(a.target(Some(10.0), None), 102, "default warmup time");
-        assert_eq!(a.target(Some(0.0), None), 3, "min");
-        assert_eq!(a.target(Some(1_000.0), None), 400, "max");
-        assert_eq!(a.target(None, None), 400, "an empty pool sizes to max");
+        let now = MONDAY;
+        assert_eq!(a.target(now, Some(10.0), Some(Duration::from_secs(4))), 82);
+        assert_eq!(a.target(now, Some(10.0), None), 102, "default warmup time");
+        assert_eq!(a.target(now, Some(0.0), None), 3, "min");
+        assert_eq!(a.target(now, Some(1_000.0), None), 400, "max");
+        assert_eq!(a.target(now, None, None), 400, "an empty pool sizes to max");
+    }
+
+    #[test]
+    fn a_prewarm_window_raises_the_adaptive_target_only_while_it_lasts() {
+        let a = Adaptive {
+            prewarm: Some(Schedule::parse("* *:40-*:60=5000", 0).unwrap()),
+            ..adaptive()
+        };
+        let minute = |m: u64| MONDAY + 7 * HOUR + m * 60_000;
+        let warmup = Some(Duration::from_secs(4));
+        assert_eq!(a.target(minute(39), Some(10.0), warmup), 82, "before the window");
+        assert_eq!(
+            a.target(minute(40), Some(10.0), warmup),
+            5_000,
+            "above max while it lasts"
+        );
+        assert_eq!(a.target(minute(40), None, None), 5_000, "an empty pool too");
+        assert_eq!(a.target(minute(40), Some(1_000.0), warmup), 5_000);
+        assert_eq!(a.target(minute(60), Some(10.0), warmup), 82, "the next hour's start");
+        let small = Adaptive {
+            prewarm: Some(Schedule::parse("* *:40-*:60=50", 0).unwrap()),
+            ..adaptive()
+        };
+        assert_eq!(
+            small.target(minute(45), Some(10.0), warmup),
+            82,
+            "demand above the window"
+        );
+    }
+
+    #[test]
+    fn hourly_windows_repeat_every_hour_of_their_days() {
+        let s = Schedule::parse("Mon *:09-*:30=900; Mon *:39-*:60=900", 4).unwrap();
+        let at = |hour: u64, minute: u64| MONDAY + hour * HOUR + minute * 60_000;
+        assert_eq!(s.target_at(at(0, 8)), 4);
+        assert_eq!(s.target_at(at(0, 9)), 900);
+        assert_eq!(s.target_at(at(13, 29)), 900);
+        assert_eq!(s.target_at(at(13, 30)), 4);
+        assert_eq!(s.target_at(at(23, 59)), 900);
+        assert_eq!(s.target_at(at(24, 10)), 4, "tuesday");
+        for spec in ["* *:30-*:09=5", "* *:09-10:00=5", "* *:9-*:30=5", "* *:00-*:61=5"] {
+            assert!(Schedule::parse(spec, 1).is_err(), "accepted {spec:?}");
+        }
     }
 
     #[test]
@@ -442,6 +581,29 @@ mod tests {
         let high = policy.target(now, &observed(80, 4_000, now)).value;
         let low_again = policy.target(now, &observed(80, 40_000, now)).value;
         assert_eq!((low, high, low_again), (22, 202, 22));
+    }
+
+    #[test]
+    fn a_burst_above_the_budget_needs_its_excess_warm_before_it_starts() {
+        let burst = Burst {
+            base_rate: 10.0,
+            peak_rate: 50.0,
+            length: Duration::from_secs(300),
+        };
+        let five_s = Duration::from_secs(5);
+        // (50 - 20) x 300 + 50 x 5 = 9,250, built at 20 - 10 = 10/s: 925 s, 16 minutes.
+        let plan = burst.prewarm(20.0, five_s).unwrap();
+        assert_eq!(plan.target, 9_250);
+        assert_eq!(plan.lead, Duration::from_secs(16 * 60));
+        // Within the budget only the refill lag needs covering, a minute ahead.
+        let plan = burst.prewarm(80.0, five_s).unwrap();
+        assert_eq!((plan.target, plan.lead), (250, Duration::from_secs(60)));
+        assert!(burst.prewarm(10.0, five_s).unwrap_err().contains("base rate"));
+        let upside_down = Burst {
+            peak_rate: 5.0,
+            ..burst
+        };
+        assert!(upside_down.prewarm(20.0, five_s).is_err());
     }
 
     #[test]
@@ -472,6 +634,24 @@ mod tests {
         ));
         let bad = Env::from_pairs([(MODE, "sometimes")]);
         assert!(TargetPolicy::from_env(&bad).is_err());
+        let prewarmed = Env::from_pairs([(MODE, "adaptive"), (SCHEDULE, "Mon 08:00-09:00=700")]);
+        let policy = TargetPolicy::from_env(&prewarmed).unwrap();
+        assert_eq!(policy.target(MONDAY + 8 * HOUR, &Observation::default()).value, 700);
+        assert_eq!(
+            policy.target(MONDAY, &Observation::default()).value,
+            500,
+            "max, rate unknown"
+        );
+        let blank = Env::from_pairs([(MODE, "adaptive"), (SCHEDULE, " ")]);
+        assert!(matches!(
+            TargetPolicy::from_env(&blank),
+            Ok(TargetPolicy::Adaptive(Adaptive { prewarm: None, .. }))
+        ));
+        let malformed = Env::from_pairs([(MODE, "adaptive"), (SCHEDULE, "Mon 9-10=7")]);
+        assert!(matches!(
+            TargetPolicy::from_env(&malformed),
+            Err(ConfigError::Invalid { key: SCHEDULE, .. })
+        ));
         assert_eq!(
             TargetPolicy::from_env(&Env::default()).unwrap(),
             TargetPolicy::Static(10)

@@ -12,8 +12,10 @@
 //! backoff), the same steps `warmup::warm_new_sessions` takes.
 //!
 //! Deployment modelled for the project policy, sized as README.md (Pool lifecycle) advises: a creation
-//! budget of 80% of the account's quota, and `MAX_CONCURRENT_RUNS` = budget x 5 s (the p95
-//! warmup, rounded up) execution environments, each with its own pacer and warmup-time window.
+//! budget of 80% of the account's quota, `MAX_CONCURRENT_RUNS` = budget x 5 s (the p95
+//! warmup, rounded up) execution environments, each with its own pacer and warmup-time window,
+//! `MAX_CREATIONS_PER_RUN` = budget x the 60 s schedule, and on a profile with bursts the
+//! pre-warm windows an operator who knows them would schedule ([`Profile::prewarm_schedule`]).
 //! get-session's `{"count": n}` events, the schedule's events and the schedule's top-up events
 //! wait in Lambda's async queue for a free environment. Callers retry a throttled cold start
 //! as the SDK's standard mode does (three attempts, full-jitter backoff) and then give up.
@@ -116,6 +118,8 @@ pub enum SimError {
     Queue(#[from] warmpool_core::QueueError),
     #[error("the simulation did not settle within {0} events")]
     Runaway(u64),
+    #[error("profile {0}: {1}")]
+    Profile(String, String),
 }
 
 impl SimError {
@@ -142,8 +146,11 @@ pub struct Settings {
     /// How a caller retries a throttled cold start, and how often at most.
     pub caller_retry: WarmupPolicy,
     pub caller_max_attempts: u32,
-    /// The project's settings, as environment variables of replenish and get-session.
+    /// The project's settings, as environment variables of replenish and get-session; they
+    /// take precedence over the modelled deployment's.
     pub project_env: Vec<(String, String)>,
+    /// The pre-warm windows' targets as a share of what the bursts need (0 schedules none).
+    pub prewarm_scale: f64,
 }
 
 impl Default for Settings {
@@ -152,7 +159,6 @@ impl Default for Settings {
         let env = [
             ("POOL_TARGET_MODE", "adaptive"),
             ("POOL_TARGET_MAX", "1000"),
-            ("MAX_CREATIONS_PER_RUN", "500"),
             ("REPLACE_FRESH_FALLBACKS", "true"),
         ];
         Self {
@@ -170,6 +176,7 @@ impl Default for Settings {
             caller_retry: WarmupPolicy::default(),
             caller_max_attempts: 3,
             project_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            prewarm_scale: 1.0,
         }
     }
 }
@@ -302,6 +309,9 @@ struct Engine<'a> {
     details: Details,
 }
 
+/// The p95 warmup the deployment is sized for (the service's cold start p99 is about 5 s).
+const WARMUP_P95: Duration = Duration::from_secs(5);
+
 /// Most events one run may process: far above what the longest profile needs.
 const MAX_EVENTS: u64 = 200_000_000;
 /// Work still in flight this long after the traffic ends is abandoned.
@@ -330,19 +340,30 @@ impl<'a> Engine<'a> {
             clock: clock.clone(),
         };
         let replacements = Arc::new(Requests::default());
-        let budget = (profile.creation_quota * 4 / 5).max(1).to_string();
-        let runs = (profile.creation_quota * 4 / 5 * 5).max(1).to_string();
+        let budget = (profile.creation_quota * 4 / 5).max(1);
+        let prewarm = profile
+            .prewarm_schedule(settings.lead_in, f64::from(budget), WARMUP_P95, settings.prewarm_scale)
+            .map_err(|reason| SimError::Profile(profile.name.clone(), reason))?;
+        let (runs, per_run) = (
+            (budget * WARMUP_P95.as_secs() as u32).to_string(),
+            (budget * 60).to_string(),
+        );
+        let budget = budget.to_string();
         let mut env_pairs: Vec<(&str, &str)> = vec![
             ("POOL_QUEUE_URL", "simulated"),
             ("REPLENISH_FUNCTION_NAME", "replenish"),
             ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
             ("CREATION_BUDGET_PER_SEC", &budget),
             ("MAX_CONCURRENT_RUNS", &runs),
+            ("MAX_CREATIONS_PER_RUN", &per_run),
             (
                 "AGENT_RUNTIME_ARN",
                 "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/sim",
             ),
         ];
+        if let Some(schedule) = &prewarm {
+            env_pairs.push(("POOL_TARGET_SCHEDULE", schedule));
+        }
         env_pairs.extend(settings.project_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let env = Env::from_pairs(env_pairs);
         let replenish = replenish::Config::from_env(&env)?;

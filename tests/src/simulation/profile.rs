@@ -3,6 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
+use warmpool_core::target::Burst;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
@@ -131,6 +132,64 @@ impl Profile {
         }
     }
 
+    /// The pre-warm windows (`POOL_TARGET_SCHEDULE`) an operator who knows this profile's
+    /// bursts would set, from [`Burst::prewarm`], with the window targets scaled by `scale`:
+    /// `None` for a profile without bursts or a scale of 0. The bursts must repeat within the
+    /// hour on whole minutes of the simulation clock (which starts on 1970-01-01, 00:00 UTC).
+    pub fn prewarm_schedule(
+        &self,
+        lead_in: Duration,
+        budget_per_sec: f64,
+        warmup_p95: Duration,
+        scale: f64,
+    ) -> Result<Option<String>, String> {
+        let Shape::Bursts {
+            base,
+            factor,
+            every,
+            length,
+            offset,
+        } = &self.shape
+        else {
+            return Ok(None);
+        };
+        let burst = Burst {
+            base_rate: *base,
+            peak_rate: base * factor,
+            length: *length,
+        };
+        let plan = burst.prewarm(budget_per_sec, warmup_p95)?;
+        let target = (f64::from(plan.target) * scale).round() as u32;
+        if target == 0 {
+            return Ok(None);
+        }
+        let minutes = |d: Duration| (d.as_secs() % 60 == 0).then_some(d.as_secs() / 60);
+        let (Some(first), Some(every), Some(length), Some(lead)) = (
+            minutes(lead_in + *offset),
+            minutes(*every),
+            minutes(*length),
+            minutes(plan.lead),
+        ) else {
+            return Err("bursts and their lead must fall on whole minutes".into());
+        };
+        if every == 0 || 60 % every != 0 || lead + length > every {
+            return Err(format!(
+                "bursts every {every} min with a {lead} min lead do not repeat hourly"
+            ));
+        }
+        let mut windows = Vec::new();
+        for k in 0..60 / every {
+            // Minutes into the hour; a window that crosses the hour is written as two.
+            let start = ((first + k * every) % 60 + 60 - lead) % 60;
+            let end = start + lead + length;
+            windows.push(format!("* *:{start:02}-*:{:02}={target}", end.min(60)));
+            if end > 60 {
+                windows.push(format!("* *:00-*:{:02}={target}", end - 60));
+            }
+        }
+        Ok(Some(windows.join("; ")))
+    }
+
     /// Arrival times on the simulation clock: a lead-in at the profile's opening rate, then the
     /// profile. Poisson arrivals by thinning, so the same seed gives the same arrivals to every
     /// policy.
@@ -191,6 +250,28 @@ mod tests {
         assert_eq!(day.rate_at(minutes(14.0 * 60.0)), 8.0);
         let ramp = day.rate_at(minutes(8.0 * 60.0));
         assert!(ramp > 7.0 && ramp < 8.0, "{ramp}");
+    }
+
+    #[test]
+    fn the_prewarm_schedule_opens_its_lead_before_each_burst_and_closes_at_its_end() {
+        let burst = &Profile::standard()[1];
+        let (lead_in, five_s) = (Duration::from_secs(15 * 60), Duration::from_secs(5));
+        // Bursts at :25 and :55 of the clock; 9,250 sessions with a 16-minute lead.
+        let schedule = burst.prewarm_schedule(lead_in, 20.0, five_s, 1.0).unwrap();
+        assert_eq!(schedule.as_deref(), Some("* *:09-*:30=9250; * *:39-*:60=9250"));
+        let half = burst.prewarm_schedule(lead_in, 20.0, five_s, 0.5).unwrap();
+        assert_eq!(half.as_deref(), Some("* *:09-*:30=4625; * *:39-*:60=4625"));
+        assert_eq!(burst.prewarm_schedule(lead_in, 20.0, five_s, 0.0), Ok(None));
+        // Bursts at :00 and :30: the first window crosses the hour.
+        let wrapped = burst
+            .prewarm_schedule(Duration::from_secs(20 * 60), 80.0, five_s, 1.0)
+            .unwrap();
+        assert_eq!(
+            wrapped.as_deref(),
+            Some("* *:29-*:35=250; * *:59-*:60=250; * *:00-*:05=250")
+        );
+        let steady = &Profile::standard()[0];
+        assert_eq!(steady.prewarm_schedule(lead_in, 20.0, five_s, 1.0), Ok(None));
     }
 
     #[test]
