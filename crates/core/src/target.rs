@@ -12,6 +12,7 @@
 use crate::config::Env;
 use crate::error::ConfigError;
 use crate::ports::PoolDepth;
+use crate::quota::CreationBudget;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -191,6 +192,10 @@ pub struct Adaptive {
     pub max: u32,
     /// Warmup time assumed until this environment has measured enough of its own.
     pub default_warmup: Duration,
+    /// The claim rate assumed when the pool is found empty: the creation budget, the fastest
+    /// claims refills can keep up with. An empty pool says demand outran supply, not by how
+    /// much; beyond the budget only a pre-warm helps, so sizing for more only adds cost.
+    pub empty_pool_rate: f64,
     /// Known bursts: a reactive size cannot absorb a burst above the creation budget, whose
     /// excess has to be warm before it starts (README.md, Pool lifecycle, sizing a pre-warm).
     pub prewarm: Option<Schedule>,
@@ -210,8 +215,7 @@ pub struct Observation {
 const MIN_WAIT_MS: u64 = 100;
 
 impl Adaptive {
-    /// Claims per second, by Little's law on the pool queue. An empty pool says only that
-    /// demand outran supply: `None`, which sizes to `max`.
+    /// Claims per second, by Little's law on the pool queue; `None` for an empty pool.
     pub fn claim_rate(observation: &Observation, now_ms: u64) -> Option<f64> {
         let depth = observation.depth.total();
         let oldest = observation.oldest_sent_at_ms?;
@@ -228,9 +232,7 @@ impl Adaptive {
             .as_ref()
             .and_then(|schedule| schedule.window_at(now_ms))
             .map_or(0, |window| window.target);
-        let Some(rate) = rate else {
-            return self.max.max(prewarm);
-        };
+        let rate = rate.unwrap_or(self.empty_pool_rate);
         let warmup = warmup_p95.unwrap_or(self.default_warmup).as_secs_f64();
         let sized = (rate * warmup * self.safety_factor).ceil();
         let sized = if sized.is_finite() && sized >= 0.0 {
@@ -330,6 +332,7 @@ impl TargetPolicy {
                     min: env.parse_or(MIN, 0)?,
                     max: env.parse_or(MAX, 500)?,
                     default_warmup: env.millis_or(DEFAULT_WARMUP, 5_000)?,
+                    empty_pool_rate: f64::from(CreationBudget::from_env(env)?.per_second.get()),
                     prewarm: schedule(0)?,
                 };
                 if !(adaptive.safety_factor.is_finite() && adaptive.safety_factor > 0.0) {
@@ -494,6 +497,7 @@ mod tests {
             min: 3,
             max: 400,
             default_warmup: Duration::from_secs(5),
+            empty_pool_rate: 20.0,
             prewarm: None,
         }
     }
@@ -526,7 +530,11 @@ mod tests {
         assert_eq!(a.target(now, Some(10.0), None), 102, "default warmup time");
         assert_eq!(a.target(now, Some(0.0), None), 3, "min");
         assert_eq!(a.target(now, Some(1_000.0), None), 400, "max");
-        assert_eq!(a.target(now, None, None), 400, "an empty pool sizes to max");
+        assert_eq!(
+            a.target(now, None, None),
+            202,
+            "an empty pool sizes for the budget rate"
+        );
     }
 
     #[test]
@@ -543,7 +551,7 @@ mod tests {
             5_000,
             "above max while it lasts"
         );
-        assert_eq!(a.target(minute(40), None, None), 5_000, "an empty pool too");
+        assert_eq!(a.target(minute(40), None, warmup), 5_000, "an empty pool too");
         assert_eq!(a.target(minute(40), Some(1_000.0), warmup), 5_000);
         assert_eq!(a.target(minute(60), Some(10.0), warmup), 82, "the next hour's start");
         let small = Adaptive {
@@ -637,11 +645,8 @@ mod tests {
         let prewarmed = Env::from_pairs([(MODE, "adaptive"), (SCHEDULE, "Mon 08:00-09:00=700")]);
         let policy = TargetPolicy::from_env(&prewarmed).unwrap();
         assert_eq!(policy.target(MONDAY + 8 * HOUR, &Observation::default()).value, 700);
-        assert_eq!(
-            policy.target(MONDAY, &Observation::default()).value,
-            500,
-            "max, rate unknown"
-        );
+        // Outside it, an empty pool: 20/s (the default budget) x 5 s + 2.
+        assert_eq!(policy.target(MONDAY, &Observation::default()).value, 102);
         let blank = Env::from_pairs([(MODE, "adaptive"), (SCHEDULE, " ")]);
         assert!(matches!(
             TargetPolicy::from_env(&blank),

@@ -163,7 +163,7 @@ impl Profile {
         if target == 0 {
             return Ok(None);
         }
-        let minutes = |d: Duration| (d.as_secs() % 60 == 0).then_some(d.as_secs() / 60);
+        let minutes = |d: Duration| d.as_secs().is_multiple_of(60).then_some(d.as_secs() / 60);
         let (Some(first), Some(every), Some(length), Some(lead)) = (
             minutes(lead_in + *offset),
             minutes(*every),
@@ -172,7 +172,7 @@ impl Profile {
         ) else {
             return Err("bursts and their lead must fall on whole minutes".into());
         };
-        if every == 0 || 60 % every != 0 || lead + length > every {
+        if every == 0 || !60_u64.is_multiple_of(every) || lead + length > every {
             return Err(format!(
                 "bursts every {every} min with a {lead} min lead do not repeat hourly"
             ));
