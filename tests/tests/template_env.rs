@@ -60,7 +60,7 @@ const SHARED: [&str; 7] = [
 
 /// Parameter sets the template is checked under: the defaults and each pool-target mode (the
 /// mode decides which variables replenish gets).
-const SCENARIOS: [(&str, &[(&str, &str)]); 4] = [
+const SCENARIOS: [(&str, &[(&str, &str)]); 5] = [
     ("defaults", &[]),
     (
         "scheduled target",
@@ -72,6 +72,14 @@ const SCENARIOS: [(&str, &[(&str, &str)]); 4] = [
     (
         "adaptive target",
         &[("PoolTargetMode", "adaptive"), ("PoolTargetMax", "200")],
+    ),
+    (
+        "adaptive target with pre-warm windows",
+        &[
+            ("PoolTargetMode", "adaptive"),
+            ("PoolTargetSchedule", "* *:09-*:30=9250; * *:39-*:60=9250"),
+            ("MaxCreationsPerRun", "1200"),
+        ],
     ),
     (
         "slow maintenance, longer idle timeout",
