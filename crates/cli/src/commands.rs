@@ -29,7 +29,7 @@ use warmpool_core::maintenance::MaintenanceRules;
 use warmpool_core::manifest::BatchLimits;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::ports::{PoolMaintenance, PoolQueue};
-use warmpool_core::target::{Observation, TargetPolicy};
+use warmpool_core::target::{Burst, Observation, TargetPolicy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +72,9 @@ pub enum BatchCommand {
 pub enum PoolCommand {
     /// Depth, session ages and stale risk, from a non-destructive peek.
     Status(StatusArgs),
+    /// The pre-warm a known burst needs: the window target, its lead, and the
+    /// POOL_TARGET_SCHEDULE windows for it (README, Pool lifecycle). Prints; calls nothing.
+    Prewarm(PrewarmArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +139,31 @@ pub struct StatusArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrewarmArgs {
+    /// Claims per second outside the burst.
+    #[arg(long)]
+    pub base_rate: f64,
+    /// Claims per second during the burst.
+    #[arg(long)]
+    pub peak_rate: f64,
+    /// How long the burst lasts.
+    #[arg(long)]
+    pub burst_secs: u64,
+    /// replenish's creation budget (sessions per second).
+    #[arg(long, env = "CREATION_BUDGET_PER_SEC", default_value_t = 20.0)]
+    pub budget: f64,
+    /// p95 warmup time (the WarmupLatency metric).
+    #[arg(long, default_value_t = 5_000)]
+    pub warmup_ms: u64,
+    /// The scheduled run's period (MAINTENANCE_INTERVAL_SECS).
+    #[arg(long, env = "MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
+    pub interval_secs: u64,
+    /// When each burst starts, UTC: `HH:MM` (daily) or `*:MM` (hourly); repeatable.
+    #[arg(long)]
+    pub starts_at: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +288,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Invoke(args) => invoke(args).await,
         Command::Pool(PoolCommand::Status(args)) => pool_status(args).await,
+        Command::Pool(PoolCommand::Prewarm(args)) => {
+            println!("{}", prewarm_plan(&args)?);
+            Ok(())
+        }
         Command::Local(LocalCommand::Setup(args)) => local_setup(args).await,
         Command::Local(LocalCommand::Relay(args)) => local_relay(args).await,
         Command::Demo(DemoCommand::Compare(args)) => demo_compare(args).await,
@@ -344,6 +376,37 @@ async fn pool_status(args: StatusArgs) -> Result<(), CliError> {
         print!("{}", report.render());
     }
     Ok(())
+}
+
+fn prewarm_plan(args: &PrewarmArgs) -> Result<String, CliError> {
+    let invalid = |reason| CliError::InvalidArgument { name: "burst", reason };
+    let length = Duration::from_secs(args.burst_secs);
+    let burst = Burst {
+        base_rate: args.base_rate,
+        peak_rate: args.peak_rate,
+        length,
+    };
+    let plan = burst
+        .prewarm(args.budget, Duration::from_millis(args.warmup_ms))
+        .map_err(invalid)?;
+    let per_run = (args.budget * args.interval_secs as f64).ceil();
+    let mut out = format!(
+        "target {} sessions, from {} min before each burst to its end\n\
+         MAX_CREATIONS_PER_RUN >= {per_run} (budget x {} s schedule), so the build runs at the budget",
+        plan.target,
+        plan.lead.as_secs() / 60,
+        args.interval_secs
+    );
+    if !args.starts_at.is_empty() {
+        let windows = args
+            .starts_at
+            .iter()
+            .map(|start| plan.windows(start, length))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        out.push_str(&format!("\nPOOL_TARGET_SCHEDULE={}", windows.join("; ")));
+    }
+    Ok(out)
 }
 
 async fn local_setup(args: SetupArgs) -> Result<(), CliError> {
@@ -657,6 +720,43 @@ mod tests {
         assert_eq!((args.n, args.concurrency), (20, 4));
         assert_eq!(args.agent.function, "get-session");
         assert_eq!(args.json_out.as_deref(), Some("out.json"));
+    }
+
+    #[test]
+    fn pool_prewarm_prints_the_window_a_burst_needs() {
+        let cli = Cli::try_parse_from([
+            "warmpool",
+            "pool",
+            "prewarm",
+            "--base-rate",
+            "10",
+            "--peak-rate",
+            "50",
+            "--burst-secs",
+            "300",
+            "--budget",
+            "20",
+            "--starts-at",
+            "*:25",
+            "--starts-at",
+            "*:55",
+        ])
+        .unwrap();
+        let Command::Pool(PoolCommand::Prewarm(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let plan = prewarm_plan(&args).unwrap();
+        assert!(plan.starts_with("target 9250 sessions, from 16 min before"), "{plan}");
+        assert!(plan.contains("MAX_CREATIONS_PER_RUN >= 1200"), "{plan}");
+        assert!(
+            plan.ends_with("POOL_TARGET_SCHEDULE=* *:09-*:30=9250; * *:39-*:60=9250"),
+            "{plan}"
+        );
+        let short_budget = PrewarmArgs { budget: 10.0, ..args };
+        assert!(matches!(
+            prewarm_plan(&short_budget),
+            Err(CliError::InvalidArgument { name: "burst", .. })
+        ));
     }
 
     #[test]

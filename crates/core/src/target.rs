@@ -407,6 +407,37 @@ impl Burst {
     }
 }
 
+impl Prewarm {
+    /// The `POOL_TARGET_SCHEDULE` windows, every day, for a burst that starts at `start`
+    /// (`HH:MM` daily or `*:MM` hourly, UTC) and lasts `length`: from `lead` before it to its
+    /// end, in whole minutes, written as two windows where it crosses midnight or the hour.
+    pub fn windows(&self, start: &str, length: Duration) -> Result<String, String> {
+        let (period, start_minute) = match start.strip_prefix("*:") {
+            Some(minute) => (HOUR_MINUTES, parse_minute(minute)?),
+            None => (DAY_MINUTES, parse_time(start)?),
+        };
+        let minutes = |d: Duration| u32::try_from(d.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
+        let span = minutes(self.lead).saturating_add(minutes(length));
+        if span > period {
+            return Err(format!(
+                "the lead and the burst ({span} min) do not fit in one period of {period} min"
+            ));
+        }
+        let open = (start_minute % period + period - minutes(self.lead) % period) % period;
+        let close = open + span;
+        let at = |minute: u32| match period {
+            HOUR_MINUTES => format!("*:{minute:02}"),
+            _ => format!("{:02}:{:02}", minute / 60, minute % 60),
+        };
+        let window = |from, to| format!("* {}-{}={}", at(from), at(to), self.target);
+        let mut windows = vec![window(open, close.min(period))];
+        if close > period {
+            windows.push(window(0, close - period));
+        }
+        Ok(windows.join("; "))
+    }
+}
+
 /// The latest warmup latencies of this execution environment, for the adaptive target.
 #[derive(Debug, Clone, Default)]
 pub struct WarmupTimes {
@@ -612,6 +643,32 @@ mod tests {
             ..burst
         };
         assert!(upside_down.prewarm(20.0, five_s).is_err());
+    }
+
+    #[test]
+    fn prewarm_windows_open_the_lead_before_the_burst_and_wrap_at_the_period() {
+        let plan = Prewarm {
+            target: 900,
+            lead: Duration::from_secs(16 * 60),
+        };
+        let five_min = Duration::from_secs(300);
+        assert_eq!(plan.windows("*:25", five_min).unwrap(), "* *:09-*:30=900");
+        assert_eq!(
+            plan.windows("*:05", five_min).unwrap(),
+            "* *:49-*:60=900; * *:00-*:10=900"
+        );
+        assert_eq!(plan.windows("08:00", five_min).unwrap(), "* 07:44-08:05=900");
+        assert_eq!(
+            plan.windows("00:10", five_min).unwrap(),
+            "* 23:54-24:00=900; * 00:00-00:15=900"
+        );
+        assert!(plan.windows("*:25", Duration::from_secs(50 * 60)).is_err());
+        assert!(plan.windows("8am", five_min).is_err());
+        // What it writes, the schedule reads back.
+        let schedule = Schedule::parse(&plan.windows("*:05", five_min).unwrap(), 0).unwrap();
+        assert_eq!(schedule.target_at(MONDAY + 9 * HOUR + 50 * 60_000), 900);
+        assert_eq!(schedule.target_at(MONDAY + 9 * HOUR + 9 * 60_000), 900);
+        assert_eq!(schedule.target_at(MONDAY + 9 * HOUR + 10 * 60_000), 0);
     }
 
     #[test]

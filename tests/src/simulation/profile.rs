@@ -3,7 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
-use warmpool_core::target::Burst;
+use warmpool_core::target::{Burst, Prewarm};
 
 const HOUR_MS: f64 = 3_600_000.0;
 
@@ -164,29 +164,16 @@ impl Profile {
             return Ok(None);
         }
         let minutes = |d: Duration| d.as_secs().is_multiple_of(60).then_some(d.as_secs() / 60);
-        let (Some(first), Some(every), Some(length), Some(lead)) = (
-            minutes(lead_in + *offset),
-            minutes(*every),
-            minutes(*length),
-            minutes(plan.lead),
-        ) else {
-            return Err("bursts and their lead must fall on whole minutes".into());
+        let (Some(first), Some(every)) = (minutes(lead_in + *offset), minutes(*every)) else {
+            return Err("bursts must start on whole minutes".into());
         };
-        if every == 0 || !60_u64.is_multiple_of(every) || lead + length > every {
-            return Err(format!(
-                "bursts every {every} min with a {lead} min lead do not repeat hourly"
-            ));
+        if every == 0 || !60_u64.is_multiple_of(every) {
+            return Err(format!("bursts every {every} min do not repeat within the hour"));
         }
-        let mut windows = Vec::new();
-        for k in 0..60 / every {
-            // Minutes into the hour; a window that crosses the hour is written as two.
-            let start = ((first + k * every) % 60 + 60 - lead) % 60;
-            let end = start + lead + length;
-            windows.push(format!("* *:{start:02}-*:{:02}={target}", end.min(60)));
-            if end > 60 {
-                windows.push(format!("* *:00-*:{:02}={target}", end - 60));
-            }
-        }
+        let plan = Prewarm { target, ..plan };
+        let windows = (0..60 / every)
+            .map(|k| plan.windows(&format!("*:{:02}", (first + k * every) % 60), *length))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(windows.join("; ")))
     }
 
