@@ -2,14 +2,26 @@
 //! (see `warmpool_tests::simulation`). Prints the table and merges it into
 //! `target/bench/summary.json` under `simulation`.
 //!
-//! `SIM_SEED` changes the seed (42); `SIM_THREADS` the runs in parallel (available cores);
+//! `SIM_SEED` changes the seed (42); `SIM_REFERENCE_POOL` the reference's fixed pool (100);
+//! `SIM_THREADS` the runs in parallel (available cores);
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
 
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use warmpool_tests::simulation::{Profile, Run, Settings, run_all};
+use warmpool_tests::simulation::{Policy, Profile, Row, Run, Settings, run_all, run_jobs};
+
+/// Fixed pools the reference is also run with, to compare at equal hit rates.
+const LARGER_REFERENCE_POOLS: [u32; 3] = [300, 1_000, 3_000];
+
+/// The reference with one fixed pool size on one profile.
+#[derive(Debug, serde::Serialize)]
+struct ReferencePool<'a> {
+    reference_pool: u32,
+    #[serde(flatten)]
+    row: &'a Row,
+}
 
 fn summary_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,8 +29,9 @@ fn summary_path() -> PathBuf {
         .join("target/bench/summary.json")
 }
 
-/// Replaces `simulation` in the summary, keeping what the other parts of the benchmark wrote.
-fn write_summary(runs: &[Run]) -> Result<(), String> {
+/// Replaces `simulation` (and `simulation_reference_pools`) in the summary, keeping what the
+/// other parts of the benchmark wrote.
+fn write_summary(runs: &[Run], pools: &[ReferencePool]) -> Result<(), String> {
     let path = summary_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -31,6 +44,10 @@ fn write_summary(runs: &[Run]) -> Result<(), String> {
     summary.insert(
         "simulation".into(),
         serde_json::to_value(rows).map_err(|e| e.to_string())?,
+    );
+    summary.insert(
+        "simulation_reference_pools".into(),
+        serde_json::to_value(pools).map_err(|e| e.to_string())?,
     );
     let text = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
@@ -84,10 +101,48 @@ fn table(runs: &[Run], lead_in_ms: u64) -> String {
     out
 }
 
+/// For each profile, the project against the cheapest reference pool that reaches its hit rate.
+fn equal_hit_rate(runs: &[Run], pools: &[ReferencePool]) -> String {
+    let mut out = String::from("at the project's hit rate, the cheapest reference pool among those run:\n");
+    for project in runs.iter().map(|r| &r.row).filter(|r| r.policy == Policy::Project) {
+        let candidates = pools.iter().filter(|p| p.row.profile == project.profile);
+        let cheapest = candidates
+            .clone()
+            .filter(|p| p.row.warm_hit_rate >= project.warm_hit_rate)
+            .min_by(|a, b| a.row.idle_session_hours.total_cmp(&b.row.idle_session_hours));
+        let verdict = match cheapest {
+            Some(p) => format!(
+                "reference pool {} reaches it with {:.1} idle s-h",
+                p.reference_pool, p.row.idle_session_hours
+            ),
+            None => {
+                let best = candidates.max_by(|a, b| a.row.warm_hit_rate.total_cmp(&b.row.warm_hit_rate));
+                best.map_or("no reference run".into(), |p| {
+                    format!(
+                        "no reference pool reaches it (best {:.2}% with {})",
+                        p.row.warm_hit_rate * 100.0,
+                        p.reference_pool
+                    )
+                })
+            }
+        };
+        out.push_str(&format!(
+            "  {:<15} project {:.2}% with {:.1} idle s-h; {verdict}\n",
+            project.profile,
+            project.warm_hit_rate * 100.0,
+            project.idle_session_hours
+        ));
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let mut settings = Settings::default();
     if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         settings.seed = seed;
+    }
+    if let Some(size) = std::env::var("SIM_REFERENCE_POOL").ok().and_then(|s| s.parse().ok()) {
+        settings.reference_pool = size;
     }
     let extra = std::env::var("SIM_PROJECT_ENV").unwrap_or_default();
     for pair in extra.split(',').filter(|p| !p.trim().is_empty()) {
@@ -120,8 +175,49 @@ fn main() -> ExitCode {
     };
     let lead_in_ms = u64::try_from(settings.lead_in.as_millis()).unwrap_or(u64::MAX);
     print!("{}", table(&runs, lead_in_ms));
+    let larger: Vec<_> = profiles
+        .iter()
+        .flat_map(|profile| {
+            LARGER_REFERENCE_POOLS.map(|size| {
+                let settings = Settings {
+                    reference_pool: size,
+                    ..settings.clone()
+                };
+                (profile.clone(), Policy::Reference, settings)
+            })
+        })
+        .collect();
+    let sizes: Vec<u32> = larger.iter().map(|job| job.2.reference_pool).collect();
+    let larger = match run_jobs(larger, threads) {
+        Ok(runs) => runs,
+        Err(error) => {
+            eprintln!("simulate: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pools: Vec<ReferencePool> = runs
+        .iter()
+        .filter(|r| r.row.policy == Policy::Reference)
+        .map(|r| (settings.reference_pool, r))
+        .chain(sizes.into_iter().zip(&larger))
+        .map(|(reference_pool, run)| ReferencePool {
+            reference_pool,
+            row: &run.row,
+        })
+        .collect();
+    for pool in &pools {
+        println!(
+            "  reference pool {:>5} on {:<15} {:>7.2}% warm, {:>5} dead IDs, {:>9.1} idle s-h",
+            pool.reference_pool,
+            pool.row.profile,
+            pool.row.warm_hit_rate * 100.0,
+            pool.row.dead_ids_handed_out,
+            pool.row.idle_session_hours
+        );
+    }
+    print!("{}", equal_hit_rate(&runs, &pools));
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
-    match write_summary(&runs) {
+    match write_summary(&runs, &pools) {
         Ok(()) => {
             println!("written to {}", summary_path().display());
             ExitCode::SUCCESS

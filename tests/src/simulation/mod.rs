@@ -183,23 +183,26 @@ impl Default for Settings {
 
 /// Runs every policy on every profile, `threads` at a time; rows in profile, then policy order.
 pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Result<Vec<Run>, SimError> {
-    let jobs: Vec<(usize, Profile, Policy)> = profiles
+    let jobs = profiles
         .iter()
-        .flat_map(|p| Policy::ALL.map(|policy| (p.clone(), policy)))
-        .enumerate()
-        .map(|(i, (p, policy))| (i, p, policy))
+        .flat_map(|p| Policy::ALL.map(|policy| (p.clone(), policy, settings.clone())))
         .collect();
-    let queue = Mutex::new(VecDeque::from(jobs));
+    run_jobs(jobs, threads)
+}
+
+/// Runs each (profile, policy, settings), `threads` at a time; results in the jobs' order.
+pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Result<Vec<Run>, SimError> {
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                    let Some((i, profile, policy)) = next else {
+                    let Some((i, (profile, policy, settings))) = next else {
                         break;
                     };
-                    let run = simulate(&profile, policy, settings);
+                    let run = simulate(&profile, policy, &settings);
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((i, run));
                 }
             });
