@@ -921,6 +921,33 @@ mod tests {
     }
 
     #[test]
+    fn a_prewarm_window_absorbs_a_burst_above_the_creation_budget() {
+        // One 5x burst at minute 25 of the clock, 40/s above a 20/s budget.
+        let burst = profile(
+            "burst",
+            30,
+            Shape::Bursts {
+                base: 10.0,
+                factor: 5.0,
+                every: Duration::from_secs(30 * 60),
+                length: Duration::from_secs(5 * 60),
+                offset: Duration::from_secs(20 * 60),
+            },
+        );
+        let reactive = Settings {
+            prewarm_scale: 0.0,
+            ..quick()
+        };
+        let without = simulate(&burst, Policy::Project, &reactive).unwrap();
+        let with = simulate(&burst, Policy::Project, &quick()).unwrap();
+        assert!(without.row.warm_hit_rate < 0.9, "{:?}", without.row);
+        assert!(with.row.warm_hit_rate >= 0.99, "{:?}", with.row);
+        assert_eq!(with.row.dead_ids_handed_out, 0);
+        let peak = with.details.targets.iter().map(|(_, t)| *t).max();
+        assert_eq!(peak, Some(9_250), "the window's target was in force");
+    }
+
+    #[test]
     fn without_a_pool_every_request_is_a_cold_start() {
         let steady = profile("t", 10, Shape::Steady { rate: 5.0 });
         let none = simulate(&steady, Policy::None, &quick()).unwrap();
