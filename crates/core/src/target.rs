@@ -197,7 +197,7 @@ pub struct Adaptive {
     /// much; beyond the budget only a pre-warm helps, so sizing for more only adds cost.
     pub empty_pool_rate: f64,
     /// Known bursts: a reactive size cannot absorb a burst above the creation budget, whose
-    /// excess has to be warm before it starts (README.md, Pool lifecycle, sizing a pre-warm).
+    /// excess has to be warm before it starts (README.md, Pool lifecycle, Pre-warming a known burst).
     pub prewarm: Option<Schedule>,
 }
 
