@@ -299,3 +299,28 @@ async fn concurrent_replenish_runs_stay_inside_the_creation_budget() {
         stats.creations_per_second
     );
 }
+
+#[tokio::test]
+async fn a_prewarm_window_raises_an_adaptive_pool_above_its_maximum_while_it_lasts() {
+    let (queue, other_queue) = (pool_queue("prewarm").await, pool_queue("no-prewarm").await);
+    let emulator = emulator(fast_lifecycle()).await;
+    let adaptive = [("POOL_TARGET_MODE", "adaptive"), ("POOL_TARGET_MAX", "2")];
+    // Two empty pools, sized without a window and inside an all-day one.
+    let (plain, plain_relay) = replenish(&other_queue, &emulator, &adaptive).await;
+    let mut settings = adaptive.to_vec();
+    settings.push(("POOL_TARGET_SCHEDULE", "* 00:00-24:00=6"));
+    let (prewarmed, relay) = replenish(&queue, &emulator, &settings).await;
+
+    let without = run(&plain, SCHEDULE).await.target.expect("a target");
+    assert_eq!(without.value, 2, "an empty pool, clamped to the adaptive maximum");
+    let report = run(&prewarmed, SCHEDULE).await;
+    assert_eq!(report.target.expect("a target").value, 6);
+    assert_eq!(report.dispatched, 6);
+    settled(&relay).await;
+    settled(&plain_relay).await;
+
+    let pooled = only_pooled(&queue).await;
+    assert_eq!(pooled.len(), 6, "the top-up reached the window's target");
+    let elsewhere = only_pooled(&other_queue).await;
+    assert_eq!(elsewhere.len(), 2, "the pool without the window stopped at its maximum");
+}
