@@ -1,4 +1,4 @@
-.PHONY: test lint bench demo bootstrap build-dev bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
+.PHONY: test lint bench demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
 
 # Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
 bootstrap:
@@ -19,14 +19,6 @@ test: bootstrap lint infra-check build-check
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
 	cargo run -q -p warmpool-tests --bin simulate
-
-# Debug builds of every binary the local stack runs.
-build-dev:
-	cargo build --bin get-session
-	cargo build --bin replenish
-	cargo build --bin invoker
-	cargo build --bin stale-batch-detector
-	cargo build -p agentcore-emulator -p cli -p document-agent
 
 # The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and
 # one document batch end to end.

@@ -127,6 +127,38 @@ assert_loopback_only() {
   fi
 }
 
+# serve NAME PORT PROBE SECONDS CMD...: starts CMD as NAME (see start), waits up to SECONDS
+# until it answers (PROBE: a URL for wait_http, or "tcp" for wait_tcp), then checks that it
+# listens on loopback only.
+serve() {
+  local name=$1 port=$2 probe=$3 seconds=$4
+  shift 4
+  start "$name" "$@"
+  if [ "$probe" = tcp ]; then
+    wait_tcp "$name" "$port" "$seconds"
+  else
+    wait_http "$name" "$probe" "$seconds"
+  fi
+  assert_loopback_only "$name" "$port"
+}
+
+# function_env POOL_QUEUE_URL AGENT_RUNTIME_ARN EMULATOR_URL RELAY_URL: the env-file lines
+# every function under `cargo lambda watch` shares.
+function_env() {
+  cat <<EOF
+POOL_QUEUE_URL=$1
+REPLENISH_FUNCTION_NAME=replenish
+AGENT_RUNTIME_ARN=$2
+AWS_ENDPOINT_URL_SQS=$moto_url
+AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$3
+AWS_ENDPOINT_URL_LAMBDA=$4
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+EOF
+}
+
 export PATH="$root/.venv/bin:$PATH"
 [ -x .venv/bin/moto_server ] && [ -x .venv/bin/cargo-lambda ] || {
   echo "run scripts/bootstrap.sh first (make demo does)" >&2
@@ -162,44 +194,26 @@ export AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator_url
 export AWS_ENDPOINT_URL_LAMBDA=$relay_url
 
 log "starting moto on $moto_url"
-start moto .venv/bin/python scripts/moto_server.py -H "$HOST" -p "$moto_port"
-wait_http moto "$moto_url/moto-api/" 60
+serve moto "$moto_port" "$moto_url/moto-api/" 60 .venv/bin/python scripts/moto_server.py -H "$HOST" -p "$moto_port"
 curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' \
   -d '{"lambda":{"use_docker":false}}' "$moto_url/moto-api/config" >/dev/null
-assert_loopback_only moto "$moto_port"
 
 log "starting the AgentCore emulator on $emulator_url (published latencies, built-in agent)"
-start emulator target/debug/agentcore-emulator --listen "$HOST:$emulator_port" --latency-scale 1.0
-wait_http emulator "$emulator_url/admin/stats" 30
-assert_loopback_only emulator "$emulator_port"
+serve emulator "$emulator_port" "$emulator_url/admin/stats" 30 \
+  target/debug/agentcore-emulator --listen "$HOST:$emulator_port" --latency-scale 1.0
 
 log "creating the pool queue"
 queue_url=$("$warmpool" local setup --pool-queue "demo-pool-$(date +%s)")
 echo "$queue_url"
 
 log "starting cargo lambda watch on $watch_url"
-cat >"$run_dir/functions.env" <<EOF
-POOL_QUEUE_URL=$queue_url
-REPLENISH_FUNCTION_NAME=replenish
-AGENT_RUNTIME_ARN=$RUNTIME_ARN
-AWS_ENDPOINT_URL_SQS=$moto_url
-AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator_url
-AWS_ENDPOINT_URL_LAMBDA=$relay_url
-AWS_REGION=us-east-1
-AWS_ACCESS_KEY_ID=test
-AWS_SECRET_ACCESS_KEY=test
-AWS_EC2_METADATA_DISABLED=true
-EOF
+function_env "$queue_url" "$RUNTIME_ARN" "$emulator_url" "$relay_url" >"$run_dir/functions.env"
 # --ignore-changes: edits to the workspace during the demo must not restart the functions.
-start watch cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch_port" \
+serve watch "$watch_port" tcp 120 cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch_port" \
   --ignore-changes --concurrency "$CONCURRENCY" --env-file "$run_dir/functions.env"
-wait_tcp "cargo lambda watch" "$watch_port" 120
-assert_loopback_only "cargo lambda watch" "$watch_port"
 
 log "starting the Lambda relay on $relay_url (asynchronous Event path)"
-start relay "$warmpool" local relay --listen "$HOST:$relay_port" --forward "$watch_url"
-wait_http relay "$relay_url/" 30
-assert_loopback_only relay "$relay_port"
+serve relay "$relay_port" "$relay_url/" 30 "$warmpool" local relay --listen "$HOST:$relay_port" --forward "$watch_url"
 
 # invoke_sync FUNCTION PAYLOAD SECONDS [RELAY_URL]: a RequestResponse invoke through a relay;
 # prints the answer and fails on a function error.
@@ -272,42 +286,28 @@ watch2_url=http://$HOST:$watch2_port
 relay2_url=http://$HOST:$relay2_port
 
 log "starting the document agent on $agent_url and its AgentCore emulator on $emulator2_url"
-start agent env AGENT_LISTEN="$HOST:$agent_port" AGENT_EMULATOR_HOOKS=true target/debug/document-agent
-wait_http "document agent" "$agent_url/ping" 30
-assert_loopback_only "document agent" "$agent_port"
-start emulator2 target/debug/agentcore-emulator --listen "$HOST:$emulator2_port" --latency-scale 1.0 \
-  --agent-url "$agent_url"
-wait_http emulator2 "$emulator2_url/admin/stats" 30
-assert_loopback_only emulator2 "$emulator2_port"
+serve agent "$agent_port" "$agent_url/ping" 30 \
+  env AGENT_LISTEN="$HOST:$agent_port" AGENT_EMULATOR_HOOKS=true target/debug/document-agent
+serve emulator2 "$emulator2_port" "$emulator2_url/admin/stats" 30 \
+  target/debug/agentcore-emulator --listen "$HOST:$emulator2_port" --latency-scale 1.0 --agent-url "$agent_url"
 
 log "starting invoker, stale-batch-detector and replenish under a second cargo lambda watch on $watch2_url"
 {
   cat "$run_dir/batches.env"
+  function_env "$batch_pool_url" "$DOC_RUNTIME_ARN" "$emulator2_url" "$relay2_url"
   cat <<ENV
-POOL_QUEUE_URL=$batch_pool_url
-REPLENISH_FUNCTION_NAME=replenish
-AGENT_RUNTIME_ARN=$DOC_RUNTIME_ARN
 BATCH_DEADLINE_SECS=120
 INVOKE_TIMEOUT_SECS=60
 MAX_RECEIVE_COUNT=5
 S3_FORCE_PATH_STYLE=true
-AWS_ENDPOINT_URL_SQS=$moto_url
 AWS_ENDPOINT_URL_S3=$moto_url
 AWS_ENDPOINT_URL_DYNAMODB=$moto_url
-AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=$emulator2_url
-AWS_ENDPOINT_URL_LAMBDA=$relay2_url
-AWS_REGION=us-east-1
-AWS_ACCESS_KEY_ID=test
-AWS_SECRET_ACCESS_KEY=test
-AWS_EC2_METADATA_DISABLED=true
 ENV
 } >"$run_dir/batch-functions.env"
-start watch2 cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch2_port" \
+serve watch2 "$watch2_port" tcp 120 cargo lambda watch --invoke-address "$HOST" --invoke-port "$watch2_port" \
   --ignore-changes --concurrency 4 --env-file "$run_dir/batch-functions.env"
-wait_tcp "cargo lambda watch (batches)" "$watch2_port" 120
-assert_loopback_only "cargo lambda watch (batches)" "$watch2_port"
-start relay2 "$warmpool" local relay --listen "$HOST:$relay2_port" --forward "$watch2_url"
-wait_http relay2 "$relay2_url/" 30
+serve relay2 "$relay2_port" "$relay2_url/" 30 \
+  "$warmpool" local relay --listen "$HOST:$relay2_port" --forward "$watch2_url"
 
 log "warming 2 sessions of the document agent into the batch pool"
 invoke_sync replenish '{"count": 2}' "$FIRST_CALL_TIMEOUT" "$relay2_url"

@@ -5,7 +5,9 @@
 //!
 //! Everything a stack starts stops when it is dropped; every wait here is bounded.
 
-use crate::{Moto, RUNTIME_ARN, agent_runtime, create_pool_queue, replenish_behind_relay, sdk_config};
+use crate::{
+    Moto, RUNTIME_ARN, agent_runtime, create_pool_queue, fill_through_replenish, replenish_behind_relay, sdk_config,
+};
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
@@ -47,9 +49,9 @@ pub type StackDetector = Detector<DynamoTrackingTable, SqsMessageSink, AgentCore
 pub struct SkewedClock(Arc<AtomicI64>);
 
 impl SkewedClock {
-    pub fn skew(&self, by: Duration, ahead: bool) {
-        let ms = by.as_millis() as i64;
-        self.0.store(if ahead { ms } else { -ms }, Ordering::SeqCst);
+    /// Runs the clock `ahead` of the system clock from now on.
+    pub fn skew(&self, ahead: Duration) {
+        self.0.store(ahead.as_millis() as i64, Ordering::SeqCst);
     }
 }
 
@@ -136,10 +138,8 @@ pub type InvokerLog = Arc<Mutex<Vec<(String, Result<Vec<Outcome>, String>)>>>;
 pub struct BatchStack {
     pub resources: BatchResources,
     pub sqs: aws_sdk_sqs::Client,
-    pub s3: aws_sdk_s3::Client,
     pub table: DynamoTrackingTable,
     pub store: S3DocumentStore,
-    pub pool: SqsPoolQueue,
     pub emulator: RunningEmulator,
     pub agent: RunningAgent,
     pub processor: TestProcessor,
@@ -250,27 +250,14 @@ impl BatchStack {
         ));
 
         if options.pool_sessions > 0 {
-            // Filled the way production fills it: replenish, through the Lambda API.
-            let fill = lambda
-                .invoke()
-                .function_name("replenish")
-                .payload(aws_sdk_lambda::primitives::Blob::new(format!(
-                    r#"{{"count": {}}}"#,
-                    options.pool_sessions
-                )))
-                .send()
-                .await
-                .expect("replenish invoke");
-            assert!(fill.function_error.is_none(), "replenish failed: {:?}", fill.payload);
+            fill_through_replenish(&lambda, options.pool_sessions).await;
         }
 
         let mut stack = BatchStack {
             resources,
             sqs,
-            s3,
             table,
             store,
-            pool,
             emulator,
             agent,
             processor,
@@ -403,42 +390,6 @@ impl BatchStack {
         }
         runs
     }
-
-    /// Every message body in `queue_url`, received and deleted (bounded).
-    pub async fn drain(&self, queue_url: &str) -> Vec<String> {
-        drain_queue(&self.sqs, queue_url).await
-    }
-}
-
-pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    for _ in 0..1_000 {
-        let messages = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for message in messages {
-            if let Some(receipt) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-            bodies.push(message.body.unwrap_or_default());
-        }
-    }
-    bodies
 }
 
 pub fn scheduled() -> lambda_runtime::LambdaEvent<serde_json::Value> {

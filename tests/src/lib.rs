@@ -7,9 +7,11 @@
 pub mod batch_stack;
 pub mod simulation;
 
-use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator, lifecycle::LifecycleConfig};
+use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};
+use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde_json::{Map, Value};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -17,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use warmpool_core::aws::{AgentCoreRuntime, SqsPoolQueue};
+use warmpool_core::pool::Lifecycle;
+use warmpool_core::session::{PooledSession, SessionId};
 
 pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/test-agent-Ab12Cd34Ef";
 
@@ -29,7 +33,7 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_loopback_port() -> u16 {
+pub fn free_loopback_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -87,6 +91,9 @@ impl Moto {
 /// Lambda without Docker: moto accepts invokes and answers `Event` with 202.
 fn configure_moto(endpoint: &str) {
     let mut stream = TcpStream::connect(endpoint.trim_start_matches("http://")).expect("connect moto");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("moto read timeout");
     let body = r#"{"lambda":{"use_docker":false}}"#;
     let request = format!(
         "POST /moto-api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -121,16 +128,15 @@ pub fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::new(&sdk_config(endpoint))
 }
 
-/// A pool queue as DESIGN.md section 3 lays it out, with a unique name per call.
+/// A pool queue as `warmpool local setup` creates it, with a unique name per call.
 pub async fn create_pool_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}.fifo", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    sqs.create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
-        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
-        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+    let attributes = cli::queue_setup::pool_queue_attributes(&Lifecycle::default()).expect("pool queue attributes");
+    let mut request = sqs.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
+        request = request.attributes(attribute, value);
+    }
+    request
         .send()
         .await
         .expect("create pool queue")
@@ -168,24 +174,83 @@ pub fn agent_runtime(emulator: &RunningEmulator) -> AgentCoreRuntime {
     AgentCoreRuntime::new(warmpool_core::aws::agentcore_client(&sdk), RUNTIME_ARN, "DEFAULT")
 }
 
-/// Every message body left in the queue, drained by receive + delete (bounded).
-pub async fn drain(queue: &SqsPoolQueue) -> Vec<String> {
-    use warmpool_core::ports::PoolQueue;
+/// Puts `sessions` in the pool queue ten at a time, each in the message group `group` names.
+pub async fn fill_pool(queue: &SqsPoolQueue, sessions: &[PooledSession], group: impl Fn(&PooledSession) -> String) {
+    let sqs = sqs_client();
+    for chunk in sessions.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, s)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(s.to_body())
+                .message_group_id(group(s))
+                .message_deduplication_id(s.deduplication_id())
+                .build()
+                .expect("batch entry")
+        });
+        let out = sqs
+            .send_message_batch()
+            .queue_url(queue.queue_url())
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .expect("fill the pool");
+        assert!(out.failed.is_empty(), "fill failed: {:?}", out.failed);
+    }
+}
+
+/// Fills the pool the way production does: replenish, through the Lambda Invoke API.
+pub async fn fill_through_replenish(lambda: &aws_sdk_lambda::Client, count: u32) {
+    let fill = lambda
+        .invoke()
+        .function_name("replenish")
+        .payload(aws_sdk_lambda::primitives::Blob::new(format!(
+            r#"{{"count": {count}}}"#
+        )))
+        .send()
+        .await
+        .expect("replenish invoke");
+    assert!(fill.function_error.is_none(), "replenish failed: {:?}", fill.payload);
+}
+
+/// Every message body left in `queue_url`, received and deleted (bounded).
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     for _ in 0..10_000 {
-        let batch = queue
-            .receive(10, Duration::ZERO, Duration::from_secs(60))
+        let messages = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
             .await
-            .expect("receive");
-        if batch.is_empty() {
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
             break;
         }
-        for message in batch {
-            queue.delete(&message.receipt).await.expect("delete");
-            bodies.push(message.body);
+        for message in messages {
+            if let Some(receipt) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            bodies.push(message.body.unwrap_or_default());
         }
     }
     bodies
+}
+
+/// Every session left in the pool queue, drained (bounded).
+pub async fn drain_pooled(queue: &SqsPoolQueue) -> Vec<PooledSession> {
+    drain(&sqs_client(), queue.queue_url())
+        .await
+        .iter()
+        .map(|b| PooledSession::parse(b).expect("pool message"))
+        .collect()
 }
 
 /// replenish as the local stack runs it: in-process, with real SDK clients, its top-up events
@@ -262,12 +327,27 @@ pub async fn replenish_with_relay(
     (function, relay, lambda)
 }
 
-/// The emulator's view of every session, read over its admin HTTP endpoint.
-pub async fn emulator_sessions(emulator: &RunningEmulator) -> Vec<serde_json::Value> {
-    reqwest::get(format!("{}/admin/sessions", emulator.endpoint_url()))
-        .await
-        .expect("admin endpoint")
-        .json()
-        .await
-        .expect("admin sessions JSON")
+/// The emulator's view of one session.
+pub fn session_view<'a>(sessions: &'a [SessionView], id: &SessionId) -> &'a SessionView {
+    sessions
+        .iter()
+        .find(|s| s.session_id == id.as_str())
+        .unwrap_or_else(|| panic!("session {id} unknown to the emulator"))
+}
+
+/// Merges `figures` into `target/bench/summary.json`, keeping what other parts of the
+/// benchmark wrote; returns the file's path.
+pub fn merge_into_summary(figures: Map<String, Value>) -> std::io::Result<PathBuf> {
+    let path = workspace_root().join("target/bench/summary.json");
+    let in_path = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(in_path)?;
+    }
+    let mut summary: Map<String, Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default();
+    summary.extend(figures);
+    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?).map_err(in_path)?;
+    Ok(path)
 }

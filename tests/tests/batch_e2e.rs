@@ -3,7 +3,7 @@
 //! results queue, tracking row; the stale-batch detector for crashes and silence. moto serves
 //! S3, SQS and DynamoDB; everything runs on 127.0.0.1 with the real SDK clients.
 
-use agentcore_emulator::lifecycle::{SessionState, SessionView};
+use agentcore_emulator::lifecycle::SessionState;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use document_agent::RunOutcome;
 use futures::StreamExt;
@@ -16,20 +16,14 @@ use warmpool_core::batch::message::{FailureNotice, ResultNotice};
 use warmpool_core::batch::ports::DocumentStore;
 use warmpool_core::batch::{BatchId, BatchStatus, ObjectRef};
 use warmpool_core::session::SessionId;
-use warmpool_tests::batch_stack::{BatchStack, StackOptions, drain_queue, scheduled};
+use warmpool_tests::batch_stack::{BatchStack, StackOptions, scheduled};
+use warmpool_tests::{drain, session_view};
 
 fn notices(bodies: &[String]) -> Vec<ResultNotice> {
     bodies
         .iter()
         .map(|b| serde_json::from_str(b).expect("a result notice"))
         .collect()
-}
-
-fn view<'a>(sessions: &'a [SessionView], id: &SessionId) -> &'a SessionView {
-    sessions
-        .iter()
-        .find(|s| s.session_id == id.as_str())
-        .unwrap_or_else(|| panic!("session {id} unknown to the emulator"))
 }
 
 /// Waits until the agent runs a batch on `session` (the attempt is really mid-batch).
@@ -154,7 +148,11 @@ async fn an_uploaded_batch_runs_on_one_pooled_session_and_its_result_is_publishe
         "the invoker took the warm session from the pool"
     );
     let sessions = stack.emulator.sessions();
-    let history: Vec<bool> = view(&sessions, &session).history.iter().map(|h| h.cold).collect();
+    let history: Vec<bool> = session_view(&sessions, &session)
+        .history
+        .iter()
+        .map(|h| h.cold)
+        .collect();
     assert_eq!(history, vec![true, false], "warmed cold, then the batch landed warm");
     let runs = stack.runs_by_batch();
     assert_eq!(runs[&batch].len(), 1, "one run: {:?}", runs[&batch]);
@@ -163,7 +161,7 @@ async fn an_uploaded_batch_runs_on_one_pooled_session_and_its_result_is_publishe
         (&session, &RunOutcome::Recorded)
     );
 
-    let published = notices(&stack.drain(&stack.resources.results_queue_url).await);
+    let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
     assert_eq!(published.len(), 1);
     assert_eq!((published[0].attempt, &published[0].session_id), (1, &session));
     assert_eq!(row.result_ref, Some(published[0].result_ref.to_string()));
@@ -211,7 +209,7 @@ async fn a_session_crashing_mid_batch_is_failed_by_the_detector_and_attempt_two_
     let second_session = row.session_id.clone().unwrap();
     assert_ne!(second_session, crashed_session, "a new session for the new attempt");
     let sessions = stack.emulator.sessions();
-    let crashed = view(&sessions, &crashed_session);
+    let crashed = session_view(&sessions, &crashed_session);
     assert_eq!(
         (crashed.state, crashed.invocation_count),
         (SessionState::Crashed, 1),
@@ -238,7 +236,7 @@ async fn a_session_crashing_mid_batch_is_failed_by_the_detector_and_attempt_two_
         .collect();
     assert_eq!(retried.len(), 1, "{retried:?}");
     assert_eq!((retried[0].attempt, retried[0].outcome), (1, "retried"));
-    let published = notices(&stack.drain(&stack.resources.results_queue_url).await);
+    let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
     assert_eq!(published.len(), 1);
     assert_eq!((published[0].attempt, &published[0].session_id), (2, &second_session));
 }
@@ -288,15 +286,14 @@ async fn a_batch_that_always_crashes_ends_failed_after_its_last_attempt_and_on_t
     let runs = &stack.runs_by_batch()[&batch];
     assert!(runs.iter().all(|r| r.outcome == RunOutcome::Aborted), "{runs:?}");
     assert_eq!(runs.iter().map(|r| &r.session_id).collect::<HashSet<_>>().len(), 2);
-    let failures: Vec<FailureNotice> = stack
-        .drain(&stack.resources.failure_queue_url)
+    let failures: Vec<FailureNotice> = drain(&stack.sqs, &stack.resources.failure_queue_url)
         .await
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();
     assert_eq!(failures.len(), 1);
     assert_eq!((&failures[0].batch_id, failures[0].attempts), (&batch, 2));
-    assert!(stack.drain(&stack.resources.results_queue_url).await.is_empty());
+    assert!(drain(&stack.sqs, &stack.resources.results_queue_url).await.is_empty());
 }
 
 /// Test 4.
@@ -365,7 +362,7 @@ async fn the_same_s3_notification_delivered_twice_starts_exactly_one_run() {
         vec![row.session_id.unwrap().to_string()],
         "one session ever reached the agent"
     );
-    assert_eq!(stack.drain(&stack.resources.results_queue_url).await.len(), 1);
+    assert_eq!(drain(&stack.sqs, &stack.resources.results_queue_url).await.len(), 1);
 }
 
 /// Test 5.
@@ -474,7 +471,7 @@ async fn malformed_records_fail_alone_with_a_reason_and_reach_the_dlq_while_the_
     let until = Instant::now() + Duration::from_secs(60);
     while dead.len() < 3 {
         assert!(Instant::now() < until, "only {} records reached the DLQ", dead.len());
-        dead.extend(drain_queue(&stack.sqs, &stack.resources.batch_dlq_url).await);
+        dead.extend(drain(&stack.sqs, &stack.resources.batch_dlq_url).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let dead: HashSet<String> = dead.into_iter().collect();
@@ -526,13 +523,13 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
 
     // Every attempt passes its deadline for the detector at the instant the agents finish, and
     // two detector runs overlap.
-    stack.detector_clock.skew(Duration::from_secs(61), true);
+    stack.detector_clock.skew(Duration::from_secs(61));
     let (a, b, ()) = tokio::join!(
         stack.detector.handle(scheduled()),
         stack.detector.handle(scheduled()),
         async { stack.processor.open_gate() }
     );
-    stack.detector_clock.skew(Duration::ZERO, true);
+    stack.detector_clock.skew(Duration::ZERO);
     let reports = [a.unwrap(), b.unwrap()];
 
     let mut retried_by_detector = 0;
@@ -562,7 +559,7 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
             assert_ne!(row.session_id.as_ref(), Some(first));
             let sessions = stack.emulator.sessions();
             assert_eq!(
-                view(&sessions, first).state,
+                session_view(&sessions, first).state,
                 SessionState::Stopped,
                 "{batch}: the loser's session"
             );
@@ -642,15 +639,15 @@ async fn two_hundred_batches_submitted_at_once_all_succeed_none_lost_none_run_tw
     let runs = stack.runs_by_batch();
     assert_eq!(runs.len(), BATCHES);
     assert!(runs.values().all(|r| r.len() == 1), "a batch ran twice");
-    let published = notices(&stack.drain(&stack.resources.results_queue_url).await);
+    let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
     let published_batches: HashSet<&BatchId> = published.iter().map(|n| &n.batch_id).collect();
     assert_eq!((published.len(), published_batches.len()), (BATCHES, BATCHES));
     assert!(
-        stack.drain(&stack.resources.batch_dlq_url).await.is_empty(),
+        drain(&stack.sqs, &stack.resources.batch_dlq_url).await.is_empty(),
         "nothing in the DLQ"
     );
     assert!(
-        stack.drain(&stack.resources.failure_queue_url).await.is_empty(),
+        drain(&stack.sqs, &stack.resources.failure_queue_url).await.is_empty(),
         "nothing failed"
     );
     eprintln!("{BATCHES} batches: submitted in {submitted:?}, all succeeded after {finished:?}");

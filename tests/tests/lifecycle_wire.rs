@@ -4,7 +4,7 @@
 //! `SESSION_*` settings alike.
 
 use agentcore_emulator::RunningEmulator;
-use agentcore_emulator::lifecycle::LifecycleConfig;
+use agentcore_emulator::lifecycle::{LifecycleConfig, SessionState};
 use lambda_runtime::LambdaEvent;
 use replenish::RunReport;
 use std::sync::Arc;
@@ -68,21 +68,6 @@ const SCALED: [(&str, &str); 7] = [
     ("POOL_TARGET", "1"),
 ];
 
-fn session_view<'a>(sessions: &'a [serde_json::Value], id: &SessionId) -> &'a serde_json::Value {
-    sessions
-        .iter()
-        .find(|s| s["sessionId"] == id.as_str())
-        .expect("session known to the emulator")
-}
-
-async fn only_pooled(queue: &SqsPoolQueue) -> Vec<PooledSession> {
-    drain(queue)
-        .await
-        .iter()
-        .map(|b| PooledSession::parse(b).expect("pool message"))
-        .collect()
-}
-
 #[tokio::test]
 async fn heartbeats_keep_a_pooled_session_warm_across_more_than_two_idle_timeouts() {
     let queue = pool_queue("heartbeat").await;
@@ -123,15 +108,10 @@ async fn heartbeats_keep_a_pooled_session_warm_across_more_than_two_idle_timeout
 
     assert_eq!(claim.session.source, Source::Pool);
     assert!(heartbeats >= 6, "only {heartbeats} heartbeats");
-    let sessions = emulator_sessions(&emulator).await;
+    let sessions = emulator.sessions();
     let view = session_view(&sessions, &claim.session.session_id);
-    assert_eq!(view["generation"], 1, "the microVM never expired: {view}");
-    let colds: Vec<bool> = view["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["cold"].as_bool().expect("cold flag"))
-        .collect();
+    assert_eq!(view.generation, 1, "the microVM never expired: {view:?}");
+    let colds: Vec<bool> = view.history.iter().map(|h| h.cold).collect();
     assert_eq!(
         colds.iter().filter(|c| **c).count(),
         1,
@@ -164,17 +144,20 @@ async fn a_session_near_max_lifetime_is_stopped_before_it_and_replaced() {
 
     let retired_at = retired_at_emulator_ms.expect("the session was retired within 12 s");
     settled(&relay).await;
-    let sessions = emulator_sessions(&emulator).await;
+    let sessions = emulator.sessions();
     let view = session_view(&sessions, &first);
     // The emulator only stops an active microVM: "stopped" means before idle and max lifetime.
-    assert_eq!(view["state"], "stopped", "{view}");
-    let created = view["createdAtMs"].as_u64().expect("createdAtMs");
+    assert_eq!(view.state, SessionState::Stopped, "{view:?}");
+    let created = view.created_at_ms;
     assert!(retired_at < created + 10_000, "retired after the max lifetime");
     assert!(emulator.stats().stops >= 1);
-    let pooled = only_pooled(&queue).await;
+    let pooled = drain_pooled(&queue).await;
     assert_eq!(pooled.len(), 1, "replaced one for one");
     assert_ne!(pooled[0].session_id, first);
-    assert_eq!(session_view(&sessions, &pooled[0].session_id)["state"], "active");
+    assert_eq!(
+        session_view(&sessions, &pooled[0].session_id).state,
+        SessionState::Active
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +213,7 @@ async fn a_sweep_never_hides_more_than_its_bound_and_releases_what_it_does_not_t
     assert!(report.max_hidden <= u32::from(BOUND), "{report:?}");
     assert!(most_hidden.load(Ordering::SeqCst) <= u64::from(BOUND));
     assert_eq!(queue.depth().await.expect("depth").in_flight, 0, "nothing left hidden");
-    let pooled = only_pooled(&queue).await;
+    let pooled = drain_pooled(&queue).await;
     assert_eq!(pooled.len(), 50, "every session still pooled, none twice");
     let mut ids: Vec<_> = pooled.iter().map(|s| s.session_id.clone()).collect();
     ids.sort();
@@ -319,8 +302,8 @@ async fn a_prewarm_window_raises_an_adaptive_pool_above_its_maximum_while_it_las
     settled(&relay).await;
     settled(&plain_relay).await;
 
-    let pooled = only_pooled(&queue).await;
+    let pooled = drain_pooled(&queue).await;
     assert_eq!(pooled.len(), 6, "the top-up reached the window's target");
-    let elsewhere = only_pooled(&other_queue).await;
+    let elsewhere = drain_pooled(&other_queue).await;
     assert_eq!(elsewhere.len(), 2, "the pool without the window stopped at its maximum");
 }

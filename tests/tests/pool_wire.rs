@@ -1,8 +1,8 @@
 //! Wire-level tests of the warm pool: real SDK clients against moto (SQS, Lambda) and the
 //! AgentCore emulator, all on 127.0.0.1.
 
+use agentcore_emulator::lifecycle::SessionState;
 use agentcore_emulator::{Emulator, EmulatorConfig, FaultsUpdate};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use get_session::{GetSession, GetSessionError};
 use lambda_runtime::LambdaEvent;
 use std::collections::HashSet;
@@ -52,30 +52,11 @@ async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactl
     const POOL: usize = 2_000;
     const CLAIMERS: usize = 32;
     let queue = pool_queue("drain").await;
-    let sqs = sqs_client();
     let now = SystemClock.now_ms();
     let enqueued: Vec<PooledSession> = (0..POOL)
         .map(|_| PooledSession::new(SessionId::generate(), now, now))
         .collect();
-    for chunk in enqueued.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, s)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(s.to_body())
-                .message_group_id(s.message_group_id())
-                .message_deduplication_id(s.deduplication_id())
-                .build()
-                .expect("entry")
-        });
-        let out = sqs
-            .send_message_batch()
-            .queue_url(queue.queue_url())
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .expect("fill");
-        assert!(out.failed.is_empty(), "fill failed: {:?}", out.failed);
-    }
+    fill_pool(&queue, &enqueued, |s| s.message_group_id().to_string()).await;
 
     let claimer = Arc::new(Claimer {
         queue: queue.clone(),
@@ -107,7 +88,7 @@ async fn thirty_two_concurrent_claimers_get_each_of_two_thousand_sessions_exactl
 
     let unique: HashSet<&SessionId> = claimed.iter().collect();
     assert_eq!(unique.len(), claimed.len(), "a session id was handed out twice");
-    let left = drain(&queue).await.len();
+    let left = drain_pooled(&queue).await.len();
     assert_eq!(
         claimed.len() + left,
         POOL,
@@ -224,15 +205,11 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
 
     assert_eq!((report.enqueued, report.failed), (1, 0));
     assert!(report.throttles > 0);
-    let bodies = drain(&queue).await;
-    assert_eq!(bodies.len(), 1);
-    let pooled = PooledSession::parse(&bodies[0]).unwrap();
-    let sessions = emulator_sessions(&emulator).await;
-    let warmed = sessions
-        .iter()
-        .find(|s| s["sessionId"] == pooled.session_id.as_str())
-        .expect("warmed at the emulator");
-    assert_eq!(warmed["state"], "active");
+    let pooled = drain_pooled(&queue).await;
+    assert_eq!(pooled.len(), 1);
+    let sessions = emulator.sessions();
+    let warmed = session_view(&sessions, &pooled[0].session_id);
+    assert_eq!(warmed.state, SessionState::Active);
 }
 
 #[tokio::test]
@@ -286,11 +263,7 @@ async fn stale_pooled_sessions_are_never_handed_out_and_are_replaced() {
     assert_eq!(answer.source, Source::Fresh);
     assert!(answer.session_id != idle.session_id && answer.session_id != old.session_id);
     wait_for_relay(&relay).await;
-    let replacements: Vec<PooledSession> = drain(&queue)
-        .await
-        .iter()
-        .map(|b| PooledSession::parse(b).unwrap())
-        .collect();
+    let replacements = drain_pooled(&queue).await;
     assert_eq!(replacements.len(), 2, "each discarded stale session is replaced");
     assert!(
         replacements
@@ -365,14 +338,6 @@ async fn a_malformed_pool_message_is_removed_and_counted_and_the_claim_succeeds(
     assert_eq!(claimer.trigger.requests(), vec![2], "and replaced");
 }
 
-fn closed_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
     let queue = pool_queue("trigger").await;
@@ -381,7 +346,7 @@ async fn a_failing_replenish_trigger_does_not_fail_the_claim() {
     queue.enqueue(&pooled).await.unwrap();
     // moto accepts an Event invoke of any name with 202, so the failure is the Lambda
     // endpoint refusing connections.
-    let lambda = lambda_client(&format!("http://127.0.0.1:{}", closed_loopback_port()));
+    let lambda = lambda_client(&format!("http://127.0.0.1:{}", free_loopback_port()));
     let (trigger, worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda.clone(), "replenish"));
     let function = GetSession::new(&get_session_config(&queue, true), queue.clone(), trigger, SystemClock);
 
@@ -414,14 +379,7 @@ async fn invoking_through_the_pool_lands_on_a_warm_microvm_and_a_fresh_id_lands_
     let queue = pool_queue("warm-hit").await;
     let emulator = emulator(fast_lifecycle()).await;
     let (relay, lambda) = replenish_behind_relay(queue.clone(), &emulator).await;
-    let fill = lambda
-        .invoke()
-        .function_name("replenish")
-        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"count": 2}"#))
-        .send()
-        .await
-        .unwrap();
-    assert!(fill.function_error.is_none(), "replenish failed: {:?}", fill.payload);
+    fill_through_replenish(&lambda, 2).await;
     assert_eq!(depth(&queue).await.visible, 2);
     let (trigger, _worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(lambda, "replenish"));
     let function = GetSession::new(&get_session_config(&queue, true), queue.clone(), trigger, SystemClock);
@@ -437,19 +395,9 @@ async fn invoking_through_the_pool_lands_on_a_warm_microvm_and_a_fresh_id_lands_
     agent.invoke(&fresh, br#"{"question":"cold?"}"#).await.unwrap();
 
     assert_eq!(pooled.source, Source::Pool);
-    let sessions = emulator_sessions(&emulator).await;
-    let history = |id: &SessionId| -> Vec<bool> {
-        let view = sessions
-            .iter()
-            .find(|s| s["sessionId"] == id.as_str())
-            .expect("session known to the emulator");
-        view["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["cold"].as_bool().unwrap())
-            .collect()
-    };
+    let sessions = emulator.sessions();
+    let history =
+        |id: &SessionId| -> Vec<bool> { session_view(&sessions, id).history.iter().map(|h| h.cold).collect() };
     assert_eq!(
         history(&pooled.session_id),
         vec![true, false],

@@ -11,6 +11,7 @@ use axum::http::header::CONTENT_TYPE;
 use reqwest::Url;
 
 use crate::Error;
+use crate::lifecycle::Ended;
 use crate::wire::SESSION_HEADER;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -18,22 +19,6 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const ERROR_BODY_LIMIT: usize = 1_024;
 /// Bounds one session-ended notice; the agent only has to abort a task.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a session's microVM ended, as told to the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
-    Crashed,
-    Stopped,
-}
-
-impl Ended {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Crashed => "crashed",
-            Self::Stopped => "stopped",
-        }
-    }
-}
 
 /// What the agent answered: the invocation's response payload.
 #[derive(Debug, Clone, PartialEq, Eq)]

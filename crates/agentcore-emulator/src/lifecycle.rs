@@ -228,10 +228,20 @@ pub struct Stats {
     pub max_creations_in_any_second: u32,
 }
 
+/// Why a session's microVM ended before its limits; the agent is told too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
+pub(crate) enum Ended {
     Stopped,
     Crashed,
+}
+
+impl Ended {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Crashed => "crashed",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -386,7 +396,6 @@ impl Model {
             session.created_at_ms = now_ms;
             session.ended = None;
             self.live.insert(session_id.to_owned());
-            self.stats.cold += 1;
         } else {
             self.stats.warm += 1;
         }
@@ -402,9 +411,7 @@ impl Model {
         let generation = session.generation;
 
         if chance(rng, self.faults.crash_rate) {
-            session.ended = Some(Ended::Crashed);
-            self.live.remove(session_id);
-            self.stats.crashes += 1;
+            self.end(session_id, Ended::Crashed);
             return Err(Rejection::Crashed { generation });
         }
         Ok(Admission {
@@ -419,11 +426,7 @@ impl Model {
         if !self.is_active(session_id, now_ms) {
             return Err(Rejection::SessionNotFound);
         }
-        if let Some(session) = self.sessions.get_mut(session_id) {
-            session.ended = Some(Ended::Stopped);
-            self.stats.stops += 1;
-        }
-        self.live.remove(session_id);
+        self.end(session_id, Ended::Stopped);
         Ok(())
     }
 
@@ -432,12 +435,19 @@ impl Model {
         if !self.is_active(session_id, now_ms) {
             return false;
         }
+        self.end(session_id, Ended::Crashed);
+        true
+    }
+
+    fn end(&mut self, session_id: &str, how: Ended) {
         if let Some(session) = self.sessions.get_mut(session_id) {
-            session.ended = Some(Ended::Crashed);
-            self.stats.crashes += 1;
+            session.ended = Some(how);
+            match how {
+                Ended::Stopped => self.stats.stops += 1,
+                Ended::Crashed => self.stats.crashes += 1,
+            }
         }
         self.live.remove(session_id);
-        true
     }
 
     pub fn sessions(&self, now_ms: u64) -> Vec<SessionView> {
@@ -474,6 +484,8 @@ impl Model {
 
     pub fn stats(&self) -> Stats {
         Stats {
+            // Every creation is a cold start and every cold start a creation.
+            cold: self.stats.creations,
             max_creations_in_any_second: max_in_window(&self.creation_times_ms, 1_000),
             ..self.stats.clone()
         }

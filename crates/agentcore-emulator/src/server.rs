@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::agent::{Agent, Ended};
-use crate::lifecycle::{Faults, LifecycleConfig, Model, Rejection, SessionView, Stats};
+use crate::agent::Agent;
+use crate::lifecycle::{Ended, Faults, LifecycleConfig, Model, Rejection, SessionView, Stats};
 use crate::wire::{self, ErrorKind, SESSION_HEADER, ServiceError};
 
 /// AgentCore's payload limit for InvokeAgentRuntime.
@@ -150,10 +150,6 @@ pub struct RunningEmulator {
 }
 
 impl RunningEmulator {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// What to give the SDK as `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -180,10 +176,6 @@ impl RunningEmulator {
             runtime.spawn(async move { app.crashed(&crashed).await });
         }
         Ok(report)
-    }
-
-    pub fn reset(&self) {
-        self.app.with_model(|model, _, now| model.reset(now));
     }
 
     /// Stops accepting, lets in-flight requests finish for a short grace, then cuts them off.

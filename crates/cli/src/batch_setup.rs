@@ -4,6 +4,7 @@
 //! sparse running index. Re-running with the same name finds what exists.
 
 use crate::error::{CliError, sdk_message};
+use crate::queue_setup::{RETENTION_SECS, create_queue};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
@@ -17,9 +18,6 @@ use serde::Serialize;
 use std::time::Duration;
 use warmpool_core::aws::dynamodb::RUNNING_INDEX;
 use warmpool_core::batch::{INCOMING_PREFIX, MANIFEST_NAME};
-
-/// SQS's longest retention: a DLQ entry must outlive a long weekend.
-const RETENTION_SECS: u64 = 1_209_600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchQueueSettings {
@@ -109,19 +107,11 @@ async fn queue(
     name: &str,
     attributes: Vec<(QueueAttributeName, String)>,
 ) -> Result<(String, String), CliError> {
-    let mut request = sqs.create_queue().queue_name(name);
-    for (attribute, value) in attributes {
-        request = request.attributes(attribute, value);
-    }
-    let url = request
-        .send()
-        .await
-        .map_err(setup_error("CreateQueue"))?
-        .queue_url
-        .ok_or_else(|| CliError::Setup {
-            operation: "CreateQueue",
-            message: format!("no URL for {name}"),
-        })?;
+    let url = create_queue(sqs, name, attributes, |message, _| CliError::Setup {
+        operation: "CreateQueue",
+        message,
+    })
+    .await?;
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&url)

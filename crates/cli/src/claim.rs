@@ -4,36 +4,10 @@
 use crate::error::{CliError, sdk_message};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::time::Duration;
 use tokio::time::Instant;
-use warmpool_core::session::SessionId;
-
-/// get-session's answer: `{"sessionId","source","createdAt","lastPingAt"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimedSession {
-    pub session_id: SessionId,
-    pub source: ClaimSource,
-    pub created_at: u64,
-    pub last_ping_at: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ClaimSource {
-    Pool,
-    Fresh,
-}
-
-impl ClaimSource {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Pool => "pool",
-            Self::Fresh => "fresh",
-        }
-    }
-}
+use warmpool_core::pool::ClaimedSession;
 
 /// The error body a Lambda runtime reports: `{"errorType","errorMessage"}`.
 #[derive(Debug, Deserialize)]
@@ -88,7 +62,7 @@ impl GetSessionClient {
 }
 
 /// Reads an invoke's result: the function error if `X-Amz-Function-Error` was set, the claimed
-/// session otherwise.
+/// session otherwise (get-session's answer, read with its own type).
 pub fn parse_answer(function: &str, function_error: Option<&str>, payload: &[u8]) -> Result<ClaimedSession, CliError> {
     if let Some(kind) = function_error {
         let body: Option<FunctionErrorBody> = serde_json::from_slice(payload).ok();
@@ -114,6 +88,7 @@ pub fn parse_answer(function: &str, function_error: Option<&str>, payload: &[u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warmpool_core::pool::Source;
 
     const ID: &str = "0f0e8a4c-5a0e-4d8f-9a7d-2c1b3e4f5a6b";
 
@@ -122,7 +97,7 @@ mod tests {
         let payload = format!(r#"{{"sessionId":"{ID}","source":"pool","createdAt":10,"lastPingAt":20}}"#);
         let claimed = parse_answer("get-session", None, payload.as_bytes()).unwrap();
         assert_eq!(claimed.session_id.as_str(), ID);
-        assert_eq!(claimed.source, ClaimSource::Pool);
+        assert_eq!(claimed.source, Source::Pool);
         assert_eq!(claimed.last_ping_at, Some(20));
     }
 
@@ -130,7 +105,7 @@ mod tests {
     fn a_fresh_answer_has_no_ping_time() {
         let payload = format!(r#"{{"sessionId":"{ID}","source":"fresh","createdAt":10,"lastPingAt":null}}"#);
         let claimed = parse_answer("get-session", None, payload.as_bytes()).unwrap();
-        assert_eq!((claimed.source, claimed.last_ping_at), (ClaimSource::Fresh, None));
+        assert_eq!((claimed.source, claimed.last_ping_at), (Source::Fresh, None));
     }
 
     #[test]

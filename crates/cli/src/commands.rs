@@ -316,12 +316,8 @@ impl AgentSide {
     async fn connect(args: AgentArgs) -> Result<Self, CliError> {
         serde_json::from_str::<serde_json::Value>(&args.payload)
             .map_err(|e| CliError::invalid("--payload", format!("not JSON: {e}")))?;
-        if !args.runtime_arn.starts_with("arn:") || !args.runtime_arn.contains(":runtime/") {
-            return Err(CliError::invalid(
-                "--runtime-arn",
-                "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>",
-            ));
-        }
+        aws::agentcore::check_runtime_arn(&args.runtime_arn)
+            .map_err(|reason| CliError::invalid("--runtime-arn", reason))?;
         let call_timeout = Duration::from_secs(args.call_timeout_secs.max(1));
         let sdk = aws::load_config().await;
         Ok(Self {
@@ -606,11 +602,7 @@ async fn local_pump(args: PumpArgs) -> Result<(), CliError> {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|error| CliError::Sqs {
-                operation: "GetQueueAttributes",
-                message: crate::error::sdk_message(&error),
-                source: Some(Box::new(error)),
-            })
+            .map_err(crate::error::sqs_error("GetQueueAttributes"))
     })
     .await?
     .attributes

@@ -6,17 +6,19 @@
 //! for. Warmth comes from the emulator's record of each session's last invocation, so a pooled
 //! ID that silently cold-started (stale) counts against the pool.
 
-use crate::claim::{ClaimSource, GetSessionClient};
+use crate::claim::GetSessionClient;
 use crate::emulator_admin::{LastInvocations, Warmth};
 use crate::error::{CliError, bounded};
-use crate::invoke::millis;
-use crate::percentile::{Tail, nearest_rank};
+use crate::percentile::Tail;
 use crate::table::{Table, ratio};
 use futures::StreamExt;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
 use warmpool_core::aws::AgentCoreRuntime;
+use warmpool_core::clock::millis;
+use warmpool_core::metrics::nearest_rank;
+use warmpool_core::pool::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
 
@@ -42,7 +44,7 @@ impl Route {
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
     pub session_id: Option<String>,
-    pub source: Option<ClaimSource>,
+    pub source: Option<Source>,
     pub claim_ms: Option<u64>,
     pub agent_ms: Option<u64>,
     pub warmth: Warmth,
@@ -92,7 +94,7 @@ pub fn summarize(route: Route, samples: &[Sample]) -> RouteSummary {
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.error.is_none()).collect();
     let collect = |f: fn(&Sample) -> Option<u64>| ok.iter().filter_map(|s| f(s)).collect::<Vec<u64>>();
     let count_warmth = |w: Warmth| ok.iter().filter(|s| s.warmth == w).count();
-    let count_source = |c: ClaimSource| ok.iter().filter(|s| s.source == Some(c)).count();
+    let count_source = |c: Source| ok.iter().filter(|s| s.source == Some(c)).count();
     RouteSummary {
         route,
         invocations: samples.len(),
@@ -103,8 +105,8 @@ pub fn summarize(route: Route, samples: &[Sample]) -> RouteSummary {
         warm: count_warmth(Warmth::Warm),
         cold: count_warmth(Warmth::Cold),
         warmth_unknown: count_warmth(Warmth::Unknown),
-        from_pool: count_source(ClaimSource::Pool),
-        fresh: count_source(ClaimSource::Fresh),
+        from_pool: count_source(Source::Pool),
+        fresh: count_source(Source::Fresh),
     }
 }
 
@@ -204,7 +206,7 @@ impl Comparison<'_> {
 
     async fn one(&self, route: Route) -> Sample {
         let claimed = match route {
-            Route::WithoutPool => Ok((SessionId::generate(), ClaimSource::Fresh, None)),
+            Route::WithoutPool => Ok((SessionId::generate(), Source::Fresh, None)),
             Route::ThroughPool => self
                 .claims
                 .claim()
@@ -238,7 +240,7 @@ impl Comparison<'_> {
 mod tests {
     use super::*;
 
-    fn ok(source: ClaimSource, claim_ms: Option<u64>, agent_ms: u64, warmth: Warmth) -> Sample {
+    fn ok(source: Source, claim_ms: Option<u64>, agent_ms: u64, warmth: Warmth) -> Sample {
         Sample {
             session_id: Some(SessionId::generate().to_string()),
             source: Some(source),
@@ -255,12 +257,9 @@ mod tests {
 
     #[test]
     fn end_to_end_latency_of_the_pool_route_includes_the_claim() {
+        assert_eq!(ok(Source::Pool, Some(40), 200, Warmth::Warm).end_to_end_ms(), Some(240));
         assert_eq!(
-            ok(ClaimSource::Pool, Some(40), 200, Warmth::Warm).end_to_end_ms(),
-            Some(240)
-        );
-        assert_eq!(
-            ok(ClaimSource::Fresh, None, 2_900, Warmth::Cold).end_to_end_ms(),
+            ok(Source::Fresh, None, 2_900, Warmth::Cold).end_to_end_ms(),
             Some(2_900)
         );
         assert_eq!(failed().end_to_end_ms(), None);
@@ -269,9 +268,9 @@ mod tests {
     #[test]
     fn a_summary_counts_errors_apart_and_keeps_them_out_of_the_percentiles() {
         let samples = vec![
-            ok(ClaimSource::Pool, Some(10), 100, Warmth::Warm),
-            ok(ClaimSource::Pool, Some(20), 200, Warmth::Warm),
-            ok(ClaimSource::Fresh, Some(30), 3_000, Warmth::Cold),
+            ok(Source::Pool, Some(10), 100, Warmth::Warm),
+            ok(Source::Pool, Some(20), 200, Warmth::Warm),
+            ok(Source::Fresh, Some(30), 3_000, Warmth::Cold),
             failed(),
         ];
         let summary = summarize(Route::ThroughPool, &samples);
@@ -298,11 +297,8 @@ mod tests {
 
     #[test]
     fn the_comparison_puts_both_routes_side_by_side() {
-        let without = summarize(Route::WithoutPool, &[ok(ClaimSource::Fresh, None, 2_900, Warmth::Cold)]);
-        let through = summarize(
-            Route::ThroughPool,
-            &[ok(ClaimSource::Pool, Some(35), 210, Warmth::Warm)],
-        );
+        let without = summarize(Route::WithoutPool, &[ok(Source::Fresh, None, 2_900, Warmth::Cold)]);
+        let through = summarize(Route::ThroughPool, &[ok(Source::Pool, Some(35), 210, Warmth::Warm)]);
         let text = render_comparison(&without, &through);
         let line = |label: &str| text.lines().find(|l| l.starts_with(label)).unwrap_or("").to_string();
         assert!(
@@ -320,7 +316,7 @@ mod tests {
 
     #[test]
     fn warmth_from_the_emulator_is_attached_by_session_id() {
-        let sample = ok(ClaimSource::Pool, Some(10), 100, Warmth::Unknown);
+        let sample = ok(Source::Pool, Some(10), 100, Warmth::Unknown);
         let id = sample.session_id.clone().unwrap_or_default();
         let mut report = ComparisonReport::new(vec![], vec![sample]);
         let records = serde_json::from_value(serde_json::json!([

@@ -123,6 +123,18 @@ where
     }
 }
 
+/// Maps an SQS SDK failure of `operation` to [`CliError::Sqs`], keeping the source.
+pub(crate) fn sqs_error<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> CliError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |error| CliError::Sqs {
+        operation,
+        message: sdk_message(&error),
+        source: Some(Box::new(error)),
+    }
+}
+
 /// Runs `future` with an upper bound, so that no command can hang on a silent endpoint.
 pub async fn bounded<T, E>(
     what: &'static str,

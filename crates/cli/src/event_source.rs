@@ -8,7 +8,7 @@
 //! returns the whole batch the same way. Receive counts, redrive to the DLQ and the record
 //! format are SQS's own.
 
-use crate::error::{CliError, sdk_message};
+use crate::error::{CliError, sqs_error};
 use crate::relay::DispatchFuture;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use std::collections::HashSet;
@@ -40,17 +40,6 @@ pub struct PollReport {
     pub received: usize,
     pub deleted: usize,
     pub returned: usize,
-}
-
-fn sqs_error<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> CliError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    move |error| CliError::Sqs {
-        operation,
-        message: sdk_message(&error),
-        source: Some(Box::new(error)),
-    }
 }
 
 fn secs(d: Duration) -> i32 {

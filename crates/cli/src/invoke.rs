@@ -2,13 +2,15 @@
 //! get-session, invoke the agent on it, and show where the time went and whether the
 //! microVM was really warm.
 
-use crate::claim::{ClaimSource, GetSessionClient};
+use crate::claim::GetSessionClient;
 use crate::emulator_admin::{EmulatorAdmin, Warmth};
 use crate::error::{CliError, bounded};
 use crate::table::{Table, duration_ms};
 use std::time::Duration;
 use tokio::time::Instant;
 use warmpool_core::aws::AgentCoreRuntime;
+use warmpool_core::clock::millis;
+use warmpool_core::pool::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
 
@@ -16,7 +18,7 @@ use warmpool_core::session::SessionId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokeOutcome {
     pub session_id: SessionId,
-    pub source: ClaimSource,
+    pub source: Source,
     pub claim: Duration,
     pub agent: Duration,
     pub warmth: Warmth,
@@ -86,10 +88,6 @@ pub fn render(outcome: &InvokeOutcome) -> String {
     format!("{}response: {excerpt}{ellipsis}\n", table.render())
 }
 
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +96,7 @@ mod tests {
     fn the_report_shows_source_both_latencies_and_warmth() {
         let outcome = InvokeOutcome {
             session_id: SessionId::parse("0f0e8a4c-5a0e-4d8f-9a7d-2c1b3e4f5a6b").unwrap(),
-            source: ClaimSource::Pool,
+            source: Source::Pool,
             claim: Duration::from_millis(41),
             agent: Duration::from_millis(230),
             warmth: Warmth::Warm,
@@ -114,7 +112,7 @@ mod tests {
     fn a_long_response_is_cut_to_an_excerpt() {
         let outcome = InvokeOutcome {
             session_id: SessionId::generate(),
-            source: ClaimSource::Fresh,
+            source: Source::Fresh,
             claim: Duration::ZERO,
             agent: Duration::ZERO,
             warmth: Warmth::Unknown,

@@ -1,28 +1,8 @@
-//! Nearest-rank percentiles: every reported figure is a value that was really observed, which
-//! matters with the small sample sizes a demo or a pool peek produces.
+//! Summaries of small samples (a demo, a pool peek) by nearest rank
+//! ([`warmpool_core::metrics::nearest_rank`]): every reported figure was really observed.
 
 use serde::Serialize;
-
-/// The `pct`-th percentile (0 < pct <= 100) of `values` by the nearest-rank method: the value at
-/// rank `ceil(pct / 100 * n)` of the sorted values. `None` for an empty sample or a `pct`
-/// outside (0, 100].
-pub fn nearest_rank(values: &[u64], pct: f64) -> Option<u64> {
-    if values.is_empty() || !(pct > 0.0 && pct <= 100.0) {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    Some(sorted[rank(sorted.len(), pct) - 1])
-}
-
-/// 1-based nearest rank of `pct` in a sample of `n` (n >= 1).
-fn rank(n: usize, pct: f64) -> usize {
-    // pct / 100 * n in integer-friendly form; the tiny epsilon keeps 95% of 20 at rank 19
-    // rather than 20 when floating point lands a hair above the integer.
-    let exact = pct / 100.0 * n as f64;
-    let rank = (exact - 1e-9).ceil() as usize;
-    rank.clamp(1, n)
-}
+use warmpool_core::metrics::nearest_rank;
 
 /// Minimum, median and maximum of a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,13 +52,6 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_outside_zero_to_hundred_are_refused() {
-        assert_eq!(nearest_rank(&[1, 2, 3], 0.0), None);
-        assert_eq!(nearest_rank(&[1, 2, 3], 100.1), None);
-        assert_eq!(nearest_rank(&[1, 2, 3], f64::NAN), None);
-    }
-
-    #[test]
     fn a_single_value_is_every_percentile() {
         assert_eq!(
             Tail::of(&[42]),
@@ -88,12 +61,6 @@ mod tests {
                 p99: 42
             })
         );
-    }
-
-    #[test]
-    fn nearest_rank_picks_an_observed_value_not_an_interpolation() {
-        // Ranks: 50% of 4 is 2 -> 20; never the midpoint 25.
-        assert_eq!(nearest_rank(&[40, 10, 30, 20], 50.0), Some(20));
     }
 
     #[test]
@@ -107,16 +74,6 @@ mod tests {
                 p99: 20
             })
         );
-    }
-
-    #[test]
-    fn the_hundredth_percentile_is_the_maximum() {
-        assert_eq!(nearest_rank(&[3, 9, 1], 100.0), Some(9));
-    }
-
-    #[test]
-    fn a_tiny_percentile_is_the_minimum() {
-        assert_eq!(nearest_rank(&[3, 9, 1], 0.1), Some(1));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::table::{Table, duration_ms};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Duration;
+use warmpool_core::clock::millis;
 use warmpool_core::maintenance::{Action, MaintenanceRules};
 use warmpool_core::pool::Freshness;
 use warmpool_core::ports::{PoolDepth, PoolQueue};
@@ -93,7 +94,7 @@ pub struct PeekStats {
 /// Pure: classifies peeked bodies at `now_ms` under the pool's lifecycle and maintenance rules.
 pub fn peek_stats(bodies: &[String], now_ms: u64, rules: &MaintenanceRules, horizon: Duration) -> PeekStats {
     let lifecycle = &rules.lifecycle;
-    let horizon_ms = u64::try_from(horizon.as_millis()).unwrap_or(u64::MAX);
+    let horizon_ms = millis(horizon);
     let mut ages = Vec::new();
     let mut since_ping = Vec::new();
     let mut stale = LimitCounts::default();

@@ -4,9 +4,11 @@
 use crate::error::{CliError, sdk_message};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::Duration;
+use warmpool_core::error::BoxError;
 use warmpool_core::pool::Lifecycle;
 
-/// SQS's longest retention (14 days); a pooled message must outlive any session it names.
+/// SQS's longest retention (14 days): a pooled message must outlive any session it names, and
+/// a batch DLQ entry a long weekend.
 pub const RETENTION_SECS: u64 = 1_209_600;
 
 /// The pool queue's attributes.
@@ -58,20 +60,34 @@ pub async fn create_pool_queue(
     lifecycle: &Lifecycle,
 ) -> Result<String, CliError> {
     let name = fifo_queue_name(name)?;
-    let mut request = sqs.create_queue().queue_name(&name);
-    for (attribute, value) in pool_queue_attributes(lifecycle)? {
+    create_queue(sqs, &name, pool_queue_attributes(lifecycle)?, |message, source| {
+        CliError::Sqs {
+            operation: "CreateQueue",
+            message,
+            source,
+        }
+    })
+    .await
+}
+
+/// Creates (or finds, if identical) a queue and returns its URL. `error` words a failure from
+/// its message and, when SQS refused, the SDK error.
+pub(crate) async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: Vec<(QueueAttributeName, String)>,
+    error: impl FnOnce(String, Option<BoxError>) -> CliError,
+) -> Result<String, CliError> {
+    let mut request = sqs.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
         request = request.attributes(attribute, value);
     }
-    let output = request.send().await.map_err(|error| CliError::Sqs {
-        operation: "CreateQueue",
-        message: sdk_message(&error),
-        source: Some(Box::new(error)),
-    })?;
-    output.queue_url.ok_or_else(|| CliError::Sqs {
-        operation: "CreateQueue",
-        message: format!("no queue URL returned for {name}"),
-        source: None,
-    })
+    match request.send().await {
+        Ok(output) => output
+            .queue_url
+            .ok_or_else(|| error(format!("no queue URL returned for {name}"), None)),
+        Err(refused) => Err(error(sdk_message(&refused), Some(Box::new(refused)))),
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! Reading typed configuration from the environment, once, at init: a bad deploy fails
 //! there with the variable's name, never on the first event.
 //!
-//! Each function owns its config struct; the settings they share (session lifecycle) are here
-//! so that the same variable names mean the same thing everywhere.
+//! Each function owns its config struct; the settings they share (session lifecycle, the claim
+//! policy) are here so that the same variable names mean the same thing everywhere.
 
 use crate::error::ConfigError;
-use crate::pool::Lifecycle;
+use crate::pool::{ClaimPolicy, Lifecycle, OnEmpty};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -63,10 +63,11 @@ pub const SAFETY_MARGIN: &str = "SESSION_SAFETY_MARGIN_SECS";
 impl Lifecycle {
     /// Must match the AgentCore runtime's `idleRuntimeSessionTimeout` and `maxLifetime`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
         let lifecycle = Self {
-            idle_timeout: env.secs_or(IDLE_TIMEOUT, 900)?,
-            max_lifetime: env.secs_or(MAX_LIFETIME, 28_800)?,
-            safety_margin: env.secs_or(SAFETY_MARGIN, 60)?,
+            idle_timeout: env.secs_or(IDLE_TIMEOUT, defaults.idle_timeout.as_secs())?,
+            max_lifetime: env.secs_or(MAX_LIFETIME, defaults.max_lifetime.as_secs())?,
+            safety_margin: env.secs_or(SAFETY_MARGIN, defaults.safety_margin.as_secs())?,
         };
         if lifecycle.safety_margin * 2 >= lifecycle.idle_timeout {
             return Err(ConfigError::Invalid {
@@ -83,6 +84,49 @@ impl Lifecycle {
             });
         }
         Ok(lifecycle)
+    }
+}
+
+pub const CLAIM_WAIT: &str = "CLAIM_WAIT_SECS";
+pub const CLAIM_VISIBILITY: &str = "CLAIM_VISIBILITY_TIMEOUT_SECS";
+pub const CLAIM_MAX_DISCARDS: &str = "CLAIM_MAX_DISCARDS";
+pub const FRESH_FALLBACK: &str = "FRESH_FALLBACK";
+pub const REPLACE_FRESH_FALLBACKS: &str = "REPLACE_FRESH_FALLBACKS";
+
+impl ClaimPolicy {
+    /// `CLAIM_WAIT_SECS` (1), `CLAIM_VISIBILITY_TIMEOUT_SECS` (30), `CLAIM_MAX_DISCARDS` (10),
+    /// `FRESH_FALLBACK` (true), `REPLACE_FRESH_FALLBACKS` (false) and the session lifecycle.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let wait = env.secs_or(CLAIM_WAIT, defaults.wait.as_secs())?;
+        if wait > Duration::from_secs(20) {
+            return Err(ConfigError::Invalid {
+                key: CLAIM_WAIT,
+                value: wait.as_secs().to_string(),
+                reason: "SQS long polls wait at most 20 s".into(),
+            });
+        }
+        let visibility = env.secs_or(CLAIM_VISIBILITY, defaults.visibility.as_secs())?;
+        if visibility.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: CLAIM_VISIBILITY,
+                value: "0".into(),
+                reason: "a claim must hide the message it holds until it deleted it".into(),
+            });
+        }
+        let on_empty = if env.parse_or(FRESH_FALLBACK, defaults.on_empty == OnEmpty::Fresh)? {
+            OnEmpty::Fresh
+        } else {
+            OnEmpty::Fail
+        };
+        Ok(Self {
+            lifecycle: Lifecycle::from_env(env)?,
+            wait,
+            visibility,
+            max_discards: env.parse_or(CLAIM_MAX_DISCARDS, defaults.max_discards)?,
+            on_empty,
+            replace_fresh_fallbacks: env.parse_or(REPLACE_FRESH_FALLBACKS, defaults.replace_fresh_fallbacks)?,
+        })
     }
 }
 
@@ -109,6 +153,23 @@ mod tests {
         let env = Env::from_pairs([(IDLE_TIMEOUT, "fifteen minutes")]);
         let error = Lifecycle::from_env(&env).unwrap_err().to_string();
         assert!(error.contains(IDLE_TIMEOUT), "{error}");
+    }
+
+    #[test]
+    fn claim_policy_defaults_to_claim_policy_default() {
+        assert_eq!(ClaimPolicy::from_env(&Env::default()).unwrap(), ClaimPolicy::default());
+    }
+
+    #[test]
+    fn a_claim_that_would_not_hide_its_message_is_refused_at_init() {
+        let env = Env::from_pairs([(CLAIM_VISIBILITY, "0")]);
+        assert!(matches!(
+            ClaimPolicy::from_env(&env),
+            Err(ConfigError::Invalid {
+                key: CLAIM_VISIBILITY,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! In-memory fakes of the ports that really behave (hidden messages, receipts, scripted
 //! failures), for fast tests of decisions. Wire-level tests use the real adapters.
 
-use crate::clock::{Clock, ManualClock};
+use crate::clock::{Clock, ManualClock, millis};
 use crate::error::{AgentError, AgentErrorKind, QueueError, QueueErrorKind, TriggerError};
 use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance, PoolQueue, Received, ReplenishTrigger};
 use crate::session::{PooledSession, SessionId};
@@ -134,10 +134,6 @@ fn take_failure(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl PoolQueue for MemoryPool {

@@ -9,6 +9,7 @@
 //! - [`maintenance`]: heartbeats, retirement and trimming of pooled sessions (the sweep);
 //! - [`target`]: how many sessions the pool should hold (static, scheduled, adaptive);
 //! - [`quota`]: pacing creations within the account's creation budget;
+//! - [`schedule`]: runs started by a schedule: their event and their time budget;
 //! - [`batch`]: document batches: the tracking row's state machine, message formats, and
 //!   settling failed attempts; [`manifest`]: the batch manifest and limits;
 //! - [`clock`], [`config`], [`metrics`], [`error`].
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod pool;
 pub mod ports;
 pub mod quota;
+pub mod schedule;
 pub mod session;
 pub mod target;
 pub mod trigger;

@@ -21,7 +21,7 @@
 //! or its deadline. Should the queue ever hand out a due session later than that, claims
 //! still refuse it once stale (invariant 2) and the top-up replaces it.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::config::Env;
 use crate::error::ConfigError;
 use crate::error::QueueError;
@@ -66,10 +66,6 @@ pub enum Action {
     /// Let go of a session while the pool is above its target (the oldest go first).
     Trim,
     Discard(Freshness),
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// FNV-1a: stable across processes and releases, unlike std's hasher.
@@ -128,22 +124,22 @@ impl MaintenanceRules {
     }
 
     pub fn heartbeat_due(&self, session: &PooledSession, now_ms: u64) -> bool {
-        now_ms.saturating_sub(session.last_ping_at) >= ms(self.heartbeat_after)
+        now_ms.saturating_sub(session.last_ping_at) >= millis(self.heartbeat_after)
     }
 
     /// This session's share of the spread, derived from its ID: every sweep computes the same
     /// retirement time without storing it, and IDs are random, so a generation spreads evenly.
     pub fn stagger(&self, session_id: &SessionId) -> Duration {
-        let spread = ms(self.retire_spread);
+        let spread = millis(self.retire_spread);
         Duration::from_millis(stable_hash(session_id.as_str().as_bytes()) % spread.saturating_add(1))
     }
 
     /// When the session is retired at the latest: before claims would refuse it for its age.
     pub fn retire_at(&self, session: &PooledSession) -> u64 {
-        let lifetime_end = session.created_at.saturating_add(ms(self.lifecycle.max_lifetime));
+        let lifetime_end = session.created_at.saturating_add(millis(self.lifecycle.max_lifetime));
         lifetime_end
-            .saturating_sub(ms(self.lifecycle.safety_margin))
-            .saturating_sub(ms(self.stagger(&session.session_id)))
+            .saturating_sub(millis(self.lifecycle.safety_margin))
+            .saturating_sub(millis(self.stagger(&session.session_id)))
     }
 
     /// The rule for one pooled session seen by a sweep at `now_ms`.
@@ -166,8 +162,8 @@ impl MaintenanceRules {
             return Action::Keep;
         }
         let next_look = now_ms
-            .saturating_add(ms(self.heartbeat_after))
-            .saturating_add(ms(self.interval));
+            .saturating_add(millis(self.heartbeat_after))
+            .saturating_add(millis(self.interval));
         if retire_at <= next_look {
             Action::Retire
         } else {
@@ -317,10 +313,7 @@ pub fn surplus(target: u32, depth: PoolDepth) -> u32 {
 /// What one scheduled round found and did; `top_up` sessions are left to warm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Round {
-    pub depth: PoolDepth,
-    /// How long the oldest visible message had waited in the queue.
-    pub oldest_wait_ms: Option<u64>,
-    pub target: Target,
+    pub sizing: Sizing,
     pub sweep: SweepReport,
     pub top_up: u32,
 }
@@ -329,7 +322,7 @@ pub struct Round {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sizing {
     pub depth: PoolDepth,
-    /// How long the oldest visible message had waited in the queue.
+    /// How long the oldest visible message had waited in the queue, when it was read.
     pub oldest_wait_ms: Option<u64>,
     pub target: Target,
 }
@@ -350,7 +343,8 @@ impl Sizing {
 }
 
 /// Looks at the pool without hiding anything and sizes the target. `warmup_p95` is what this
-/// environment measured.
+/// environment measured. The oldest message's wait is read only when the target needs it
+/// ([`TargetPolicy::needs_claim_rate`]); the scheduled [`round`] always reads it, for its metric.
 pub async fn size<Q, C>(
     queue: &Q,
     clock: &C,
@@ -362,16 +356,34 @@ where
     Q: PoolMaintenance,
     C: Clock,
 {
+    look(queue, clock, target, max_hidden, warmup_p95, target.needs_claim_rate()).await
+}
+
+async fn look<Q, C>(
+    queue: &Q,
+    clock: &C,
+    target: &TargetPolicy,
+    max_hidden: u8,
+    warmup_p95: Option<Duration>,
+    read_oldest: bool,
+) -> Result<Sizing, QueueError>
+where
+    Q: PoolMaintenance,
+    C: Clock,
+{
     let now_ms = clock.now_ms();
     let depth = queue.depth().await?;
-    // Only the adaptive target needs it; without it that target sizes as for an unknown
-    // rate, which its clamp bounds.
-    let oldest_sent_at_ms = match queue.oldest_sent_at(max_hidden).await {
-        Ok(sent_at) => sent_at,
-        Err(error) => {
-            warn!(%error, "could not read the oldest pool message; sizing without it");
-            None
+    // Without it the adaptive target sizes as for an unknown rate, which its clamp bounds.
+    let oldest_sent_at_ms = if read_oldest {
+        match queue.oldest_sent_at(max_hidden).await {
+            Ok(sent_at) => sent_at,
+            Err(error) => {
+                warn!(%error, "could not read the oldest pool message; sizing without it");
+                None
+            }
         }
+    } else {
+        None
     };
     let observation = Observation {
         depth,
@@ -402,10 +414,17 @@ where
     C: Clock,
 {
     let started_ms = clock.now_ms();
-    let sizing = size(queue, clock, &settings.target, settings.limits.max_hidden, warmup_p95).await?;
-    let (depth, target) = (sizing.depth, sizing.target);
-    let surplus = surplus(target.value, depth);
-    let deadline_ms = started_ms.saturating_add(ms(settings.limits.time_budget.min(remaining)));
+    let sizing = look(
+        queue,
+        clock,
+        &settings.target,
+        settings.limits.max_hidden,
+        warmup_p95,
+        true,
+    )
+    .await?;
+    let surplus = surplus(sizing.target.value, sizing.depth);
+    let deadline_ms = started_ms.saturating_add(millis(settings.limits.time_budget.min(remaining)));
     let sweep = sweep(
         queue,
         agent,
@@ -416,14 +435,13 @@ where
         deadline_ms,
     )
     .await;
-    let top_up = top_up(target.value, depth, &sweep, settings.max_creations_per_run);
-    Ok(Round {
-        depth,
-        oldest_wait_ms: sizing.oldest_wait_ms,
-        target,
-        sweep,
-        top_up,
-    })
+    let top_up = top_up(
+        sizing.target.value,
+        sizing.depth,
+        &sweep,
+        settings.max_creations_per_run,
+    );
+    Ok(Round { sizing, sweep, top_up })
 }
 
 enum Outcome {
@@ -935,6 +953,27 @@ mod tests {
         };
         let capped = sweep(&f.pool, &f.agent, &f.clock, &rules(), &one, 0, NOW + S).await;
         assert_eq!((capped.ended, capped.heartbeats), (SweepEnd::BatchLimit, 10));
+    }
+
+    #[tokio::test]
+    async fn only_a_target_that_needs_the_claim_rate_reads_the_oldest_message_when_sizing() {
+        let f = fixture();
+        f.pool.push(&session(10, 10));
+        f.clock.advance(Duration::from_secs(1));
+        let sizing = size(&f.pool, &f.clock, &TargetPolicy::Static(5), 10, None)
+            .await
+            .unwrap();
+        assert_eq!(sizing.oldest_wait_ms, None);
+        let settings = Settings {
+            rules: rules(),
+            limits: limits(10),
+            target: TargetPolicy::Static(5),
+            max_creations_per_run: 50,
+        };
+        let round = round(&f.pool, &f.agent, &f.clock, &settings, None, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(round.sizing.oldest_wait_ms.is_some(), "the round reports it");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::error::QueueError;
 use crate::ports::{PoolQueue, ReplenishTrigger};
 use crate::session::{PooledSession, SessionId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -79,6 +79,12 @@ pub struct ClaimPolicy {
     /// through before it treats the pool as empty.
     pub max_discards: u32,
     pub on_empty: OnEmpty,
+    /// A claim that falls back to a fresh session also asks for one more pooled session. A
+    /// fallback is demand the pool did not meet; replacing only what was taken from the pool
+    /// would leave the pool as small as it was when it ran dry, and nothing but the next
+    /// scheduled run would grow it. Asking one per fallback grows it by exactly the unmet
+    /// demand, within a warmup time, so it cannot overshoot what claims asked for.
+    pub replace_fresh_fallbacks: bool,
 }
 
 impl Default for ClaimPolicy {
@@ -89,19 +95,30 @@ impl Default for ClaimPolicy {
             visibility: Duration::from_secs(30),
             max_discards: 10,
             on_empty: OnEmpty::Fresh,
+            replace_fresh_fallbacks: false,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Source {
     Pool,
     Fresh,
 }
 
-/// The answer of a claim: `{"sessionId","source","createdAt","lastPingAt"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pool => "pool",
+            Self::Fresh => "fresh",
+        }
+    }
+}
+
+/// The answer of a claim: `{"sessionId","source","createdAt","lastPingAt"}`; callers of
+/// get-session read it back with the same type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimedSession {
     pub session_id: SessionId,
@@ -162,21 +179,12 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         let trigger_failed = consumed > 0 && self.request_replacements(consumed).await;
         if let Ok(claim) = &mut outcome {
             claim.trigger_failed = trigger_failed;
+            // A request of its own, after the replacements: see `replace_fresh_fallbacks`.
+            if self.policy.replace_fresh_fallbacks && claim.session.source == Source::Fresh {
+                claim.trigger_failed |= self.request_replacements(1).await;
+            }
         }
         outcome.map_err(|(e, _)| e)
-    }
-
-    /// [`Self::claim`], and when it had to fall back to a fresh session, one more pooled
-    /// session asked for. A fallback is demand the pool did not meet; replacing only what was
-    /// taken from the pool would leave the pool as small as it was when it ran dry, and nothing
-    /// but the next scheduled run would grow it. Asking one per fallback grows it by exactly the
-    /// unmet demand, within a warmup time, so it cannot overshoot what claims asked for.
-    pub async fn claim_replacing_fallbacks(&self) -> Result<Claim, ClaimError> {
-        let mut claim = self.claim().await?;
-        if claim.session.source == Source::Fresh {
-            claim.trigger_failed |= self.request_replacements(1).await;
-        }
-        Ok(claim)
     }
 
     async fn request_replacements(&self, count: u32) -> bool {
@@ -344,15 +352,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_fresh_fallback_can_ask_for_one_more_pooled_session() {
-        let claimer = claimer(MemoryPool::default(), OnEmpty::Fresh);
-        let claim = claimer.claim_replacing_fallbacks().await.unwrap();
+        let replacing = |pool| {
+            let mut claimer = claimer(pool, OnEmpty::Fresh);
+            claimer.policy.replace_fresh_fallbacks = true;
+            claimer
+        };
+        let claimer = replacing(MemoryPool::default());
+        let claim = claimer.claim().await.unwrap();
         assert_eq!(claim.session.source, Source::Fresh);
         assert_eq!(claimer.trigger.requests(), vec![1]);
 
         let pool = MemoryPool::default();
         pool.push(&session(100, 10));
-        let claimer = super::tests::claimer(pool, OnEmpty::Fresh);
-        claimer.claim_replacing_fallbacks().await.unwrap();
+        let claimer = replacing(pool);
+        claimer.claim().await.unwrap();
         assert_eq!(
             claimer.trigger.requests(),
             vec![1],

@@ -15,7 +15,7 @@
 //! The pacer lives as long as the execution environment (it is part of the function value), so
 //! it spaces the creations of consecutive events too, not only those inside one event.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::config::Env;
 use crate::error::ConfigError;
 use std::num::NonZeroU32;
@@ -92,7 +92,7 @@ pub struct Pacer {
 impl Pacer {
     pub fn new(budget: &CreationBudget) -> Self {
         Self {
-            interval_ms: u64::try_from(budget.interval().as_millis()).unwrap_or(u64::MAX),
+            interval_ms: millis(budget.interval()),
             next_ms: 0,
         }
     }

@@ -11,6 +11,7 @@
 
 use crate::config::Env;
 use crate::error::ConfigError;
+use crate::metrics::nearest_rank;
 use crate::ports::PoolDepth;
 use crate::quota::CreationBudget;
 use serde::Serialize;
@@ -292,12 +293,9 @@ impl TargetPolicy {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        match self {
-            Self::Static(_) => Mode::Static,
-            Self::Scheduled(_) => Mode::Scheduled,
-            Self::Adaptive(_) => Mode::Adaptive,
-        }
+    /// Whether sizing needs the claim rate, hence the pool's oldest message (one more SQS call).
+    pub fn needs_claim_rate(&self) -> bool {
+        matches!(self, Self::Adaptive(_))
     }
 
     /// `POOL_TARGET_MODE` = `static` (default: `POOL_TARGET`, 10), `scheduled`
@@ -463,10 +461,8 @@ impl WarmupTimes {
         if self.samples.len() < Self::MIN_SAMPLES {
             return None;
         }
-        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
-        sorted.sort_unstable();
-        let rank = (sorted.len() * 95).div_ceil(100).max(1);
-        sorted.get(rank - 1).map(|ms| Duration::from_millis(*ms))
+        let samples: Vec<u64> = self.samples.iter().copied().collect();
+        nearest_rank(&samples, 95.0).map(Duration::from_millis)
     }
 }
 

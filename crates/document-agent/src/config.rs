@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use warmpool_core::ConfigError;
 use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::batch::INCOMING_PREFIX;
 use warmpool_core::config::Env;
+use warmpool_core::manifest::BatchLimits;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -40,7 +42,7 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         Self {
-            max_document_bytes: 10 * 1024 * 1024,
+            max_document_bytes: BatchLimits::default().max_document_bytes,
             read_concurrency: 4,
         }
     }
@@ -57,7 +59,7 @@ impl AgentConfig {
             });
         }
         let results_prefix: String = env.parse_or("RESULTS_PREFIX", "results/".to_string())?;
-        if results_prefix.starts_with("incoming/") {
+        if results_prefix.starts_with(INCOMING_PREFIX) {
             return Err(ConfigError::Invalid {
                 key: "RESULTS_PREFIX",
                 value: results_prefix,

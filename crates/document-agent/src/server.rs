@@ -116,10 +116,6 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -88,7 +88,6 @@ fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
 /// The function: a claimer plus the Lambda contract around it.
 pub struct GetSession<Q, T, C> {
     claimer: Claimer<Q, T, C>,
-    replace_fresh_fallbacks: bool,
 }
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
@@ -100,18 +99,13 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 clock,
                 policy: config.claim,
             },
-            replace_fresh_fallbacks: config.replace_fresh_fallbacks,
         }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
         let request = parse_request(event.payload)?;
         let started = Instant::now();
-        let result = if self.replace_fresh_fallbacks {
-            self.claimer.claim_replacing_fallbacks().await
-        } else {
-            self.claimer.claim().await
-        };
+        let result = self.claimer.claim().await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let now = self.claimer.clock.now_ms();
         match result {

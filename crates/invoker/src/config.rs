@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 use warmpool_core::ConfigError;
+use warmpool_core::aws::agentcore::check_runtime_arn;
 use warmpool_core::aws::dynamodb::TrackingLayout;
 use warmpool_core::config::Env;
 use warmpool_core::manifest::BatchLimits;
-use warmpool_core::pool::{ClaimPolicy, Lifecycle, OnEmpty};
+use warmpool_core::pool::ClaimPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,8 +43,8 @@ pub struct Config {
     pub s3_force_path_style: bool,
     pub limits: BatchLimits,
     pub layout: TrackingLayout,
-    /// `CLAIM_WAIT_SECS` (1), `CLAIM_VISIBILITY_TIMEOUT_SECS` (30), `CLAIM_MAX_DISCARDS` (10),
-    /// `FRESH_FALLBACK` (true) and the session lifecycle, as for get-session.
+    /// The claim settings and the session lifecycle, read as for get-session
+    /// ([`ClaimPolicy::from_env`]).
     pub claim: ClaimPolicy,
 }
 
@@ -78,26 +79,10 @@ impl Config {
         if record_concurrency == 0 {
             return Err(invalid("RECORD_CONCURRENCY", 0, "must be at least 1"));
         }
-        let wait = env.secs_or("CLAIM_WAIT_SECS", 1)?;
-        if wait > Duration::from_secs(20) {
-            return Err(invalid(
-                "CLAIM_WAIT_SECS",
-                wait.as_secs(),
-                "SQS long polls wait at most 20 s",
-            ));
-        }
-        let on_empty = if env.parse_or("FRESH_FALLBACK", true)? {
-            OnEmpty::Fresh
-        } else {
-            OnEmpty::Fail
-        };
+        let claim = ClaimPolicy::from_env(env)?;
         let agent_runtime_arn = env.required("AGENT_RUNTIME_ARN")?;
-        if !agent_runtime_arn.starts_with("arn:") || !agent_runtime_arn.contains(":runtime/") {
-            return Err(invalid(
-                "AGENT_RUNTIME_ARN",
-                &agent_runtime_arn,
-                "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>",
-            ));
+        if let Err(reason) = check_runtime_arn(&agent_runtime_arn) {
+            return Err(invalid("AGENT_RUNTIME_ARN", &agent_runtime_arn, &reason));
         }
         Ok(Self {
             batch_queue_url: env.required("BATCH_QUEUE_URL")?,
@@ -117,13 +102,7 @@ impl Config {
             s3_force_path_style: env.parse_or("S3_FORCE_PATH_STYLE", false)?,
             limits: BatchLimits::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
-            claim: ClaimPolicy {
-                lifecycle: Lifecycle::from_env(env)?,
-                wait,
-                visibility: env.secs_or("CLAIM_VISIBILITY_TIMEOUT_SECS", 30)?,
-                max_discards: env.parse_or("CLAIM_MAX_DISCARDS", 10)?,
-                on_empty,
-            },
+            claim,
         })
     }
 }

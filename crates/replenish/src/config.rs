@@ -1,11 +1,13 @@
 //! replenish's configuration, parsed once at init.
 
-use std::time::Duration;
 use warmpool_core::ConfigError;
+use warmpool_core::aws::agentcore::check_runtime_arn;
+use warmpool_core::clock::millis;
 use warmpool_core::config::Env;
 use warmpool_core::maintenance;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::quota::CreationBudget;
+use warmpool_core::schedule::RunBudget;
 use warmpool_core::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone)]
@@ -30,16 +32,15 @@ pub struct Config {
     pub max_count_per_trigger: u32,
     /// `WARMUP_CONCURRENCY` (8), `WARMUP_BACKOFF_BASE_MS` (100), `WARMUP_BACKOFF_CAP_MS` (5000).
     pub warmup: WarmupPolicy,
-    /// `DEADLINE_MARGIN_MS` (2000): retries stop this long before the Lambda deadline.
-    pub deadline_margin: Duration,
+    /// `DEADLINE_MARGIN_MS` (2000): retries stop this long before the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the retry budget when no Lambda deadline is known.
-    pub fallback_budget: Duration,
-    pub lifecycle: Lifecycle,
+    pub run_budget: RunBudget,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let concurrency: usize = env.parse_or("WARMUP_CONCURRENCY", 8)?;
+        let warmup_defaults = WarmupPolicy::default();
+        let concurrency: usize = env.parse_or("WARMUP_CONCURRENCY", warmup_defaults.concurrency)?;
         if concurrency == 0 {
             return Err(ConfigError::Invalid {
                 key: "WARMUP_CONCURRENCY",
@@ -48,11 +49,11 @@ impl Config {
             });
         }
         let agent_runtime_arn = env.required("AGENT_RUNTIME_ARN")?;
-        if !agent_runtime_arn.starts_with("arn:") || !agent_runtime_arn.contains(":runtime/") {
+        if let Err(reason) = check_runtime_arn(&agent_runtime_arn) {
             return Err(ConfigError::Invalid {
                 key: "AGENT_RUNTIME_ARN",
                 value: agent_runtime_arn,
-                reason: "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>".into(),
+                reason,
             });
         }
         let lifecycle = Lifecycle::from_env(env)?;
@@ -66,12 +67,10 @@ impl Config {
             max_count_per_trigger: env.parse_or("MAX_COUNT_PER_TRIGGER", 100)?,
             warmup: WarmupPolicy {
                 concurrency,
-                backoff_base: env.millis_or("WARMUP_BACKOFF_BASE_MS", 100)?,
-                backoff_cap: env.millis_or("WARMUP_BACKOFF_CAP_MS", 5_000)?,
+                backoff_base: env.millis_or("WARMUP_BACKOFF_BASE_MS", millis(warmup_defaults.backoff_base))?,
+                backoff_cap: env.millis_or("WARMUP_BACKOFF_CAP_MS", millis(warmup_defaults.backoff_cap))?,
             },
-            deadline_margin: env.millis_or("DEADLINE_MARGIN_MS", 2_000)?,
-            fallback_budget: env.secs_or("FALLBACK_BUDGET_SECS", 60)?,
-            lifecycle,
+            run_budget: RunBudget::from_env(env)?,
         })
     }
 }

@@ -32,6 +32,7 @@ use warmpool_core::maintenance::{self, Round, SweepReport};
 use warmpool_core::metrics::MetricSet;
 use warmpool_core::ports::{AgentRuntime, PoolMaintenance, ReplenishTrigger};
 use warmpool_core::quota::{CreationPacer, spread};
+use warmpool_core::schedule::is_scheduled_event;
 use warmpool_core::target::{Target, WarmupTimes};
 use warmpool_core::warmup::{WarmupReport, warm_new_sessions};
 
@@ -123,9 +124,7 @@ impl From<&WarmupReport> for RunReport {
 
 impl Config {
     pub fn parse_trigger(&self, payload: &Value) -> Result<Trigger, ReplenishError> {
-        let is_schedule = payload.get("source").and_then(Value::as_str) == Some("aws.events")
-            && payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
-        if is_schedule {
+        if is_scheduled_event(payload) {
             return Ok(Trigger::Scheduled);
         }
         let request: RefillRequest = serde_json::from_value(payload.clone())
@@ -166,7 +165,10 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, ReplenishError> {
         let trigger = self.config.parse_trigger(&event.payload)?;
-        let remaining = self.remaining(event.context.deadline);
+        let remaining = self
+            .config
+            .run_budget
+            .remaining(event.context.deadline, self.clock.now_ms());
         let run = match trigger {
             Trigger::Refill { count } => self.refill(count, remaining).await,
             Trigger::Scheduled => self.maintain(remaining).await?,
@@ -236,7 +238,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
         Ok(RunReport {
             dispatched,
             dispatch_failed,
-            target: Some(round.target),
+            target: Some(round.sizing.target),
             sweep: Some(round.sweep),
             ..RunReport::from(&warmup)
         })
@@ -308,10 +310,10 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             metrics = metrics
                 .count("TopUpDispatched", dispatched)
                 .count("TopUpDispatchFailed", dispatch_failed)
-                .count("PoolVisible", round.depth.visible as f64)
-                .count("PoolInFlight", round.depth.in_flight as f64)
-                .count("PoolTarget", round.target.value)
-                .millis_if("PoolOldestWait", round.oldest_wait_ms)
+                .count("PoolVisible", round.sizing.depth.visible as f64)
+                .count("PoolInFlight", round.sizing.depth.in_flight as f64)
+                .count("PoolTarget", round.sizing.target.value)
+                .millis_if("PoolOldestWait", round.sizing.oldest_wait_ms)
                 .count("Heartbeats", sweep.heartbeats)
                 .count("HeartbeatFailures", sweep.heartbeat_failures)
                 .count("Retirements", sweep.retired)
@@ -324,22 +326,11 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
                 .count("StopFailures", sweep.stop_failures)
                 .millis_if("PoolOldestSessionAge", sweep.oldest_age_ms)
                 .millis_if("PoolOldestPingAge", sweep.oldest_ping_age_ms);
-            if let Some(rate) = round.target.claim_rate {
+            if let Some(rate) = round.sizing.target.claim_rate {
                 metrics = metrics.per_second("ClaimRateEstimate", rate);
             }
         }
         metrics.emit(self.clock.now_ms());
-    }
-
-    /// Work ends this long before Lambda's deadline, so the run reports instead of timing out.
-    fn remaining(&self, lambda_deadline_ms: u64) -> Duration {
-        let now_ms = self.clock.now_ms();
-        if lambda_deadline_ms > now_ms {
-            Duration::from_millis(lambda_deadline_ms - now_ms).saturating_sub(self.config.deadline_margin)
-        } else {
-            // No deadline known (local runs): the configured fallback budget.
-            self.config.fallback_budget
-        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 use warmpool_core::ConfigError;
 use warmpool_core::aws::dynamodb::TrackingLayout;
 use warmpool_core::config::Env;
+use warmpool_core::schedule::RunBudget;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,10 +23,9 @@ pub struct Config {
     pub settle_concurrency: usize,
     /// `RETRY_DELAY_SECS` (2): delay of a retry message, so the row moves before it arrives.
     pub retry_delay: Duration,
-    /// `DEADLINE_MARGIN_MS` (2000): no attempt is started this close to the Lambda deadline.
-    pub deadline_margin: Duration,
+    /// `DEADLINE_MARGIN_MS` (2000): no attempt is started this close to the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the run's budget when no Lambda deadline is known.
-    pub fallback_budget: Duration,
+    pub run_budget: RunBudget,
     /// `TRACKING_SHARDS`, `TRACKING_RETENTION_DAYS`: as the invoker's.
     pub layout: TrackingLayout,
 }
@@ -52,8 +52,7 @@ impl Config {
             max_batches_per_run: positive("MAX_BATCHES_PER_RUN", 200)?,
             settle_concurrency: positive("SETTLE_CONCURRENCY", 8)?,
             retry_delay: env.secs_or("RETRY_DELAY_SECS", 2)?,
-            deadline_margin: env.millis_or("DEADLINE_MARGIN_MS", 2_000)?,
-            fallback_budget: env.secs_or("FALLBACK_BUDGET_SECS", 60)?,
+            run_budget: RunBudget::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
         })
     }

@@ -13,7 +13,6 @@ use futures::StreamExt;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
-use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use warmpool_core::batch::ports::{MessageSink, TrackingTable};
@@ -23,6 +22,7 @@ use warmpool_core::clock::Clock;
 use warmpool_core::error::TableError;
 use warmpool_core::metrics::MetricSet;
 use warmpool_core::ports::AgentRuntime;
+use warmpool_core::schedule::is_scheduled_event;
 
 pub const FUNCTION: &str = "stale-batch-detector";
 
@@ -91,8 +91,7 @@ pub struct Detector<T, Q, A, C> {
 }
 
 fn parse_trigger(payload: &Value) -> Result<(), DetectorError> {
-    let scheduled = payload.get("source").and_then(Value::as_str) == Some("aws.events")
-        && payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
+    let scheduled = is_scheduled_event(payload);
     let manual = payload.is_null() || payload.as_object().is_some_and(|o| o.is_empty());
     if scheduled || manual {
         Ok(())
@@ -120,7 +119,12 @@ fn reason(row: &BatchRow, now_ms: u64) -> String {
 impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q, A, C> {
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, DetectorError> {
         parse_trigger(&event.payload)?;
-        let run_deadline = self.run_deadline(event.context.deadline);
+        // Settling stops before Lambda's deadline, so the run reports instead of timing out.
+        let budget = self
+            .config
+            .run_budget
+            .remaining(event.context.deadline, self.clock.now_ms());
+        let run_deadline = Instant::now() + budget;
         let now = self.clock.now_ms();
         let overdue = self
             .table
@@ -204,17 +208,6 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
             "detector run done"
         );
         Ok(report)
-    }
-
-    /// Settling stops this long before Lambda's deadline, so the run reports instead of timing out.
-    fn run_deadline(&self, lambda_deadline_ms: u64) -> Instant {
-        let now_ms = self.clock.now_ms();
-        let budget = if lambda_deadline_ms > now_ms {
-            Duration::from_millis(lambda_deadline_ms - now_ms).saturating_sub(self.config.deadline_margin)
-        } else {
-            self.config.fallback_budget
-        };
-        Instant::now() + budget
     }
 }
 

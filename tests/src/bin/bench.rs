@@ -4,18 +4,16 @@
 //!
 //! Built in the dev profile on purpose: the server (moto) is the bottleneck, not this code.
 
-use serde_json::{Map, Value, json};
-use std::path::PathBuf;
+use serde_json::{Map, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use warmpool_core::aws::SqsPoolQueue;
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::fakes::RecordingTrigger;
 use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty};
 use warmpool_core::ports::PoolQueue;
 use warmpool_core::session::{PooledSession, SessionId};
-use warmpool_tests::{create_pool_queue, sqs_client};
+use warmpool_tests::{fill_pool, merge_into_summary, pool_queue};
 
 const CLAIMERS: usize = 32;
 const POOL: usize = 600;
@@ -48,42 +46,19 @@ impl Run {
     }
 }
 
-async fn fill(queue_url: &str, layout: Layout) {
-    let sqs = sqs_client();
+/// Every claimer claims until the pool is really empty. An empty answer while messages are
+/// still in the queue is a false empty: that caller would have been sent to a cold start.
+async fn measure(layout: Layout) -> Run {
+    let queue = pool_queue("bench").await;
     let now = SystemClock.now_ms();
     let sessions: Vec<PooledSession> = (0..POOL)
         .map(|_| PooledSession::new(SessionId::generate(), now, now))
         .collect();
-    for chunk in sessions.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, s)| {
-            let group = match layout {
-                Layout::SingleGroup => "pool".to_string(),
-                Layout::GroupPerSession => s.message_group_id().to_string(),
-            };
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(s.to_body())
-                .message_group_id(group)
-                .message_deduplication_id(s.deduplication_id())
-                .build()
-                .expect("batch entry")
-        });
-        sqs.send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .expect("fill the pool");
-    }
-}
-
-/// Every claimer claims until the pool is really empty. An empty answer while messages are
-/// still in the queue is a false empty: that caller would have been sent to a cold start.
-async fn measure(layout: Layout) -> Run {
-    let sqs = sqs_client();
-    let url = create_pool_queue(&sqs, "bench").await;
-    fill(&url, layout).await;
-    let queue = SqsPoolQueue::new(sqs, url);
+    fill_pool(&queue, &sessions, |s| match layout {
+        Layout::SingleGroup => "pool".to_string(),
+        Layout::GroupPerSession => s.message_group_id().to_string(),
+    })
+    .await;
     let claimer = Arc::new(Claimer {
         queue: queue.clone(),
         trigger: RecordingTrigger::default(),
@@ -133,26 +108,6 @@ async fn measure(layout: Layout) -> Run {
     }
 }
 
-fn summary_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target/bench/summary.json")
-}
-
-/// Merges `figures` into the summary, keeping what other parts of the benchmark wrote.
-fn write_summary(figures: Map<String, Value>) -> std::io::Result<Value> {
-    let path = summary_path();
-    std::fs::create_dir_all(path.parent().expect("target/bench"))?;
-    let mut summary: Map<String, Value> = std::fs::read(&path)
-        .ok()
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
-        .unwrap_or_default();
-    summary.extend(figures);
-    let summary = Value::Object(summary);
-    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)?;
-    Ok(summary)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> std::io::Result<()> {
     println!("claim throughput: {CLAIMERS} concurrent claimers, {POOL} pooled sessions, local SQS (moto)");
@@ -189,7 +144,7 @@ async fn main() -> std::io::Result<()> {
             json!(per_session.false_empty_rate()),
         ),
     ]);
-    write_summary(figures)?;
-    println!("written to {}", summary_path().display());
+    let path = merge_into_summary(figures)?;
+    println!("written to {}", path.display());
     Ok(())
 }

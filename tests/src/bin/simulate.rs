@@ -7,9 +7,9 @@
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
 
 use serde_json::{Map, Value};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use warmpool_tests::merge_into_summary;
 use warmpool_tests::simulation::{Policy, Profile, Row, Run, Settings, run_all, run_jobs};
 
 /// Fixed pools the reference is also run with, to compare at equal hit rates.
@@ -23,34 +23,14 @@ struct ReferencePool<'a> {
     row: &'a Row,
 }
 
-fn summary_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target/bench/summary.json")
-}
-
-/// Replaces `simulation` (and `simulation_reference_pools`) in the summary, keeping what the
-/// other parts of the benchmark wrote.
-fn write_summary(runs: &[Run], pools: &[ReferencePool]) -> Result<(), String> {
-    let path = summary_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let mut summary: Map<String, Value> = std::fs::read(&path)
-        .ok()
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
-        .unwrap_or_default();
+/// What goes into the summary: `simulation` and `simulation_reference_pools`, replacing
+/// what an earlier run wrote there.
+fn figures(runs: &[Run], pools: &[ReferencePool]) -> serde_json::Result<Map<String, Value>> {
     let rows: Vec<_> = runs.iter().map(|r| &r.row).collect();
-    summary.insert(
-        "simulation".into(),
-        serde_json::to_value(rows).map_err(|e| e.to_string())?,
-    );
-    summary.insert(
-        "simulation_reference_pools".into(),
-        serde_json::to_value(pools).map_err(|e| e.to_string())?,
-    );
-    let text = serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    Ok(Map::from_iter([
+        ("simulation".to_string(), serde_json::to_value(rows)?),
+        ("simulation_reference_pools".to_string(), serde_json::to_value(pools)?),
+    ]))
 }
 
 fn table(runs: &[Run], lead_in_ms: u64) -> String {
@@ -173,7 +153,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let lead_in_ms = u64::try_from(settings.lead_in.as_millis()).unwrap_or(u64::MAX);
+    let lead_in_ms = warmpool_core::clock::millis(settings.lead_in);
     print!("{}", table(&runs, lead_in_ms));
     let larger: Vec<_> = profiles
         .iter()
@@ -217,9 +197,12 @@ fn main() -> ExitCode {
     }
     print!("{}", equal_hit_rate(&runs, &pools));
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
-    match write_summary(&runs, &pools) {
-        Ok(()) => {
-            println!("written to {}", summary_path().display());
+    match figures(&runs, &pools)
+        .map_err(std::io::Error::from)
+        .and_then(merge_into_summary)
+    {
+        Ok(path) => {
+            println!("written to {}", path.display());
             ExitCode::SUCCESS
         }
         Err(error) => {

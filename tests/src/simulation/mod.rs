@@ -28,7 +28,6 @@ pub use profile::{Profile, Shape};
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, Model};
 use futures::FutureExt;
-use profile::ms;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -36,10 +35,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use warmpool_core::clock::{Clock, ManualClock};
+use warmpool_core::clock::{Clock, ManualClock, millis};
 use warmpool_core::config::Env;
 use warmpool_core::fakes::MemoryPool;
 use warmpool_core::maintenance;
+use warmpool_core::metrics::nearest_rank;
 use warmpool_core::pool::{ClaimPolicy, Claimer, Lifecycle, OnEmpty, Source};
 use warmpool_core::ports::ReplenishTrigger;
 use warmpool_core::quota::{CreationBudget, Pacer, spread};
@@ -293,7 +293,6 @@ struct Engine<'a> {
     maintenance: Option<maintenance::Settings>,
     budget: CreationBudget,
     max_count: u32,
-    replace_fresh_fallbacks: bool,
     warmup: WarmupPolicy,
     rng: StdRng,
     events: BinaryHeap<Reverse<(u64, u64)>>,
@@ -328,8 +327,8 @@ impl<'a> Engine<'a> {
     fn new(profile: &'a Profile, policy: Policy, settings: &'a Settings) -> Result<Self, SimError> {
         let clock = ManualClock::at(0);
         let queue = Arc::new(MemoryPool::with_clock(Arc::new(clock.clone())));
-        let lead_in = ms(settings.lead_in);
-        let window = (lead_in, lead_in + ms(profile.duration));
+        let lead_in = millis(settings.lead_in);
+        let window = (lead_in, lead_in + millis(profile.duration));
         let world = World::new(
             Model::new(LifecycleConfig {
                 creation_rate_per_sec: f64::from(profile.creation_quota),
@@ -372,12 +371,11 @@ impl<'a> Engine<'a> {
         let replenish = replenish::Config::from_env(&env)?;
         let get_session = get_session::Config::from_env(&env)?;
         let claim_policy = get_session.claim;
-        // The reference replaces what it took, never a fallback.
-        let replace_fresh_fallbacks = policy == Policy::Project && get_session.replace_fresh_fallbacks;
         let (budget, max_count) = (replenish.creation_budget, replenish.max_count_per_trigger);
         let (claimer_policy, maintenance, environments) = match policy {
             Policy::None => (None, None, 0),
-            // The reference trusts whatever it pooled: no lifetime rule at claim.
+            // The reference trusts whatever it pooled: no lifetime rule at claim. It replaces
+            // what it took, never a fallback (`replace_fresh_fallbacks` stays off).
             Policy::Reference => (
                 Some(ClaimPolicy {
                     lifecycle: Lifecycle {
@@ -415,7 +413,6 @@ impl<'a> Engine<'a> {
             maintenance,
             budget,
             max_count,
-            replace_fresh_fallbacks,
             warmup: replenish.warmup,
             rng: StdRng::seed_from_u64(settings.seed ^ 0x5eed_0002),
             events: BinaryHeap::new(),
@@ -469,7 +466,7 @@ impl<'a> Engine<'a> {
             }
             Policy::Project => self.at(0, Event::Schedule),
         }
-        let stop_at = self.window.1 + ms(DRAIN);
+        let stop_at = self.window.1 + millis(DRAIN);
         while let Some(Reverse((time, seq))) = self.events.pop() {
             if time > stop_at {
                 break;
@@ -506,12 +503,15 @@ impl<'a> Engine<'a> {
             } => self.warmup_returns(warm, created, latency_ms),
             Event::Schedule => {
                 if let Some(settings) = &self.maintenance {
-                    let next = now + ms(settings.rules.interval);
+                    let next = now + millis(settings.rules.interval);
                     if next <= self.window.1 {
                         self.at(next, Event::Schedule);
                     }
                 }
-                self.at(now + ms(self.settings.trigger_delay), Event::JobArrives(Job::Maintain));
+                self.at(
+                    now + millis(self.settings.trigger_delay),
+                    Event::JobArrives(Job::Maintain),
+                );
                 Ok(())
             }
         }
@@ -523,14 +523,7 @@ impl<'a> Engine<'a> {
             self.caller_invoke(now, request);
             return Ok(());
         };
-        let claiming = async {
-            if self.replace_fresh_fallbacks {
-                claimer.claim_replacing_fallbacks().await
-            } else {
-                claimer.claim().await
-            }
-        };
-        let claim = ready(claiming, "a claim")?.map_err(|e| match e {
+        let claim = ready(claimer.claim(), "a claim")?.map_err(|e| match e {
             warmpool_core::pool::ClaimError::Queue(q) => SimError::Queue(q),
             warmpool_core::pool::ClaimError::PoolEmpty => SimError::Blocked("an empty pool with fallback on"),
         })?;
@@ -543,13 +536,13 @@ impl<'a> Engine<'a> {
         entry.from_pool = claim.session.source == Source::Pool;
         entry.session = Some(claim.session.session_id);
         for count in self.replacements.take() {
-            let at = now + ms(self.settings.trigger_delay);
+            let at = now + millis(self.settings.trigger_delay);
             match self.policy {
                 Policy::Project => self.at(at, Event::JobArrives(Job::Refill(count))),
                 _ => self.start_run(None, count, at)?,
             }
         }
-        self.at(now + ms(self.settings.claim_overhead), Event::CallerInvoke(request));
+        self.at(now + millis(self.settings.claim_overhead), Event::CallerInvoke(request));
         Ok(())
     }
 
@@ -572,7 +565,7 @@ impl<'a> Engine<'a> {
                 if counted {
                     let arrived = self.requests[request].arrived;
                     self.details.requests += 1;
-                    self.ttfb_ms.push(now + ms(admission.latency) - arrived);
+                    self.ttfb_ms.push(now + millis(admission.latency) - arrived);
                     if admission.cold {
                         self.dead_ids += u64::from(from_pool);
                     } else {
@@ -600,7 +593,7 @@ impl<'a> Engine<'a> {
     }
 
     fn jitter(&mut self, ceiling: Duration) -> u64 {
-        self.rng.random_range(0..=ms(ceiling))
+        self.rng.random_range(0..=millis(ceiling))
     }
 
     fn job_arrives(&mut self, now: u64, job: Job) -> Result<(), SimError> {
@@ -656,19 +649,19 @@ impl<'a> Engine<'a> {
                     ),
                     "a maintenance round",
                 )??;
-                self.details.targets.push((now, round.target.value));
+                self.details.targets.push((now, round.sizing.target.value));
                 if now >= self.window.0 && now < self.window.1 {
                     self.details.heartbeats += u64::from(round.sweep.heartbeats);
                     self.details.retired += u64::from(round.sweep.retired);
                     self.details.trimmed += u64::from(round.sweep.trimmed);
                 }
                 // As replenish does: the top-up goes out as count events, and this run ends.
-                let spacing = ms(self.budget.dispatch_spacing());
+                let spacing = millis(self.budget.dispatch_spacing());
                 for (i, count) in spread(round.top_up, &self.budget, self.max_count)
                     .into_iter()
                     .enumerate()
                 {
-                    let at = now + ms(self.settings.trigger_delay) + i as u64 * spacing;
+                    let at = now + millis(self.settings.trigger_delay) + i as u64 * spacing;
                     self.at(at, Event::JobArrives(Job::Refill(count)));
                 }
                 0
@@ -686,7 +679,7 @@ impl<'a> Engine<'a> {
         self.runs.push(RunState {
             env,
             pending: count,
-            deadline: now + ms(self.settings.run_timeout),
+            deadline: now + millis(self.settings.run_timeout),
         });
         if count == 0 {
             return self.run_done(run);
@@ -731,7 +724,7 @@ impl<'a> Engine<'a> {
         let outcome = self.agent.world().invoke(&session, now);
         match outcome {
             Ok(admission) => {
-                let latency_ms = ms(admission.latency);
+                let latency_ms = millis(admission.latency);
                 self.at(
                     now + latency_ms,
                     Event::WarmupReturns {
@@ -805,15 +798,14 @@ impl<'a> Engine<'a> {
         self.details.heartbeats_cold = world.heartbeats_cold;
         self.details.stops = world.stops;
         drop(world);
-        self.ttfb_ms.sort_unstable();
         let requests = self.details.requests.max(1);
         let row = Row {
             profile: self.profile.name.clone(),
             policy: self.policy,
             warm_hit_rate: self.warm_hits as f64 / requests as f64,
             dead_ids_handed_out: self.dead_ids,
-            p50_ms: nearest_rank(&self.ttfb_ms, 50.0),
-            p99_ms: nearest_rank(&self.ttfb_ms, 99.0),
+            p50_ms: nearest_rank(&self.ttfb_ms, 50.0).unwrap_or(0),
+            p99_ms: nearest_rank(&self.ttfb_ms, 99.0).unwrap_or(0),
             idle_session_hours,
             creation_throttles: throttles,
         };
@@ -822,14 +814,6 @@ impl<'a> Engine<'a> {
             details: self.details,
         }
     }
-}
-
-fn nearest_rank(sorted: &[u64], pct: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((pct / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[cfg(test)]
@@ -872,15 +856,15 @@ mod tests {
         );
         let settings = quick();
         let run = simulate(&steps, Policy::Project, &settings).unwrap();
-        let start = ms(settings.lead_in);
+        let start = millis(settings.lead_in);
         // The median target over the second half of each step, once the rounds caught up.
         let median = |step: u64| {
-            let from = start + step * ms(twenty) + ms(twenty) / 2;
+            let from = start + step * millis(twenty) + millis(twenty) / 2;
             let mut targets: Vec<u32> = run
                 .details
                 .targets
                 .iter()
-                .filter(|(t, _)| *t >= from && *t < from + ms(twenty) / 2)
+                .filter(|(t, _)| *t >= from && *t < from + millis(twenty) / 2)
                 .map(|(_, target)| *target)
                 .collect();
             targets.sort_unstable();

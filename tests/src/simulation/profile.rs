@@ -3,6 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
+use warmpool_core::clock::millis;
 use warmpool_core::target::{Burst, Prewarm};
 
 const HOUR_MS: f64 = 3_600_000.0;
@@ -97,7 +98,7 @@ impl Profile {
                 length,
                 offset,
             } => {
-                let (every, length, offset) = (ms(*every), ms(*length), ms(*offset));
+                let (every, length, offset) = (millis(*every), millis(*length), millis(*offset));
                 let in_burst = t_ms >= offset && every > 0 && (t_ms - offset) % every < length;
                 if in_burst { base * factor } else { *base }
             }
@@ -113,7 +114,7 @@ impl Profile {
             Shape::Steps(steps) => {
                 let mut start = 0;
                 for (length, rate) in steps {
-                    start += ms(*length);
+                    start += millis(*length);
                     if t_ms < start {
                         return *rate;
                     }
@@ -182,7 +183,7 @@ impl Profile {
     /// policy.
     pub fn arrivals(&self, lead_in: Duration, seed: u64) -> Vec<u64> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let (lead_in, end) = (ms(lead_in), ms(lead_in) + ms(self.duration));
+        let (lead_in, end) = (millis(lead_in), millis(lead_in) + millis(self.duration));
         let peak = self.peak();
         let mut arrivals = Vec::new();
         if peak <= 0.0 {
@@ -205,10 +206,6 @@ impl Profile {
         }
         arrivals
     }
-}
-
-pub(super) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use agentcore_emulator::lifecycle::{Admission, Model, Rejection};
 use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use warmpool_core::clock::{Clock, ManualClock};
+use warmpool_core::clock::{Clock, ManualClock, millis};
 use warmpool_core::error::{AgentError, AgentErrorKind};
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
@@ -41,7 +41,6 @@ pub(super) struct World {
     /// Only idle time inside this window counts.
     window: (u64, u64),
     lives: HashMap<SessionId, Life>,
-    pub heartbeat_pings: u64,
     pub heartbeats_cold: u64,
     pub stops: u64,
 }
@@ -53,10 +52,7 @@ fn overlap((a, b): (u64, u64), (w0, w1): (u64, u64)) -> u64 {
 impl World {
     pub fn new(model: Model, rng: StdRng, window: (u64, u64)) -> Self {
         let cfg = model.config();
-        let (idle_ms, lifetime_ms) = (
-            u64::try_from(cfg.idle_timeout.as_millis()).unwrap_or(u64::MAX),
-            u64::try_from(cfg.max_lifetime.as_millis()).unwrap_or(u64::MAX),
-        );
+        let (idle_ms, lifetime_ms) = (millis(cfg.idle_timeout), millis(cfg.max_lifetime));
         Self {
             model,
             rng,
@@ -64,7 +60,6 @@ impl World {
             lifetime_ms,
             window,
             lives: HashMap::new(),
-            heartbeat_pings: 0,
             heartbeats_cold: 0,
             stops: 0,
         }
@@ -105,7 +100,6 @@ impl World {
         let Some(life) = self.lives.get(id).copied() else {
             return;
         };
-        self.heartbeat_pings += 1;
         let mut updated = Life { last_ping: now, ..life };
         if cold {
             // The old microVM idled until it expired; the ping started a new one.

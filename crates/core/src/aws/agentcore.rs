@@ -8,6 +8,14 @@ use aws_sdk_bedrockagentcore::Client;
 use aws_sdk_bedrockagentcore::primitives::Blob;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
+/// Refuses what is not a runtime ARN at init: a typo there otherwise fails every invocation.
+pub fn check_runtime_arn(arn: &str) -> Result<(), String> {
+    if !arn.starts_with("arn:") || !arn.contains(":runtime/") {
+        return Err("expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>".into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentCoreRuntime {
     client: Client,

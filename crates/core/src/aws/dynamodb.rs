@@ -61,10 +61,6 @@ impl DynamoTrackingTable {
             layout,
         }
     }
-
-    pub fn table_name(&self) -> &str {
-        &self.table
-    }
 }
 
 fn table_error<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> TableError

@@ -22,10 +22,6 @@ impl SqsMessageSink {
             queue_url: queue_url.into(),
         }
     }
-
-    pub fn queue_url(&self) -> &str {
-        &self.queue_url
-    }
 }
 
 impl MessageSink for SqsMessageSink {

@@ -98,7 +98,6 @@ impl TrackingTable for MemoryTable {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<HashMap<ObjectRef, StoredObject>>,
-    failing_gets: AtomicU32,
 }
 
 impl MemoryStore {
@@ -115,22 +114,10 @@ impl MemoryStore {
     pub fn object(&self, object: &ObjectRef) -> Option<StoredObject> {
         self.objects.lock().unwrap().get(object).cloned()
     }
-
-    pub fn fail_next_gets(&self, n: u32) {
-        self.failing_gets.store(n, Ordering::SeqCst);
-    }
 }
 
 impl DocumentStore for MemoryStore {
     async fn get(&self, object: &ObjectRef, max_bytes: u64) -> Result<StoredObject, StoreError> {
-        if take_failure(&self.failing_gets) {
-            return Err(StoreError::new(
-                "get",
-                object.to_string(),
-                StoreErrorKind::Transport,
-                "injected",
-            ));
-        }
         let found = self
             .object(object)
             .ok_or_else(|| StoreError::new("get", object.to_string(), StoreErrorKind::NotFound, "no such key"))?;
@@ -153,17 +140,13 @@ impl DocumentStore for MemoryStore {
 
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    sent: Mutex<Vec<(String, Duration)>>,
+    bodies: Mutex<Vec<String>>,
     failing: AtomicU32,
 }
 
 impl MemorySink {
     pub fn bodies(&self) -> Vec<String> {
-        self.sent.lock().unwrap().iter().map(|(b, _)| b.clone()).collect()
-    }
-
-    pub fn delays(&self) -> Vec<Duration> {
-        self.sent.lock().unwrap().iter().map(|(_, d)| *d).collect()
+        self.bodies.lock().unwrap().clone()
     }
 
     pub fn fail_next(&self, n: u32) {
@@ -172,7 +155,7 @@ impl MemorySink {
 }
 
 impl MessageSink for MemorySink {
-    async fn send(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn send(&self, body: &str, _delay: Duration) -> Result<(), QueueError> {
         if take_failure(&self.failing) {
             return Err(QueueError::new(
                 "send",
@@ -180,7 +163,7 @@ impl MessageSink for MemorySink {
                 "injected send failure",
             ));
         }
-        self.sent.lock().unwrap().push((body.to_string(), delay));
+        self.bodies.lock().unwrap().push(body.to_string());
         Ok(())
     }
 }

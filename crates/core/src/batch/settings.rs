@@ -8,12 +8,14 @@ use crate::manifest::BatchLimits;
 use std::time::Duration;
 
 pub const TRACKING_SHARDS: &str = "TRACKING_SHARDS";
+const DAY_SECS: u64 = 24 * 3600;
 
 impl TrackingLayout {
     /// `TRACKING_SHARDS` (8) and `TRACKING_RETENTION_DAYS` (30). The invoker and the detector
     /// must be deployed with the same shard count: the detector queries exactly those shards.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let shards: u32 = env.parse_or(TRACKING_SHARDS, 8)?;
+        let defaults = Self::default();
+        let shards: u32 = env.parse_or(TRACKING_SHARDS, defaults.shards)?;
         if !(1..=256).contains(&shards) {
             return Err(ConfigError::Invalid {
                 key: TRACKING_SHARDS,
@@ -21,10 +23,10 @@ impl TrackingLayout {
                 reason: "must be 1..=256: the detector queries every shard on each run".into(),
             });
         }
-        let days: u64 = env.parse_or("TRACKING_RETENTION_DAYS", 30)?;
+        let days: u64 = env.parse_or("TRACKING_RETENTION_DAYS", defaults.retention.as_secs() / DAY_SECS)?;
         Ok(Self {
             shards,
-            retention: Duration::from_secs(days * 24 * 3600),
+            retention: Duration::from_secs(days * DAY_SECS),
         })
     }
 }
