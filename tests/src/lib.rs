@@ -5,6 +5,7 @@
 //! binary exits, however it exits (see [`Moto::shared`]).
 
 pub mod batch_stack;
+pub mod faults;
 pub mod simulation;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};
