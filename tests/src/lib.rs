@@ -7,6 +7,7 @@
 pub mod batch_stack;
 pub mod faults;
 pub mod simulation;
+pub mod soak;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
