@@ -107,11 +107,32 @@ enum Documented {
     Unset,
 }
 
+impl Display for Documented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default(value) => write!(f, "the default `{value}`"),
+            Self::Required => f.write_str("required"),
+            Self::Unset => f.write_str("unset"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Row {
     name: String,
     documented: Documented,
+    /// `docs/configuration.md:<line>`, and the shared group the row is in, if any.
     line: usize,
+    group: Option<String>,
+}
+
+impl Row {
+    fn at(&self) -> String {
+        match &self.group {
+            Some(group) => format!("{DOC_NAME}:{}, shared group `{group}`", self.line),
+            None => format!("{DOC_NAME}:{}", self.line),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +231,7 @@ fn parse_doc(text: &str) -> Doc {
             name: name.to_string(),
             documented: documented(row.get(1).map_or("", String::as_str), number),
             line: number,
+            group: (h2 == SHARED).then(|| h3.clone()),
         };
         if h2 == SHARED {
             doc.groups.entry(h3.clone()).or_default().push(row);
@@ -451,9 +473,9 @@ fn every_documented_variable_is_read_by_its_function() {
             if !probes.iter().any(|p| p.reads(name)) {
                 let scenarios: Vec<&str> = probes.iter().map(|p| p.scenario).collect();
                 failures.push(format!(
-                    "section `## {}` lists {name} ({DOC_NAME}:{}), but the code never reads it (scenarios: {}). Misspelled, or read only in a mode this test has no scenario for?",
+                    "section `## {}` lists {name} ({}), but the code never reads it (scenarios: {}). Misspelled, or read only in a mode this test has no scenario for?",
                     function.section,
-                    row.line,
+                    row.at(),
                     scenarios.join(", ")
                 ));
             }
@@ -466,7 +488,7 @@ fn documented_defaults_and_required_variables_are_the_codes() {
     each_function(|function, documented, probes, failures| {
         for (name, row) in documented {
             let section = function.section;
-            let at = format!("{DOC_NAME}:{}", row.line);
+            let at = row.at();
             for probe in probes.iter().filter(|p| p.reads(name)) {
                 let scenario = probe.scenario;
                 match &row.documented {
@@ -537,8 +559,8 @@ fn template_parameters_are_documented_with_the_templates_defaults() {
         let expected = default.clone().map_or(Documented::Required, Documented::Default);
         if row.documented != expected {
             failures.push(format!(
-                "{name} ({DOC_NAME}:{}): documented as {:?}, but the template's default is {:?}",
-                row.line, row.documented, default
+                "{name} ({DOC_NAME}:{}): documented as {}, but the template says {expected}",
+                row.line, row.documented
             ));
         }
     }
