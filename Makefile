@@ -1,4 +1,4 @@
-.PHONY: test lint bench demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
+.PHONY: test lint bench soak demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
 
 # Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
 bootstrap:
@@ -19,6 +19,10 @@ test: bootstrap lint infra-check build-check
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
 	cargo run -q -p warmpool-tests --bin simulate
+
+# Invariants under injected faults, counted; written to target/bench/soak.json (docs/testing.md).
+soak: bootstrap
+	cargo run -q -p warmpool-tests --bin soak
 
 # The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and
 # one document batch end to end.
