@@ -13,10 +13,10 @@ use warmpool_core::batch::message::ResultNotice;
 use warmpool_core::batch::{BatchId, BatchRow, BatchStatus};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
+use warmpool_core::fakes::RecordingTrigger;
 use warmpool_core::pool::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
-use warmpool_core::fakes::RecordingTrigger;
 use warmpool_tests::batch_stack::{BatchStack, StackOptions};
 use warmpool_tests::{
     Moto, agent_runtime, create_pool_queue, drain, fill_through_replenish, replenish_behind_relay, sdk_config,
@@ -25,10 +25,8 @@ use warmpool_tests::{
 /// What a get-session caller holds: a warm session from its own pool, claimed through the
 /// get-session function, warmed by replenish on the same emulator and agent as the batches.
 async fn claim_through_get_session(stack: &BatchStack) -> SessionId {
-    let queue = warmpool_core::aws::SqsPoolQueue::new(
-        stack.sqs.clone(),
-        create_pool_queue(&stack.sqs, "user-pool").await,
-    );
+    let queue =
+        warmpool_core::aws::SqsPoolQueue::new(stack.sqs.clone(), create_pool_queue(&stack.sqs, "user-pool").await);
     let (_relay, lambda) = replenish_behind_relay(queue.clone(), &stack.emulator).await;
     fill_through_replenish(&lambda, 1).await;
     let env = Env::from_pairs([
@@ -121,7 +119,10 @@ async fn assert_every_payload_refused(stack: &BatchStack, session: &SessionId, p
 }
 
 fn notices(bodies: &[String]) -> Vec<ResultNotice> {
-    bodies.iter().map(|b| serde_json::from_str(b).expect("a result notice")).collect()
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("a result notice"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -144,7 +145,10 @@ async fn when_a_get_session_caller_names_a_running_batch_then_the_agent_refuses_
     assert_every_payload_refused(&stack, &hostile, &payloads).await;
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!stack.agent.running().contains(&hostile), "no run on the hostile session");
+    assert!(
+        !stack.agent.running().contains(&hostile),
+        "no run on the hostile session"
+    );
     assert_eq!(stack.row(&victim).await, Some(before), "no table write");
     assert_eq!(results_of(&stack, &victim).await, vec![], "no result object");
     assert_eq!(
@@ -179,7 +183,10 @@ async fn when_a_get_session_caller_names_a_finished_batch_then_its_result_and_no
     let before = stack
         .wait_for_status(&finished, BatchStatus::Succeeded, Duration::from_secs(60))
         .await;
-    assert_eq!(notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await).len(), 1);
+    assert_eq!(
+        notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await).len(),
+        1
+    );
     let results = results_of(&stack, &finished).await;
     assert_eq!(results.len(), 1);
     let hostile = claim_through_get_session(&stack).await;
@@ -188,7 +195,11 @@ async fn when_a_get_session_caller_names_a_finished_batch_then_its_result_and_no
     assert_every_payload_refused(&stack, &hostile, &payloads).await;
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(results_of(&stack, &finished).await, results, "the result is not overwritten");
+    assert_eq!(
+        results_of(&stack, &finished).await,
+        results,
+        "the result is not overwritten"
+    );
     let result: Value = serde_json::from_slice(&results[0].1).unwrap();
     assert_eq!(result["sessionId"], before.session_id.as_ref().unwrap().as_str());
     assert_eq!(
@@ -215,7 +226,9 @@ async fn moto_refuses_a_create_only_put_over_an_existing_object() {
             .send()
     };
     put(b"first").await.expect("a create of a new key lands");
-    let refused = put(b"second").await.expect_err("a create over an existing key is refused");
+    let refused = put(b"second")
+        .await
+        .expect_err("a create over an existing key is refused");
     assert_eq!(refused.raw_response().map(|r| r.status().as_u16()), Some(412));
     let kept = s3
         .get_object()

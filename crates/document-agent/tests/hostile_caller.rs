@@ -214,7 +214,10 @@ impl World {
         assert_eq!(self.writes(), vec![], "no S3 write");
         assert!(self.results.bodies().is_empty(), "no notice");
         assert_eq!(self.table.writes.load(Ordering::SeqCst), 0, "no table write");
-        assert!(self.agent.running().is_empty() && self.agent.runs().is_empty(), "no run");
+        assert!(
+            self.agent.running().is_empty() && self.agent.runs().is_empty(),
+            "no run"
+        );
     }
 }
 
@@ -302,10 +305,7 @@ async fn when_the_payload_names_only_the_batch_and_attempt_then_the_row_supplies
     assert_eq!((status, &body["status"]), (200, &json!("accepted")), "{body}");
     w.until_finished(1).await;
     assert_eq!(w.reads(), row.documents);
-    assert_eq!(
-        w.table.inner.row(&row.batch_id).unwrap().status,
-        BatchStatus::Succeeded
-    );
+    assert_eq!(w.table.inner.row(&row.batch_id).unwrap().status, BatchStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -390,7 +390,10 @@ async fn when_the_attempt_is_taken_away_after_the_result_object_landed_then_no_n
 
     assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Superseded);
     assert_eq!(w.writes().len(), 1, "the object landed before the row moved");
-    assert!(w.results.bodies().is_empty(), "but no notice for an attempt it no longer owns");
+    assert!(
+        w.results.bodies().is_empty(),
+        "but no notice for an attempt it no longer owns"
+    );
 }
 
 #[tokio::test]
@@ -398,7 +401,12 @@ async fn when_two_sessions_hold_the_same_attempt_in_turn_then_their_result_objec
     let w = world(true).await;
     let row = w.running("case-1", &[("a.txt", b"x")]);
     let first = row.running_attempt().unwrap();
-    assert_eq!(w.invoke(&first.session_id, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(
+        w.invoke(&first.session_id, &payload("case-1", 1, &row.documents))
+            .await
+            .0,
+        200
+    );
     w.until_finished(1).await;
     // The same attempt handed over to a second session (a release that keeps the attempt).
     let mut again = w.table.inner.row(&row.batch_id).unwrap();
@@ -414,11 +422,11 @@ async fn when_two_sessions_hold_the_same_attempt_in_turn_then_their_result_objec
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_ne!(writes[0], writes[1], "two sessions never write the same result object");
     for (write, session) in writes.iter().zip([&first.session_id, &second]) {
+        assert!(write.key.starts_with("results/case-1/attempt-1/"), "{write}");
         assert!(
-            write.key.starts_with("results/case-1/attempt-1/"),
-            "{write}"
+            !write.key.contains(session.as_str()),
+            "the key does not reveal the session ID"
         );
-        assert!(!write.key.contains(session.as_str()), "the key does not reveal the session ID");
     }
 }
 
