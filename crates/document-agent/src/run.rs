@@ -21,7 +21,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 use warmpool_core::batch::message::{self, ResultNotice};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
-use warmpool_core::batch::{BatchId, Change, ObjectRef, RunningAttempt, Transition, agent_gave_up};
+use warmpool_core::batch::{BatchId, BatchStatus, Change, ObjectRef, RunningAttempt, Transition, agent_gave_up};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
 
@@ -228,11 +228,13 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
         );
         for n in 0..RECORD_TRIES {
             match self.table.transition(&succeed).await {
-                Ok(()) => {
-                    info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, result = %result, "batch succeeded");
-                    return RunOutcome::Recorded;
-                }
+                Ok(()) => return self.recorded(attempt, result),
+                // A try whose answer was lost may have landed; the retry then fails its
+                // condition against this very write.
                 Err(error) if error.is_condition_failed() => {
+                    if self.success_landed(attempt, result).await {
+                        return self.recorded(attempt, result);
+                    }
                     info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, "attempt superseded before it could record its result");
                     return RunOutcome::Superseded;
                 }
@@ -242,8 +244,34 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
                 }
             }
         }
+        if self.success_landed(attempt, result).await {
+            return self.recorded(attempt, result);
+        }
         // Still RUNNING: the detector retries the batch at its deadline.
         RunOutcome::GaveUp("the tracking table refused the result".into())
+    }
+
+    fn recorded(&self, attempt: &RunningAttempt, result: &ObjectRef) -> RunOutcome {
+        info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, result = %result, "batch succeeded");
+        RunOutcome::Recorded
+    }
+
+    /// Whether the row is SUCCEEDED by exactly this attempt, session and result: this run's
+    /// own write, whatever its answer said. A row that cannot be read counts as not landed.
+    async fn success_landed(&self, attempt: &RunningAttempt, result: &ObjectRef) -> bool {
+        match self.table.get(&attempt.batch_id).await {
+            Ok(Some(row)) => {
+                row.status == BatchStatus::Succeeded
+                    && row.attempt == attempt.attempt
+                    && row.session_id.as_ref() == Some(&attempt.session_id)
+                    && row.result_ref.as_deref() == Some(result.to_string().as_str())
+            }
+            Ok(None) => false,
+            Err(error) => {
+                warn!(batch_id = %attempt.batch_id, %error, "cannot tell whether the result was recorded");
+                false
+            }
+        }
     }
 
     async fn give_up(&self, attempt: &RunningAttempt, reason: String) -> RunOutcome {
