@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use warmpool_core::batch::fakes::{MemorySink, MemoryStore, MemoryTable};
-use warmpool_core::batch::ports::{DocumentStore, StoredObject, TrackingTable};
+use warmpool_core::batch::ports::{DocumentStore, MessageSink, StoredObject, TrackingTable};
 use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, Transition};
-use warmpool_core::error::{StoreError, TableError, TableErrorKind};
+use warmpool_core::error::{QueueError, StoreError, TableError, TableErrorKind};
 use warmpool_core::session::SessionId;
 
 const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -80,6 +80,23 @@ impl DocumentStore for Store {
     }
 }
 
+/// The results queue; `on_send` runs once, right before the next notice lands.
+#[derive(Default)]
+struct Sink {
+    inner: MemorySink,
+    on_send: Mutex<Option<PutHook>>,
+}
+
+impl MessageSink for Sink {
+    async fn send(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
+        let hook = self.on_send.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.inner.send(body, delay).await
+    }
+}
+
 /// The reference processor behind a gate, or failing every document with `error`.
 #[derive(Clone)]
 struct Processor {
@@ -107,7 +124,7 @@ struct World {
     agent: RunningAgent,
     table: Arc<Table>,
     store: Arc<Store>,
-    results: Arc<MemorySink>,
+    results: Arc<Sink>,
     gate: Arc<Semaphore>,
     http: reqwest::Client,
 }
@@ -115,7 +132,7 @@ struct World {
 async fn world_with(gate_open: bool, error: Option<String>) -> World {
     let table = Arc::new(Table::default());
     let store = Arc::new(Store::default());
-    let results = Arc::new(MemorySink::default());
+    let results = Arc::new(Sink::default());
     let gate = Arc::new(Semaphore::new(if gate_open { Semaphore::MAX_PERMITS } else { 0 }));
     let services = Services {
         table: table.clone(),
@@ -212,7 +229,7 @@ impl World {
     fn assert_untouched(&self) {
         assert_eq!(self.reads(), vec![], "no S3 read");
         assert_eq!(self.writes(), vec![], "no S3 write");
-        assert!(self.results.bodies().is_empty(), "no notice");
+        assert!(self.results.inner.bodies().is_empty(), "no notice");
         assert_eq!(self.table.writes.load(Ordering::SeqCst), 0, "no table write");
         assert!(
             self.agent.running().is_empty() && self.agent.runs().is_empty(),
@@ -370,7 +387,7 @@ async fn when_the_attempt_is_taken_away_during_the_work_then_no_result_object_an
 
     assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Superseded);
     assert_eq!(w.writes(), vec![], "no result object for an attempt it no longer owns");
-    assert!(w.results.bodies().is_empty(), "no notice");
+    assert!(w.results.inner.bodies().is_empty(), "no notice");
 }
 
 #[tokio::test]
@@ -391,9 +408,31 @@ async fn when_the_attempt_is_taken_away_after_the_result_object_landed_then_no_n
     assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Superseded);
     assert_eq!(w.writes().len(), 1, "the object landed before the row moved");
     assert!(
-        w.results.bodies().is_empty(),
+        w.results.inner.bodies().is_empty(),
         "but no notice for an attempt it no longer owns"
     );
+}
+
+#[tokio::test]
+async fn when_the_attempt_is_taken_away_as_the_notice_goes_out_then_the_row_refuses_the_result() {
+    let w = world(true).await;
+    let row = w.running("case-1", &[("a.txt", b"x")]);
+    let owner = row.session_id.clone().unwrap();
+    let (table, attempt) = (w.table.clone(), row.running_attempt().unwrap());
+    *w.results.on_send.lock().unwrap() = Some(Box::new(move || {
+        let settled = Transition::of_running(&attempt, Change::Retry { reason: "late".into() }, 5);
+        let current = table.inner.row(&attempt.batch_id).unwrap();
+        table.inner.insert(settled.apply(&current).unwrap());
+    }));
+
+    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.documents)).await.0, 200);
+    w.until_finished(1).await;
+
+    // The one window no check can close: the notice is out, and the row says it does not count.
+    assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Superseded);
+    assert_eq!(w.results.inner.bodies().len(), 1);
+    let stored = w.table.inner.row(&row.batch_id).unwrap();
+    assert_eq!((stored.status, stored.attempt), (BatchStatus::Pending, 2));
 }
 
 #[tokio::test]
