@@ -3,7 +3,9 @@
 //!
 //! Each session may run one batch, ever: in AgentCore a session is one microVM running this
 //! process, so one batch per session is one batch per process; locally, where every session
-//! shares one process, the agent enforces the same rule per session ID.
+//! shares one process, the agent enforces the same rule per session ID. And a session runs
+//! only the attempt the tracking row assigns to it ([`crate::ownership`]): the payload asks,
+//! the row decides.
 
 use crate::ownership::{self, Invocation, OwnedAttempt, Refusal};
 use crate::processor::DocumentProcessor;
@@ -250,10 +252,7 @@ where
         Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
     };
     let Some(reservation) = Reservation::take(&state.sessions, &session_id) else {
-        return refuse(
-            StatusCode::CONFLICT,
-            format!("session {session_id} already has a batch"),
-        );
+        return refuse(StatusCode::CONFLICT, "this session already has a batch");
     };
     match ownership::check(&state.services.table, &order, &session_id).await {
         Ok(owned) => start(state.as_ref(), reservation, owned),
