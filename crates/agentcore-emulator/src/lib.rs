@@ -72,5 +72,7 @@ pub mod lifecycle;
 mod server;
 pub mod wire;
 
+pub use agent::process::ProcessStats;
+pub use agent::{AgentCommand, PORT_ENV};
 pub use error::Error;
 pub use server::{Emulator, EmulatorConfig, FaultsReport, FaultsUpdate, RunningEmulator};

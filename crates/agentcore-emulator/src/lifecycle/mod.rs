@@ -1,7 +1,7 @@
 //! The session lifecycle model of AgentCore Runtime: which invocation lands on a warm microVM
 //! and which cold-starts a new one, how long each takes, when a session expires, and when a
 //! new microVM is refused (creation rate, active-session quota) or an invocation fails
-//! (injected faults).
+//! (injected faults), and which admitted invocations lose their answer or get it late.
 //!
 //! Pure and deterministic: every call takes `now_ms` from the caller's clock (wall time in the
 //! HTTP server, a virtual clock in a simulation) and draws randomness from the caller's RNG, so a
@@ -11,8 +11,10 @@
 mod config;
 mod creation;
 mod latency;
+mod session;
 #[cfg(test)]
 mod tests;
+mod work;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -23,6 +25,9 @@ use serde::Serialize;
 pub use config::{Faults, LifecycleConfig};
 use creation::{CreationBucket, max_in_window};
 pub use latency::LatencyProfile;
+pub(crate) use session::Ended;
+use session::Session;
+pub use session::{InvocationRecord, SessionState, SessionView};
 
 /// An invocation the model let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,19 @@ pub struct Admission {
     pub latency: Duration,
     /// Which microVM of this session ID served it (1 for the first).
     pub generation: u32,
+    /// What becomes of the answer once the agent has given it.
+    pub answer: Answer,
+}
+
+/// The fate of an admitted invocation's answer. The agent receives and processes the
+/// invocation in every case; only what the caller gets back differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Delivered,
+    /// The connection closes without an answer.
+    Lost,
+    /// The answer is held this long after the agent gave it.
+    Late(Duration),
 }
 
 /// Why the model refused an operation. Each maps to one AgentCore error.
@@ -50,38 +68,16 @@ pub enum Rejection {
     SessionNotFound,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SessionState {
-    Active,
-    IdleExpired,
-    LifetimeExpired,
-    Stopped,
-    Crashed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvocationRecord {
-    pub at_ms: u64,
-    pub cold: bool,
-    pub generation: u32,
-}
-
-/// A session ID as seen at some instant. Times are the caller's clock; `created_at_ms` is the
-/// current (latest) microVM's creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView {
-    pub session_id: String,
-    pub created_at_ms: u64,
-    pub last_invoked_at_ms: u64,
-    /// Invocations admitted for this ID over all its microVMs.
-    pub invocation_count: u64,
-    /// How many microVMs this ID has had.
-    pub generation: u32,
-    pub state: SessionState,
-    pub history: Vec<InvocationRecord>,
+/// Why a StopRuntimeSession call stopped nothing. Only `SessionNotFound` is the session's own
+/// state; the others are injected and leave the session running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StopRejection {
+    #[error("rate exceeded for StopRuntimeSession (injected)")]
+    Throttled,
+    #[error("injected internal error; the session was not stopped")]
+    InternalError,
+    #[error("no active session with this ID")]
+    SessionNotFound,
 }
 
 /// Counters since start or the last reset.
@@ -95,60 +91,21 @@ pub struct Stats {
     pub quota_rejected: u64,
     pub errors: u64,
     pub crashes: u64,
+    /// Stops that took effect.
     pub stops: u64,
+    /// Stops of an unknown or already ended session (ResourceNotFoundException).
+    pub stops_not_found: u64,
+    /// Stops refused by injection, which left their session running.
+    pub stop_throttles: u64,
+    pub stop_errors: u64,
+    /// Admitted invocations whose answer was dropped or delayed by injection.
+    pub lost_answers: u64,
+    pub late_answers: u64,
     /// Creations per clock second (`now_ms / 1000`), for checking a creation budget.
     pub creations_per_second: BTreeMap<u64, u32>,
     /// Most creations in any sliding 1 s window, which aligned seconds can understate.
     pub max_creations_in_any_second: u32,
 }
-
-/// Why a session's microVM ended before its limits; the agent is told too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
-    Stopped,
-    Crashed,
-}
-
-impl Ended {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Stopped => "stopped",
-            Self::Crashed => "crashed",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Session {
-    created_at_ms: u64,
-    last_invoked_at_ms: u64,
-    invocation_count: u64,
-    generation: u32,
-    ended: Option<Ended>,
-    history: Vec<InvocationRecord>,
-}
-
-impl Session {
-    fn state(&self, now_ms: u64, idle_ms: u64, lifetime_ms: u64) -> SessionState {
-        match self.ended {
-            Some(Ended::Stopped) => SessionState::Stopped,
-            Some(Ended::Crashed) => SessionState::Crashed,
-            None => {
-                let idle_at = self.last_invoked_at_ms.saturating_add(idle_ms);
-                let lifetime_at = self.created_at_ms.saturating_add(lifetime_ms);
-                if now_ms < idle_at && now_ms < lifetime_at {
-                    SessionState::Active
-                } else if lifetime_at <= idle_at {
-                    // Whichever limit struck first is what ended the microVM.
-                    SessionState::LifetimeExpired
-                } else {
-                    SessionState::IdleExpired
-                }
-            }
-        }
-    }
-}
-
 /// The model. Not thread-safe by itself; the server holds it under a mutex.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -219,25 +176,20 @@ impl Model {
         let profile = if cold { self.cfg.cold_start } else { self.cfg.warm };
         let latency = profile.sample(rng).mul_f64(self.cfg.latency_scale);
 
-        let session = self.sessions.entry(session_id.to_owned()).or_insert_with(|| Session {
-            created_at_ms: now_ms,
-            last_invoked_at_ms: now_ms,
-            invocation_count: 0,
-            generation: 0,
-            ended: None,
-            history: Vec::new(),
-        });
+        let session = self
+            .sessions
+            .entry(session_id.to_owned())
+            .or_insert_with(|| Session::new(now_ms));
         if cold {
-            session.generation += 1;
-            session.created_at_ms = now_ms;
-            session.ended = None;
+            session.restart(now_ms);
             self.live.insert(session_id.to_owned());
         } else {
             self.stats.warm += 1;
         }
-        // Idle time counts from admission, not completion: the model does not see how long
-        // the agent works.
+        // Idle time counts from admission unless the caller reports the agent's work (see
+        // `work`): without that, the model does not see how long the agent works.
         session.last_invoked_at_ms = now_ms;
+        session.idle_since_ms = session.idle_since_ms.max(now_ms);
         session.invocation_count += 1;
         session.history.push(InvocationRecord {
             at_ms: now_ms,
@@ -254,10 +206,49 @@ impl Model {
             cold,
             latency,
             generation,
+            answer: self.draw_answer(rng),
         })
     }
 
-    /// StopRuntimeSession: ends an active session. An unknown or already ended one is not found.
+    /// A `next_*` count first, then the rate; a lost answer wins over a late one.
+    fn draw_answer<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Answer {
+        let faults = &mut self.faults;
+        if spend(&mut faults.next_lost_answers) || chance(rng, faults.lost_answer_rate) {
+            self.stats.lost_answers += 1;
+            return Answer::Lost;
+        }
+        if spend(&mut faults.next_late_answers) || chance(rng, faults.late_answer_rate) {
+            self.stats.late_answers += 1;
+            return Answer::Late(Duration::from_millis(faults.late_answer_ms));
+        }
+        Answer::Delivered
+    }
+
+    /// StopRuntimeSession as the service answers it: injected stop faults first (they strike
+    /// before the service looks at the session and leave it running), then [`Self::stop`].
+    pub fn request_stop<R: Rng + ?Sized>(
+        &mut self,
+        session_id: &str,
+        now_ms: u64,
+        rng: &mut R,
+    ) -> Result<(), StopRejection> {
+        let faults = &mut self.faults;
+        if spend(&mut faults.next_stop_throttles) || chance(rng, faults.stop_throttle_rate) {
+            self.stats.stop_throttles += 1;
+            return Err(StopRejection::Throttled);
+        }
+        if spend(&mut faults.next_stop_errors) || chance(rng, faults.stop_error_rate) {
+            self.stats.stop_errors += 1;
+            return Err(StopRejection::InternalError);
+        }
+        self.stop(session_id, now_ms).map_err(|_| {
+            self.stats.stops_not_found += 1;
+            StopRejection::SessionNotFound
+        })
+    }
+
+    /// Ends an active session, without stop faults. An unknown or already ended one is not
+    /// found, as AgentCore answers (ResourceNotFoundException).
     pub fn stop(&mut self, session_id: &str, now_ms: u64) -> Result<(), Rejection> {
         if !self.is_active(session_id, now_ms) {
             return Err(Rejection::SessionNotFound);
@@ -290,15 +281,7 @@ impl Model {
         let (idle_ms, lifetime_ms) = self.limits_ms();
         self.sessions
             .iter()
-            .map(|(id, s)| SessionView {
-                session_id: id.clone(),
-                created_at_ms: s.created_at_ms,
-                last_invoked_at_ms: s.last_invoked_at_ms,
-                invocation_count: s.invocation_count,
-                generation: s.generation,
-                state: s.state(now_ms, idle_ms, lifetime_ms),
-                history: s.history.clone(),
-            })
+            .map(|(id, s)| s.view(id, s.state(now_ms, idle_ms, lifetime_ms)))
             .collect()
     }
 
@@ -365,6 +348,13 @@ impl Model {
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Takes one from a "next N" fault count; false once it is spent.
+fn spend(count: &mut u32) -> bool {
+    let had = *count > 0;
+    *count = count.saturating_sub(1);
+    had
 }
 
 /// Draws only when the fault is on, so a run without faults consumes the same randomness as

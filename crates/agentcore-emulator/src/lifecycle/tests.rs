@@ -355,10 +355,203 @@ fn validation_rejects_probabilities_outside_zero_to_one() {
     assert!(
         Faults {
             error_rate: -0.1,
-            crash_rate: 0.0,
-            throttle_all: false
+            ..Faults::default()
         }
         .validate()
         .is_err()
     );
+}
+
+#[test]
+fn late_answers_need_a_delay_and_rates_must_be_probabilities() {
+    let late_without_delay = Faults {
+        next_late_answers: 1,
+        ..Faults::default()
+    };
+    assert!(late_without_delay.validate().is_err());
+    let too_late = Faults {
+        late_answer_rate: 0.5,
+        late_answer_ms: 16 * 60 * 1_000,
+        ..Faults::default()
+    };
+    assert!(too_late.validate().is_err());
+    for bad in [
+        Faults {
+            lost_answer_rate: 1.01,
+            ..Faults::default()
+        },
+        Faults {
+            stop_throttle_rate: f64::NAN,
+            ..Faults::default()
+        },
+        Faults {
+            stop_error_rate: -1.0,
+            ..Faults::default()
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn next_lost_answers_hit_exactly_that_many_admitted_invocations() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    model.set_faults(Faults {
+        next_lost_answers: 2,
+        ..model.faults()
+    });
+    let answers: Vec<Answer> = (0..3).map(|t| model.invoke(ID, t, &mut rng).unwrap().answer).collect();
+    assert_eq!(answers, [Answer::Lost, Answer::Lost, Answer::Delivered]);
+    // The invocations were admitted all the same: one microVM, three invocations.
+    let v = view(&model, ID, 3);
+    assert_eq!((v.generation, v.invocation_count), (1, 3));
+    assert_eq!(model.stats().lost_answers, 2);
+    assert_eq!(model.faults().next_lost_answers, 0);
+}
+
+#[test]
+fn late_answers_carry_their_delay_and_a_lost_answer_wins_over_a_late_one() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    model.set_faults(Faults {
+        next_lost_answers: 1,
+        next_late_answers: 1,
+        late_answer_ms: 1_500,
+        ..model.faults()
+    });
+    let first = model.invoke(ID, 0, &mut rng).unwrap().answer;
+    let second = model.invoke(ID, 1, &mut rng).unwrap().answer;
+    assert_eq!(
+        (first, second),
+        (Answer::Lost, Answer::Late(Duration::from_millis(1_500)))
+    );
+    let stats = model.stats();
+    assert_eq!((stats.lost_answers, stats.late_answers), (1, 1));
+}
+
+#[test]
+fn a_faulted_stop_leaves_the_session_running_and_counts_its_kind() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    model.invoke(ID, 0, &mut rng).unwrap();
+    model.set_faults(Faults {
+        next_stop_throttles: 1,
+        next_stop_errors: 1,
+        ..model.faults()
+    });
+    assert_eq!(model.request_stop(ID, 1, &mut rng), Err(StopRejection::Throttled));
+    assert_eq!(model.request_stop(ID, 2, &mut rng), Err(StopRejection::InternalError));
+    assert_eq!(view(&model, ID, 3).state, SessionState::Active);
+    assert!(!model.invoke(ID, 3, &mut rng).unwrap().cold);
+    assert_eq!(model.request_stop(ID, 4, &mut rng), Ok(()));
+    assert_eq!(model.request_stop(ID, 5, &mut rng), Err(StopRejection::SessionNotFound));
+    let stats = model.stats();
+    assert_eq!(
+        (
+            stats.stop_throttles,
+            stats.stop_errors,
+            stats.stops,
+            stats.stops_not_found
+        ),
+        (1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn stop_fault_rates_refuse_stops_until_lowered() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    model.invoke(ID, 0, &mut rng).unwrap();
+    model.set_faults(Faults {
+        stop_throttle_rate: 1.0,
+        ..model.faults()
+    });
+    for t in 1..=3 {
+        assert_eq!(model.request_stop(ID, t, &mut rng), Err(StopRejection::Throttled));
+    }
+    model.set_faults(Faults {
+        stop_throttle_rate: 0.0,
+        ..model.faults()
+    });
+    assert_eq!(model.request_stop(ID, 4, &mut rng), Ok(()));
+    assert_eq!(model.stats().stop_throttles, 3);
+}
+
+#[test]
+fn an_invocation_in_flight_holds_the_idle_timeout_and_its_end_restarts_the_clock() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    let generation = model.invoke(ID, 0, &mut rng).unwrap().generation;
+    model.begin_work(ID, generation, 0);
+    assert_eq!(
+        view(&model, ID, 5_000).state,
+        SessionState::Active,
+        "idle 2 s, but working"
+    );
+    model.end_work(ID, generation, 5_000);
+    assert_eq!(view(&model, ID, 6_999).state, SessionState::Active);
+    assert_eq!(view(&model, ID, 7_000).state, SessionState::IdleExpired);
+}
+
+#[test]
+fn healthy_busy_keeps_a_session_past_its_idle_timeout_until_the_agent_is_healthy_again() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    let generation = model.invoke(ID, 0, &mut rng).unwrap().generation;
+    assert!(model.report_ping(ID, generation, true, 1_900));
+    assert_eq!(view(&model, ID, 4_000).state, SessionState::Active);
+    assert!(view(&model, ID, 4_000).busy);
+    assert!(model.report_ping(ID, generation, false, 4_000));
+    assert_eq!(view(&model, ID, 5_999).state, SessionState::Active);
+    assert_eq!(view(&model, ID, 6_000).state, SessionState::IdleExpired);
+    // A Healthy ping of a session that was not busy does not move its idle clock.
+    let other = model.invoke(OTHER, 0, &mut rng).unwrap().generation;
+    assert!(model.report_ping(OTHER, other, false, 1_500));
+    assert_eq!(view(&model, OTHER, 2_000).state, SessionState::IdleExpired);
+}
+
+#[test]
+fn a_busy_session_still_ends_at_its_max_lifetime() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    let generation = model.invoke(ID, 0, &mut rng).unwrap().generation;
+    model.report_ping(ID, generation, true, 1_000);
+    assert_eq!(view(&model, ID, 10_000).state, SessionState::LifetimeExpired);
+}
+
+#[test]
+fn reports_about_an_ended_or_older_microvm_are_ignored() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    model.invoke(ID, 0, &mut rng).unwrap();
+    assert!(!model.report_ping(ID, 1, true, 2_500), "expired at 2 s");
+    let generation = model.invoke(ID, 3_000, &mut rng).unwrap().generation;
+    assert_eq!(generation, 2);
+    assert!(!model.report_ping(ID, 1, true, 3_100), "generation 1 is gone");
+    model.begin_work(ID, 1, 3_100);
+    assert_eq!(view(&model, ID, 5_000).state, SessionState::IdleExpired);
+}
+
+#[test]
+fn idle_candidates_are_sessions_near_their_idle_timeout_or_busy_soonest_first() {
+    let mut model = Model::new(cfg());
+    let mut rng = rng();
+    let a = model.invoke(ID, 0, &mut rng).unwrap().generation;
+    let b = model.invoke(OTHER, 500, &mut rng).unwrap().generation;
+    let far = "session-0000000000000000000000000003";
+    model.invoke(far, 1_500, &mut rng).unwrap();
+    let working = "session-0000000000000000000000000004";
+    let w = model.invoke(working, 0, &mut rng).unwrap().generation;
+    model.begin_work(working, w, 0);
+
+    // At 1.6 s with 1 s ahead: ID idles at 2 s, OTHER at 2.5 s, `far` at 3.5 s.
+    assert_eq!(
+        model.idle_candidates(1_600, 1_000),
+        [(ID.to_owned(), a), (OTHER.to_owned(), b)]
+    );
+    model.report_ping(far, 1, true, 1_600);
+    assert_eq!(model.idle_candidates(1_600, 0), [(far.to_owned(), 1)]);
+    assert_eq!(model.session_state(ID, 1_600), Some((1, SessionState::Active)));
+    assert_eq!(model.session_state("unknown-session-id-000000000000000", 0), None);
 }
