@@ -21,13 +21,18 @@ fn workspace() -> PathBuf {
 
 /// The venv's Python with `bedrock-agentcore`, as `scripts/bootstrap.sh` installs it.
 fn python() -> PathBuf {
-    let python = workspace().join(".venv/bin/python");
+    let venv = workspace().join(".venv");
+    let has_sdk = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|python| python.path().join("site-packages/bedrock_agentcore").is_dir());
     assert!(
-        python.exists(),
-        "{} is missing: run scripts/bootstrap.sh to install the pinned bedrock-agentcore",
-        python.display()
+        has_sdk,
+        "{} has no bedrock-agentcore: run scripts/bootstrap.sh to install the pinned SDK",
+        venv.display()
     );
-    python
+    venv.join("bin/python")
 }
 
 fn warmup_agent() -> AgentCommand {
