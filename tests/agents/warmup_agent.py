@@ -5,9 +5,10 @@ does no work, so warming a session costs only the cold start. Any other payload 
 count lives in this process's memory and comes back with the process id, which is what makes
 session isolation observable (two sessions sharing a process would share the count).
 
-A turn may ask for background work with `"backgroundSeconds": n` (at most 60): the SDK's task
-tracking then makes `GET /ping` answer HealthyBusy until the work ends, as a batch agent does
-while it runs a batch after answering.
+A turn may ask for work: `"workSeconds": n` is done before answering (a long synchronous
+turn), `"backgroundSeconds": n` after answering, tracked by the SDK so that `GET /ping`
+answers HealthyBusy until it ends, as a batch agent does while it runs a batch. Both are capped
+at 60 seconds.
 
 The port comes from `AGENT_PORT` (the emulator picks a free loopback port per session); the
 agent binds 127.0.0.1 only.
@@ -19,7 +20,7 @@ import time
 
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 
-MAX_BACKGROUND_SECONDS = 60.0
+MAX_WORK_SECONDS = 60.0
 
 app = BedrockAgentCoreApp()
 _turns = 0
@@ -43,12 +44,22 @@ def handle(payload, context):
         _turns += 1
         turns = _turns
     answer = {"turns": turns, "pid": os.getpid(), "sessionId": context.session_id}
-    seconds = payload.get("backgroundSeconds") if isinstance(payload, dict) else None
-    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
-        seconds = min(float(seconds), MAX_BACKGROUND_SECONDS)
-        threading.Thread(target=_background, args=(seconds,), daemon=True).start()
-        answer["backgroundSeconds"] = seconds
+    work = _seconds(payload, "workSeconds")
+    if work:
+        time.sleep(work)
+    background = _seconds(payload, "backgroundSeconds")
+    if background:
+        threading.Thread(target=_background, args=(background,), daemon=True).start()
+        answer["backgroundSeconds"] = background
     return answer
+
+
+def _seconds(payload, field: str) -> float:
+    """A positive number of seconds from the payload, capped; 0 when absent or not a number."""
+    value = payload.get(field) if isinstance(payload, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return 0.0
+    return min(float(value), MAX_WORK_SECONDS)
 
 
 def _port() -> int:

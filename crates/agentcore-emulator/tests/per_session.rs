@@ -197,10 +197,10 @@ async fn an_idle_expired_session_is_stopped_and_comes_back_as_a_new_process() {
 
     // The reaper ends the process soon after the idle timeout, with no invocation needed.
     assert!(
-        eventually(Duration::from_secs(4), || !alive(pid)).await,
+        eventually(Duration::from_secs(4), || ended(&emulator, "idleExpired") == 1).await,
         "the agent outlived its session's idle timeout"
     );
-    assert_eq!(ended(&emulator, "idleExpired"), 1);
+    assert!(!alive(pid));
     assert_eq!(emulator.sessions()[0].state, SessionState::IdleExpired);
 
     let (turns, new_pid) = turn(&client, &id, json!({})).await;
@@ -222,11 +222,12 @@ async fn a_max_lifetime_ends_the_process_even_of_a_busy_session() {
     let id = session(7);
     let (_, pid) = turn(&client, &id, json!({"backgroundSeconds": 30})).await;
 
+    assert!(alive(pid));
     assert!(
-        eventually(Duration::from_secs(5), || !alive(pid)).await,
+        eventually(Duration::from_secs(8), || ended(&emulator, "lifetimeExpired") == 1).await,
         "outlived max lifetime"
     );
-    assert_eq!(ended(&emulator, "lifetimeExpired"), 1);
+    assert!(!alive(pid));
     emulator.shutdown().await.unwrap();
 }
 
@@ -249,12 +250,42 @@ async fn healthy_busy_keeps_a_session_past_its_idle_timeout_until_the_work_ends(
 
     // Once Healthy again the idle clock runs from then, and the session ends after it.
     assert!(
-        eventually(Duration::from_secs(4), || !alive(pid)).await,
+        eventually(Duration::from_secs(4), || ended(&emulator, "idleExpired") == 1).await,
         "the session never idled out after its work ended"
     );
+    assert!(!alive(pid));
     let view = emulator.sessions().remove(0);
     assert_eq!(view.state, SessionState::IdleExpired, "{view:?}");
     assert!(view.idle_since_ms >= 2_000, "idle clock did not restart: {view:?}");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invocation_in_flight_holds_the_idle_timeout_even_after_its_caller_gave_up() {
+    let lifecycle = LifecycleConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..LifecycleConfig::default()
+    };
+    let (emulator, client) = start(per_session(warmup_agent(), lifecycle)).await;
+    let impatient = support::client(&emulator, Some(Duration::from_millis(300))).await;
+    let id = session(13);
+    let (_, pid) = turn(&client, &id, json!({})).await;
+
+    let gave_up = invoke_raw(&impatient, &id, &json!({"workSeconds": 1.5})).await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+
+    // Past the idle timeout counted from admission, the agent is still working on it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(emulator.sessions()[0].state, SessionState::Active);
+    assert!(alive(pid));
+    // After the agent answered (to nobody), the idle clock runs and the session ends.
+    assert!(
+        eventually(Duration::from_secs(4), || ended(&emulator, "idleExpired") == 1).await,
+        "the session never idled out after its invocation ended"
+    );
+    assert!(!alive(pid));
+    let (turns, _) = turn(&client, &id, json!({})).await;
+    assert_eq!(turns, 1);
     emulator.shutdown().await.unwrap();
 }
 

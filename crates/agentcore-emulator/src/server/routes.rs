@@ -48,10 +48,26 @@ async fn invoke(
     app.check_runtime(arn)?;
     let session_id = wire::session_id(&headers)?;
     let admission = admit(&app, &session_id).await?;
-    let answered = call_agent(&app, &session_id, &admission, &headers, payload).await;
-    let response = match answered {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    // The agent's turn runs on its own task: a caller that gives up (its timeout, a lost
+    // connection) does not cancel work the agent has started, as it does not in AgentCore.
+    let turn = {
+        let (app, session_id) = (app.clone(), session_id.clone());
+        tokio::spawn(async move {
+            let mut stopping = app.shutdown.clone();
+            tokio::select! {
+                answered = call_agent(&app, &session_id, &admission, &headers, payload) => answered,
+                _ = stopping.wait_for(|stop| *stop) => {
+                    Err(ServiceError::new(ErrorKind::RuntimeClient, "the emulator is stopping"))
+                }
+            }
+        })
+    };
+    let response = match turn.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(join) => {
+            ServiceError::new(ErrorKind::InternalServer, format!("the invocation failed: {join}")).into_response()
+        }
     };
     Ok(deliver(&app, &connection, &session_id, admission.answer, response).await)
 }
@@ -86,6 +102,12 @@ async fn call_agent(
     payload: Bytes,
 ) -> Result<Response, ServiceError> {
     let per_session = app.agent.processes();
+    // Ends the work `admit` began even if this future is cut short (the emulator stopping).
+    let work = per_session.map(|_| Work {
+        app,
+        session_id,
+        generation: admission.generation,
+    });
     // Per session, a cold start is the agent process's real start, not a sampled latency.
     if per_session.is_none() || !admission.cold {
         tokio::time::sleep(admission.latency).await;
@@ -97,9 +119,7 @@ async fn call_agent(
         payload,
     };
     let reply = app.agent.invoke(invocation).await;
-    if per_session.is_some() {
-        app.with_model(|model, _, now| model.end_work(session_id, admission.generation, now));
-    }
+    drop(work);
     let reply = match reply {
         Ok(reply) => reply,
         Err(err) => {
@@ -129,6 +149,20 @@ async fn call_agent(
         (StatusCode::OK, [(CONTENT_TYPE, content_type)], reply.body).into_response(),
         session_id,
     ))
+}
+
+/// An invocation the agent is working on, as the model was told in `admit`.
+struct Work<'a> {
+    app: &'a App,
+    session_id: &'a str,
+    generation: u32,
+}
+
+impl Drop for Work<'_> {
+    fn drop(&mut self) {
+        self.app
+            .with_model(|model, _, now| model.end_work(self.session_id, self.generation, now));
+    }
 }
 
 /// Applies the fault drawn at admission to the answer the agent gave: the agent has acted in
