@@ -98,6 +98,7 @@ pub(crate) struct ProcessPool {
 /// concurrent first invocations share one cold start.
 #[derive(Debug)]
 struct Slot {
+    session_id: String,
     generation: u32,
     state: tokio::sync::Mutex<SlotState>,
 }
@@ -139,6 +140,7 @@ impl ProcessPool {
                 Some(slot) => (slot, None),
                 None => {
                     let slot = Arc::new(Slot {
+                        session_id: session_id.to_owned(),
                         generation,
                         state: tokio::sync::Mutex::new(SlotState::NotStarted),
                     });
@@ -236,6 +238,7 @@ impl ProcessPool {
             process.terminate(why.graceful()).await;
             self.count_end(why);
             info!(
+                session_id = %slot.session_id,
                 pid,
                 generation = slot.generation,
                 reason = why.as_str(),
