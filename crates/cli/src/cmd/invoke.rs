@@ -57,6 +57,13 @@ pub struct InvokeOutcome {
     pub response: Vec<u8>,
 }
 
+impl InvokeOutcome {
+    /// Claim plus call, each rounded down to the millisecond first, so the figures shown add up.
+    pub fn total_ms(&self) -> u64 {
+        millis(self.claim).saturating_add(millis(self.agent))
+    }
+}
+
 pub struct Invoker<'a> {
     pub claims: &'a GetSessionClient,
     pub agent: &'a AgentCoreRuntime,
@@ -120,7 +127,7 @@ impl<'a> InvokeReport<'a> {
             source: outcome.source,
             claim_ms: millis(outcome.claim),
             agent_ms: millis(outcome.agent),
-            total_ms: millis(outcome.claim + outcome.agent),
+            total_ms: outcome.total_ms(),
             microvm: outcome.warmth,
             response: embedded(&outcome.response),
         }
@@ -144,7 +151,7 @@ pub fn render(outcome: &InvokeOutcome) -> String {
         .row(["source", outcome.source.label()])
         .row(["claim latency", &duration_ms(millis(outcome.claim))])
         .row(["agent latency", &duration_ms(millis(outcome.agent))])
-        .row(["total", &duration_ms(millis(outcome.claim + outcome.agent))])
+        .row(["total", &duration_ms(outcome.total_ms())])
         .row(["microVM", outcome.warmth.label()]);
     // The response can be long or multi-line: it goes on its own line, not in the table.
     format!("{}response: {excerpt}{ellipsis}\n", table.render())
