@@ -123,6 +123,34 @@ async fn demo_compare_prints_both_routes_and_every_sample_as_json() {
     );
 }
 
+/// The admin view is read once both routes have run: its failure must not throw their
+/// results away.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_compare_keeps_its_results_when_the_emulator_admin_view_fails() {
+    let emulator = emulator().await;
+    let lambda = get_session(|| ClaimedSession {
+        session_id: SessionId::generate(),
+        source: Source::Fresh,
+        created_at: 1,
+        last_ping_at: None,
+    })
+    .await;
+    let (agent_url, lambda_url) = (emulator.endpoint_url(), lambda.endpoint_url());
+    let mut command = warmpool(&[
+        ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", &agent_url),
+        ("AWS_ENDPOINT_URL_LAMBDA", &lambda_url),
+    ]);
+    command
+        .args(args(
+            "demo compare -n 2 --output json --emulator-url http://127.0.0.1:9 --runtime-arn",
+        ))
+        .arg(RUNTIME_ARN);
+    let (report, stderr) = run_json(command).await;
+    assert_eq!(report["throughPool"]["invocations"], 2, "{report}");
+    assert_eq!(report["throughPool"]["warmthUnknown"], 2, "{report}");
+    assert!(stderr.contains("cannot tell warmth"), "{stderr}");
+}
+
 fn sqs() -> aws_sdk_sqs::Client {
     use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_sqs::Config::builder()
@@ -261,4 +289,16 @@ async fn local_setup_batches_batch_submit_and_batch_status_print_json() {
         progress.contains(&format!("waiting for batch {batch_id}: RUNNING, attempt 1 of 3")),
         "{progress}"
     );
+
+    // A failing emulator admin view costs the microVM line, not the row.
+    let mut command = warmpool(&endpoint);
+    command
+        .args(["batch", "status", &batch_id, "--table", &table])
+        .args(args("--emulator-url http://127.0.0.1:9 --output json"));
+    let (status, stderr) = run_json(command).await;
+    assert_eq!(
+        (status["status"].as_str(), status["microvm"].as_str()),
+        (Some("RUNNING"), Some("unknown"))
+    );
+    assert!(stderr.contains("cannot tell warmth"), "{stderr}");
 }

@@ -66,13 +66,15 @@ impl Args {
             .await?
             .ok_or_else(|| CliError::NoSuchBatch(batch_id.to_string()))?;
         let warmth = match (&self.emulator_url, &row.session_id) {
-            // The batch invocation is the last one its session ever gets.
-            (Some(url), Some(session)) => Some(
-                EmulatorAdmin::new(url)?
-                    .last_invocations()
-                    .await?
-                    .warmth(session.as_str()),
-            ),
+            // The batch invocation is the last one its session ever gets. A failing admin view
+            // costs that line, not the row.
+            (Some(url), Some(session)) => Some(match EmulatorAdmin::new(url)?.last_invocations().await {
+                Ok(last) => last.warmth(session.as_str()),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot tell warmth from the emulator");
+                    Warmth::Unknown
+                }
+            }),
             _ => None,
         };
         let result = match (self.result, &row.result_ref) {

@@ -2,6 +2,7 @@
 
 use crate::cmd::agent::{AgentArgs, AgentSide};
 use crate::compare::{Comparison, ComparisonReport, Route};
+use crate::emulator_admin::EmulatorAdmin;
 use crate::error::CliError;
 use crate::output::{OutputArgs, to_json};
 use crate::ui::Ui;
@@ -50,8 +51,12 @@ impl Args {
         let through = runs.pop().unwrap_or_default();
         let without = runs.pop().unwrap_or_default();
         let mut report = ComparisonReport::new(without, through);
-        match &side.admin {
-            Some(admin) => report.attach_warmth(&admin.last_invocations().await?),
+        // Read once both routes have run: failing here must not throw their results away.
+        match side.admin.as_ref().map(EmulatorAdmin::last_invocations) {
+            Some(last) => match last.await {
+                Ok(last) => report.attach_warmth(&last),
+                Err(error) => tracing::warn!(%error, "cannot tell warmth from the emulator"),
+            },
             None => ui.note("no --emulator-url: warm-hit rates are unknown"),
         }
         output.print(&report, || report.render());
