@@ -2,7 +2,9 @@
 //! default), or one JSON document for scripts (`--output json`). Only the result goes to
 //! stdout; notes, progress and logs go to stderr, so stdout stays parseable in both formats.
 
+use crate::error::CliError;
 use serde::Serialize;
+use std::io::Write;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -24,9 +26,19 @@ impl OutputArgs {
         self.output == Format::Json
     }
 
-    /// Prints `value` as JSON, or the text `render` makes, on stdout.
-    pub fn print<T: Serialize>(self, value: &T, render: impl FnOnce() -> String) {
-        print!("{}", self.render(value, render));
+    /// Prints `value` as JSON, or the text `render` makes, on stdout. A reader that closed
+    /// its end early (`| head -1`) took what it wanted: that is no failure. Any other write
+    /// error is, since the result did not arrive.
+    pub fn print<T: Serialize>(self, value: &T, render: impl FnOnce() -> String) -> Result<(), CliError> {
+        let text = self.render(value, render);
+        let mut stdout = std::io::stdout().lock();
+        match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Write {
+                path: "stdout".to_string(),
+                source: error,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// What [`Self::print`] prints; every form ends with a newline.

@@ -488,4 +488,41 @@ mod tests {
         assert_eq!(depth.visible, 1);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
+
+    /// A queue whose attribute reads fail, as SQS's do when unreachable or throttled.
+    struct UnreadableDepth;
+
+    impl PoolQueue for UnreadableDepth {
+        async fn receive(&self, _: u8, _: Duration, _: Duration) -> Result<Vec<Received>, warmpool_core::QueueError> {
+            Ok(vec![])
+        }
+        async fn delete(&self, _: &str) -> Result<(), warmpool_core::QueueError> {
+            panic!("a wait must never delete")
+        }
+        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::QueueError> {
+            panic!("a wait must never enqueue")
+        }
+        async fn depth(&self) -> Result<PoolDepth, warmpool_core::QueueError> {
+            Err(warmpool_core::QueueError::new(
+                "GetQueueAttributes",
+                warmpool_core::error::QueueErrorKind::Throttled,
+                "slow down",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_depth_read_ends_the_wait_with_the_error_at_once() {
+        let started = std::time::Instant::now();
+        let waited = wait_for_depth(
+            &UnreadableDepth,
+            5,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            |_| panic!("no reading to show"),
+        )
+        .await;
+        assert!(matches!(waited, Err(CliError::Queue(_))), "{waited:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

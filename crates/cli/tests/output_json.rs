@@ -27,6 +27,24 @@ async fn pool_prewarm_prints_the_plan_as_json() {
     assert_eq!(plan["poolTargetSchedule"], "* *:09-*:30=9250");
 }
 
+/// `warmpool ... | head -1`: the reader leaving early is no failure of the command.
+#[tokio::test]
+async fn a_reader_that_closes_stdout_early_is_no_crash() {
+    let mut command = warmpool(&[]);
+    command
+        .args(args(
+            "pool prewarm --base-rate 10 --peak-rate 50 --burst-secs 300 --output json",
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start warmpool");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("warmpool ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test]
 async fn local_relay_prints_where_it_listens_as_json() {
     let mut command = warmpool(&[]);

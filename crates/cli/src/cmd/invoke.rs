@@ -41,7 +41,7 @@ impl Args {
         let outcome = invoker.run(&side.payload, &progress).await?;
         let outcome = with_warmth(outcome, side.admin.as_ref()).await;
         progress.finish(format!("{} session {}", outcome.source.label(), outcome.session_id));
-        output.print(&InvokeReport::of(&outcome), || render(&outcome));
+        output.print(&InvokeReport::of(&outcome), || render(&outcome))?;
         Ok(())
     }
 }

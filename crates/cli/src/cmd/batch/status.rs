@@ -95,7 +95,7 @@ impl Args {
                 text.push_str(&String::from_utf8_lossy(document));
             }
             text
-        });
+        })?;
         Ok(())
     }
 

@@ -50,7 +50,7 @@ impl Args {
             } else {
                 batch::render_submission(&submission)
             }
-        });
+        })?;
         Ok(())
     }
 }

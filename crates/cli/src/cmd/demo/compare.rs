@@ -59,7 +59,7 @@ impl Args {
             },
             None => ui.note("no --emulator-url: warm-hit rates are unknown"),
         }
-        output.print(&report, || report.render());
+        output.print(&report, || report.render())?;
         for error in report.distinct_errors() {
             eprintln!("error: {error}");
         }

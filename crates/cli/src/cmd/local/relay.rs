@@ -47,7 +47,7 @@ impl Args {
         };
         self.output.print(&listening, || {
             format!("lambda relay on {endpoint_url} forwarding to {forward}")
-        });
+        })?;
         shutdown_signal().await;
         let pending = running.stats.started();
         if tokio::time::timeout(RELAY_DRAIN, running.stats.idle()).await.is_err() {

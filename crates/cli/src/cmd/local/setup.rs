@@ -58,7 +58,7 @@ impl PoolArgs {
             queue_setup::create_pool_queue(&sqs, &self.name, &lifecycle),
         )
         .await?;
-        self.output.print(&PoolQueue { queue_url: &url }, || url.clone());
+        self.output.print(&PoolQueue { queue_url: &url }, || url.clone())?;
         Ok(())
     }
 }
@@ -104,7 +104,7 @@ impl BatchesArgs {
             batch_setup::create_batch_resources(&clients, &self.name, &settings),
         )
         .await?;
-        self.output.print(&resources, || resources.env_lines());
+        self.output.print(&resources, || resources.env_lines())?;
         Ok(())
     }
 }

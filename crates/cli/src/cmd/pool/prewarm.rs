@@ -68,7 +68,7 @@ impl PrewarmPlan {
 impl Args {
     pub fn run(self) -> Result<(), CliError> {
         let plan = self.plan()?;
-        self.output.print(&plan, || plan.render());
+        self.output.print(&plan, || plan.render())?;
         Ok(())
     }
 

@@ -68,7 +68,7 @@ impl Args {
         };
         let report = StatusReport::new(self.queue_url, depth, self.sample, stats)
             .with_target(target_policy.target(now, &observation));
-        self.output.print(&report, || report.render());
+        self.output.print(&report, || report.render())?;
         Ok(())
     }
 
