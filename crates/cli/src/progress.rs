@@ -61,19 +61,12 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Self::lines(Box::new(std::io::stderr()), what, length);
         }
-        let (bar, template) = match length {
-            Some(length) => (
-                ProgressBar::new(length),
-                "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
-            ),
-            None => (ProgressBar::new_spinner(), "{spinner} {prefix} {msg} ({elapsed})"),
+        let bar = match length {
+            Some(length) => ProgressBar::new(length),
+            None => ProgressBar::new_spinner(),
         };
-        let style = ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| ProgressStyle::default_spinner())
-            .tick_strings(FRAMES)
-            .progress_chars("=> ");
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(style);
+        bar.set_style(style(length.is_some(), "{spinner}"));
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(TICK);
         Self(Mode::Drawn(bar))
@@ -119,6 +112,18 @@ impl Progress {
         }
     }
 
+    /// Ends a wait that stopped short of its goal ("not filled"): the bar keeps where it got
+    /// to and is marked as given up rather than done.
+    pub fn give_up(&self, message: impl Into<String>) {
+        match &self.0 {
+            Mode::Drawn(bar) => {
+                bar.set_style(style(bar.length().is_some(), "✗"));
+                bar.abandon_with_message(message.into());
+            }
+            _ => self.finish(message),
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&mut Lines)) {
         if let Mode::Lines(lines) = &self.0 {
             // A panic elsewhere while holding the lock leaves plain counters: still usable.
@@ -127,6 +132,19 @@ impl Progress {
             lines.write_if_due();
         }
     }
+}
+
+/// A spinner's or a bar's look on a terminal, led by `mark` (the spinner, or a final mark).
+fn style(bar: bool, mark: &str) -> ProgressStyle {
+    let template = if bar {
+        format!("{mark} {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{elapsed}})")
+    } else {
+        format!("{mark} {{prefix}} {{msg}} ({{elapsed}})")
+    };
+    ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .tick_strings(FRAMES)
+        .progress_chars("=> ")
 }
 
 impl Drop for Progress {

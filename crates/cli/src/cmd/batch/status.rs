@@ -119,7 +119,15 @@ impl Args {
             batch::status(table, batch_id, wait, |row| progress.set_message(describe(row))),
         )
         .await?;
-        progress.finish(describe(row.as_ref()));
+        if row.as_ref().is_some_and(|r| r.status.is_terminal()) {
+            progress.finish(describe(row.as_ref()));
+        } else {
+            progress.give_up(format!(
+                "{}, not finished within {} s",
+                describe(row.as_ref()),
+                self.wait_secs
+            ));
+        }
         Ok(row)
     }
 }

@@ -88,8 +88,8 @@ impl Args {
         if depth.visible >= u64::from(at_least) {
             progress.finish(format!("{} visible", depth.visible));
         } else {
-            progress.finish(format!(
-                "{} visible after {}s: not filled",
+            progress.give_up(format!(
+                "{} visible, not filled within {} s",
                 depth.visible, self.wait_secs
             ));
         }
