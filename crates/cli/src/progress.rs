@@ -1,9 +1,10 @@
 //! What a long wait shows while it lasts: what is being waited for, how far it got and for how
 //! long. On a terminal that is an `indicatif` spinner or bar redrawn in place; when stderr is
 //! a pipe or a file (a script, CI, `2>log`), redrawing would fill it with control codes, so the
-//! same state is written as plain lines instead, one each time it changes and a repeat now and
-//! then while it does not, so a log shows the wait is alive. Always on stderr: stdout carries
-//! only the result.
+//! same state is written as plain lines instead: one each time it changes (for a bar, each
+//! time it passes another tenth of the way, so a thousand steps make about ten lines) and a
+//! repeat now and then while it does not, so a log shows the wait is alive. Always on stderr:
+//! stdout carries only the result.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -105,10 +106,7 @@ impl Progress {
         match &self.0 {
             Mode::Hidden => {}
             Mode::Drawn(bar) => bar.finish_with_message(message),
-            Mode::Lines(_) => self.update(|lines| {
-                lines.message = message;
-                lines.printed = None;
-            }),
+            Mode::Lines(_) => self.update(|lines| lines.message = message),
         }
     }
 
@@ -165,7 +163,7 @@ struct Lines {
     position: u64,
     message: String,
     started: Instant,
-    /// The state last written, and when.
+    /// The [`Lines::key`] last written, and when.
     printed: Option<(String, Instant)>,
 }
 
@@ -182,16 +180,24 @@ impl Lines {
         state
     }
 
+    /// What must change for a new line: the message, or for a bar the tenth it is in.
+    fn key(&self) -> String {
+        let tenth = self
+            .length
+            .map(|length| (self.position.saturating_mul(10)).checked_div(length).unwrap_or(10));
+        format!("{tenth:?} {}", self.message)
+    }
+
     fn write_if_due(&mut self) {
-        let state = self.state();
+        let key = self.key();
         let due = match &self.printed {
             None => true,
-            Some((last, at)) => *last != state || at.elapsed() >= HEARTBEAT,
+            Some((last, at)) => *last != key || at.elapsed() >= HEARTBEAT,
         };
         if due {
             // Progress is a courtesy: a closed stderr must not fail the command.
-            let _ = writeln!(self.out, "{state} ({} s)", self.started.elapsed().as_secs());
-            self.printed = Some((state, Instant::now()));
+            let _ = writeln!(self.out, "{} ({} s)", self.state(), self.started.elapsed().as_secs());
+            self.printed = Some((key, Instant::now()));
         }
     }
 }
@@ -229,6 +235,7 @@ mod tests {
         progress.set_message("not accepted yet");
         progress.set_message("not accepted yet");
         progress.set_message("RUNNING, attempt 1 of 3");
+        progress.set_message("SUCCEEDED");
         progress.finish("SUCCEEDED");
         assert_eq!(
             out.lines(),
@@ -237,7 +244,8 @@ mod tests {
                 "waiting for batch b-1: not accepted yet (0 s)",
                 "waiting for batch b-1: RUNNING, attempt 1 of 3 (0 s)",
                 "waiting for batch b-1: SUCCEEDED (0 s)",
-            ]
+            ],
+            "a finish that changes nothing adds no line"
         );
     }
 
@@ -260,12 +268,17 @@ mod tests {
     }
 
     #[test]
-    fn a_finish_is_written_even_when_nothing_else_changed() {
+    fn a_long_bar_off_a_terminal_writes_a_line_per_tenth_not_per_step() {
         let out = Captured::default();
-        let progress = Progress::lines(Box::new(out.clone()), "pool depth", Some(2));
-        progress.set_position(2);
-        progress.finish("");
-        assert_eq!(out.lines().len(), 3, "{:?}", out.lines());
+        let progress = Progress::lines(Box::new(out.clone()), "invocations", Some(1_000));
+        for _ in 0..1_000 {
+            progress.inc(1);
+        }
+        progress.finish("done");
+        let lines = out.lines();
+        assert_eq!(lines.len(), 12, "{lines:?}");
+        assert_eq!(lines[1], "invocations: 100/1000 (0 s)");
+        assert_eq!(lines[11], "invocations: 1000/1000 done (0 s)");
     }
 
     #[test]
