@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use warmpool_core::aws::sqs_event::SqsEvent;
+use warmpool_core::aws::sqs_event::{SqsEvent, SqsRedelivery};
 use warmpool_core::aws::{
     AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
@@ -41,6 +41,7 @@ pub type StackInvoker = Invoker<
     SqsPoolQueue,
     LambdaReplenishTrigger,
     SystemClock,
+    SqsRedelivery,
 >;
 pub type StackDetector = Detector<DynamoTrackingTable, SqsMessageSink, AgentCoreRuntime, SkewedClock>;
 
@@ -110,6 +111,10 @@ pub struct StackOptions {
     pub pump: bool,
     pub pollers: usize,
     pub creation_rate_per_sec: f64,
+    /// `BATCH_FRESH_FALLBACK`: most tests here count sessions exactly and run without a
+    /// scheduled top-up, so they let the invoker create a session when the pool is empty; the
+    /// tests of the default (wait for a pooled session) turn it off.
+    pub fresh_fallback: bool,
 }
 
 impl Default for StackOptions {
@@ -128,6 +133,7 @@ impl Default for StackOptions {
             pump: true,
             pollers: 2,
             creation_rate_per_sec: 200.0,
+            fresh_fallback: true,
         }
     }
 }
@@ -415,6 +421,7 @@ fn invoker(
         ("INVOKE_TIMEOUT_SECS", options.invoke_timeout_secs.to_string()),
         ("MAX_RECEIVE_COUNT", options.max_receive_count.to_string()),
         ("RETRY_DELAY_SECS", options.retry_delay_secs.to_string()),
+        ("BATCH_FRESH_FALLBACK", options.fresh_fallback.to_string()),
     ];
     let mut pairs: Vec<(&str, &str)> = vec![
         ("BATCH_QUEUE_URL", &resources.batch_queue_url),
@@ -434,6 +441,7 @@ fn invoker(
         store: store.clone(),
         batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
         failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
+        redelivery: SqsRedelivery::new(sqs.clone(), &resources.batch_queue_url),
         agent: agent_runtime(emulator),
         claimer: Claimer {
             queue: pool.clone(),
@@ -462,12 +470,12 @@ fn detector(
         ("RETRY_DELAY_SECS", &retry_delay),
     ]);
     let config = stale_batch_detector::Config::from_env(&env).expect("detector config");
-    Detector {
+    Detector::new(
         config,
-        table: table.clone(),
-        batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
-        failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
-        agent: agent_runtime(emulator),
+        table.clone(),
+        SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
+        SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
+        agent_runtime(emulator),
         clock,
-    }
+    )
 }
