@@ -22,6 +22,7 @@ pub struct MemoryPool {
     clock: Arc<dyn Clock>,
     failing_deletes: AtomicU32,
     failing_enqueues: AtomicU32,
+    stale_receipts_accepted: AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryPool {
@@ -53,6 +54,8 @@ struct PoolState {
     /// By send order.
     messages: BTreeMap<u64, Message>,
     receipts: HashMap<String, u64>,
+    /// Every receipt ever issued, for [`MemoryPool::accept_stale_receipts`].
+    issued: HashMap<String, u64>,
     next_id: u64,
 }
 
@@ -72,6 +75,7 @@ impl MemoryPool {
             clock,
             failing_deletes: AtomicU32::new(0),
             failing_enqueues: AtomicU32::new(0),
+            stale_receipts_accepted: AtomicBool::new(false),
         }
     }
 
@@ -125,6 +129,13 @@ impl MemoryPool {
         self.failing_deletes.store(n, Ordering::SeqCst);
     }
 
+    /// From now on a delete with any receipt this pool ever issued succeeds, even after the
+    /// message's visibility ended or it was received again under another receipt: what moto
+    /// does (real SQS FIFO refuses such a handle). A claimer must not rely on the refusal.
+    pub fn accept_stale_receipts(&self) {
+        self.stale_receipts_accepted.store(true, Ordering::SeqCst);
+    }
+
     pub fn fail_next_enqueues(&self, n: u32) {
         self.failing_enqueues.store(n, Ordering::SeqCst);
     }
@@ -153,6 +164,7 @@ impl PoolQueue for MemoryPool {
             state.next_id += 1;
             let receipt = format!("r-{}", state.next_id);
             state.receipts.insert(receipt.clone(), seq);
+            state.issued.insert(receipt.clone(), seq);
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
@@ -186,7 +198,11 @@ impl PoolQueue for MemoryPool {
                 "receipt handle is invalid",
             ));
         }
-        match state.held(receipt, now) {
+        let stale_accepted = self.stale_receipts_accepted.load(Ordering::SeqCst);
+        let held = state
+            .held(receipt, now)
+            .or_else(|| stale_accepted.then(|| state.issued.get(receipt).copied()).flatten());
+        match held {
             Some(seq) => {
                 state.messages.remove(&seq);
                 state.receipts.remove(receipt);
