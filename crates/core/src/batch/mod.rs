@@ -245,6 +245,13 @@ impl From<ObjectRef> for PinnedDocument {
     }
 }
 
+/// Written as its object's `s3://` URI, as document lists always were.
+impl fmt::Display for PinnedDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.object.fmt(f)
+    }
+}
+
 /// One tracking row (times in epoch milliseconds). The storage-only attributes
 /// (`runningShard`, `expiresAt`) are derived by the table adapter, not kept here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
