@@ -495,3 +495,88 @@ async fn admission_pins_each_documents_version_and_size_on_a_versioned_bucket() 
     let bytes = stack.store.get_pinned(pinned, 100).await.unwrap().bytes;
     assert_eq!(bytes, b"version one");
 }
+
+/// What the stack's agent ran for `batch`: every attempt on exactly one session, and which.
+fn sessions_by_attempt(stack: &BatchStack, batch: &BatchId) -> HashMap<u32, HashSet<SessionId>> {
+    let mut sessions_of: HashMap<u32, HashSet<SessionId>> = HashMap::new();
+    for run in &stack.runs_by_batch()[batch] {
+        sessions_of
+            .entry(run.attempt)
+            .or_default()
+            .insert(run.session_id.clone());
+    }
+    sessions_of
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_emulator_loses_the_answer_after_admission_then_the_batch_is_handed_over_under_a_new_number() {
+    let stack = BatchStack::start(StackOptions {
+        processing_delay: Duration::from_millis(500),
+        ..StackOptions::default()
+    })
+    .await;
+    stack
+        .emulator
+        .set_faults(agentcore_emulator::FaultsUpdate {
+            next_lost_answers: Some(1),
+            ..Default::default()
+        })
+        .expect("faults");
+
+    let batch = stack
+        .submit("emulator-lost", &[("a.txt", b"the agent runs, the answer is lost")])
+        .await;
+    let row = stack
+        .wait_for_status(&batch, BatchStatus::Succeeded, Duration::from_secs(60))
+        .await;
+
+    assert_eq!(stack.emulator.stats().lost_answers, 1);
+    assert_eq!(row.attempt, 2, "{row:?}");
+    let sessions_of = sessions_by_attempt(&stack, &batch);
+    assert!(sessions_of.values().all(|s| s.len() == 1), "{sessions_of:?}");
+    let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
+    assert!(published.iter().all(|n| n.attempt == 2), "{published:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_answer_comes_after_the_invoke_timeout_and_the_stop_is_throttled_then_no_attempt_runs_on_two_sessions()
+{
+    let stack = BatchStack::start(StackOptions {
+        invoke_timeout_secs: 1,
+        processing_delay: Duration::from_millis(2_000),
+        ..StackOptions::default()
+    })
+    .await;
+    stack
+        .emulator
+        .set_faults(agentcore_emulator::FaultsUpdate {
+            next_late_answers: Some(1),
+            late_answer_ms: Some(1_500),
+            next_stop_throttles: Some(1),
+            ..Default::default()
+        })
+        .expect("faults");
+
+    let batch = stack.submit("late-answer", &[("a.txt", b"answered too late")]).await;
+    let row = stack
+        .wait_for_status(&batch, BatchStatus::Succeeded, Duration::from_secs(60))
+        .await;
+    // Let the first session's run end, whichever way it ends.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let stats = stack.emulator.stats();
+    assert_eq!((stats.late_answers, stats.stop_throttles), (1, 1), "{stats:?}");
+    assert_eq!(row.attempt, 2, "{row:?}");
+    let sessions_of = sessions_by_attempt(&stack, &batch);
+    assert!(
+        sessions_of.values().all(|s| s.len() == 1),
+        "an attempt on two sessions: {sessions_of:?}"
+    );
+    let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
+    assert!(
+        published
+            .iter()
+            .all(|n| n.attempt == 2 && Some(&n.session_id) == row.session_id.as_ref()),
+        "only the owner of the attempt the row records published: {published:?}"
+    );
+}
