@@ -3,11 +3,14 @@
 //! fed by a local SQS event source, the stale-batch detector on a schedule, and replenish
 //! behind the asynchronous Lambda relay. Every function runs with real SDK clients over HTTP.
 //!
+//! The invoker and the detector reach DynamoDB and AgentCore through clients carrying the
+//! stack's [`FaultInjector`] (no rules until a test adds some), so a test can lose their answers
+//! at the wire; the agent and the test's own reads go through clean clients.
+//!
 //! Everything a stack starts stops when it is dropped; every wait here is bounded.
 
-use crate::{
-    Moto, RUNTIME_ARN, agent_runtime, create_pool_queue, fill_through_replenish, replenish_behind_relay, sdk_config,
-};
+use crate::faults::{self, FaultInjector};
+use crate::{Moto, RUNTIME_ARN, create_pool_queue, fill_through_replenish, replenish_behind_relay, sdk_config};
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use warmpool_core::aws::sqs_event::SqsEvent;
+use warmpool_core::aws::sqs_event::{SqsEvent, SqsRedelivery};
 use warmpool_core::aws::{
     AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
@@ -41,6 +44,7 @@ pub type StackInvoker = Invoker<
     SqsPoolQueue,
     LambdaReplenishTrigger,
     SystemClock,
+    SqsRedelivery,
 >;
 pub type StackDetector = Detector<DynamoTrackingTable, SqsMessageSink, AgentCoreRuntime, SkewedClock>;
 
@@ -110,6 +114,10 @@ pub struct StackOptions {
     pub pump: bool,
     pub pollers: usize,
     pub creation_rate_per_sec: f64,
+    /// `BATCH_FRESH_FALLBACK`: most tests here count sessions exactly and run without a
+    /// scheduled top-up, so they let the invoker create a session when the pool is empty; the
+    /// tests of the default (wait for a pooled session) turn it off.
+    pub fresh_fallback: bool,
 }
 
 impl Default for StackOptions {
@@ -128,6 +136,7 @@ impl Default for StackOptions {
             pump: true,
             pollers: 2,
             creation_rate_per_sec: 200.0,
+            fresh_fallback: true,
         }
     }
 }
@@ -149,6 +158,9 @@ pub struct BatchStack {
     pub invoker_log: InvokerLog,
     pub detector_reports: Arc<Mutex<Vec<RunReport>>>,
     pub options: StackOptions,
+    /// Faults of the invoker's and the detector's DynamoDB and AgentCore calls.
+    pub faults: FaultInjector,
+    lambda: aws_sdk_lambda::Client,
     event_source: Option<RunningEventSource>,
     background: Vec<tokio::task::JoinHandle<()>>,
     _relay: cli::relay::RunningRelay,
@@ -229,25 +241,26 @@ impl BatchStack {
         .expect("start the AgentCore emulator");
 
         let (relay, lambda) = replenish_behind_relay(pool.clone(), &emulator).await;
+        let faults = FaultInjector::default();
+        let wired = Wired {
+            table: DynamoTrackingTable::new(
+                faults::dynamodb_client(&sdk, &faults),
+                &resources.tracking_table,
+                Default::default(),
+            ),
+            agent: faulty_agent_runtime(&emulator, &faults),
+        };
         let invoker = Arc::new(invoker(
             &options,
             &resources,
-            &table,
+            &wired,
             &store,
             &sqs,
             &pool,
-            &emulator,
             lambda.clone(),
         ));
         let detector_clock = SkewedClock::default();
-        let detector = Arc::new(detector(
-            &options,
-            &resources,
-            &table,
-            &sqs,
-            &emulator,
-            detector_clock.clone(),
-        ));
+        let detector = Arc::new(detector(&options, &resources, &wired, &sqs, detector_clock.clone()));
 
         if options.pool_sessions > 0 {
             fill_through_replenish(&lambda, options.pool_sessions).await;
@@ -267,6 +280,8 @@ impl BatchStack {
             invoker_log: Default::default(),
             detector_reports: Default::default(),
             options: options.clone(),
+            faults,
+            lambda,
             event_source: None,
             background: Vec::new(),
             _relay: relay,
@@ -278,6 +293,11 @@ impl BatchStack {
             stack.start_detector(every);
         }
         stack
+    }
+
+    /// Puts `count` more warm sessions in the batch pool, through replenish.
+    pub async fn fill_pool(&self, count: u32) {
+        fill_through_replenish(&self.lambda, count).await;
     }
 
     /// The invoker behind a local SQS event source, as Lambda would run it.
@@ -398,15 +418,33 @@ pub fn scheduled() -> lambda_runtime::LambdaEvent<serde_json::Value> {
     lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The clients the functions under test use, faults attached.
+struct Wired {
+    table: DynamoTrackingTable,
+    agent: AgentCoreRuntime,
+}
+
+/// The AgentCore client of [`crate::agent_runtime`], with `faults` attached.
+fn faulty_agent_runtime(emulator: &RunningEmulator, faults: &FaultInjector) -> AgentCoreRuntime {
+    let sdk = sdk_config(&emulator.endpoint_url());
+    let config = aws_sdk_bedrockagentcore::config::Builder::from(&sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .interceptor(faults.clone())
+        .build();
+    AgentCoreRuntime::new(
+        aws_sdk_bedrockagentcore::Client::from_conf(config),
+        RUNTIME_ARN,
+        "DEFAULT",
+    )
+}
+
 fn invoker(
     options: &StackOptions,
     resources: &BatchResources,
-    table: &DynamoTrackingTable,
+    wired: &Wired,
     store: &S3DocumentStore,
     sqs: &aws_sdk_sqs::Client,
     pool: &SqsPoolQueue,
-    emulator: &RunningEmulator,
     lambda: aws_sdk_lambda::Client,
 ) -> StackInvoker {
     let numbers = [
@@ -415,6 +453,7 @@ fn invoker(
         ("INVOKE_TIMEOUT_SECS", options.invoke_timeout_secs.to_string()),
         ("MAX_RECEIVE_COUNT", options.max_receive_count.to_string()),
         ("RETRY_DELAY_SECS", options.retry_delay_secs.to_string()),
+        ("BATCH_FRESH_FALLBACK", options.fresh_fallback.to_string()),
     ];
     let mut pairs: Vec<(&str, &str)> = vec![
         ("BATCH_QUEUE_URL", &resources.batch_queue_url),
@@ -430,11 +469,12 @@ fn invoker(
     pairs.extend(numbers.iter().map(|(k, v)| (*k, v.as_str())));
     let config = invoker::Config::from_env(&Env::from_pairs(pairs)).expect("invoker config");
     Invoker {
-        table: table.clone(),
+        table: wired.table.clone(),
         store: store.clone(),
         batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
         failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
-        agent: agent_runtime(emulator),
+        redelivery: SqsRedelivery::new(sqs.clone(), &resources.batch_queue_url),
+        agent: wired.agent.clone(),
         claimer: Claimer {
             queue: pool.clone(),
             trigger: LambdaReplenishTrigger::new(lambda, "replenish"),
@@ -448,9 +488,8 @@ fn invoker(
 fn detector(
     options: &StackOptions,
     resources: &BatchResources,
-    table: &DynamoTrackingTable,
+    wired: &Wired,
     sqs: &aws_sdk_sqs::Client,
-    emulator: &RunningEmulator,
     clock: SkewedClock,
 ) -> StackDetector {
     let retry_delay = options.retry_delay_secs.to_string();
@@ -462,12 +501,12 @@ fn detector(
         ("RETRY_DELAY_SECS", &retry_delay),
     ]);
     let config = stale_batch_detector::Config::from_env(&env).expect("detector config");
-    Detector {
+    Detector::new(
         config,
-        table: table.clone(),
-        batch_queue: SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
-        failure_queue: SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
-        agent: agent_runtime(emulator),
+        wired.table.clone(),
+        SqsMessageSink::new(sqs.clone(), &resources.batch_queue_url),
+        SqsMessageSink::new(sqs.clone(), &resources.failure_queue_url),
+        wired.agent.clone(),
         clock,
-    }
+    )
 }

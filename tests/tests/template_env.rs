@@ -35,9 +35,10 @@ fn debug<T: Debug, E: Display>(parsed: Result<T, E>) -> Result<String, String> {
 }
 
 /// The resource that receives an environment, and the parser of the code that runs in it.
-const CONSUMERS: [(&str, Parse); 5] = [
+const CONSUMERS: [(&str, Parse); 6] = [
     ("GetSessionFunction", |env| debug(get_session::Config::from_env(env))),
     ("ReplenishFunction", |env| debug(replenish::Config::from_env(env))),
+    ("BatchReplenishFunction", |env| debug(replenish::Config::from_env(env))),
     ("InvokerFunction", |env| debug(invoker::Config::from_env(env))),
     ("StaleBatchDetectorFunction", |env| {
         debug(stale_batch_detector::Config::from_env(env))
@@ -48,7 +49,8 @@ const CONSUMERS: [(&str, Parse); 5] = [
 ];
 
 /// Settings several consumers read: whoever reads one must set it, and all to the same value.
-const SHARED: [&str; 7] = [
+const SHARED: [&str; 8] = [
+    "BATCH_PENDING_TIMEOUT_SECS",
     "SESSION_IDLE_TIMEOUT_SECS",
     "SESSION_MAX_LIFETIME_SECS",
     "SESSION_SAFETY_MARGIN_SECS",
@@ -581,23 +583,115 @@ fn the_functions_session_lifecycle_is_the_runtimes() {
                 assert_eq!(value, &lifetime, "{scenario}: {id} max lifetime vs the runtime's");
             }
         }
-        let retention = stack.number(&stack.resource("PoolQueue")["Properties"]["MessageRetentionPeriod"]);
-        assert!(
-            retention >= lifetime.parse().unwrap(),
-            "{scenario}: pool messages expire before their sessions"
-        );
+        for queue in ["PoolQueue", "BatchPoolQueue"] {
+            let retention = stack.number(&stack.resource(queue)["Properties"]["MessageRetentionPeriod"]);
+            assert!(
+                retention >= lifetime.parse().unwrap(),
+                "{scenario}: {queue} messages expire before their sessions"
+            );
+        }
     });
 }
 
 #[test]
 fn replenish_paces_for_exactly_its_reserved_concurrency() {
     each_scenario(|scenario, stack| {
-        let environment = stack.environment("ReplenishFunction");
-        let reserved = stack.string(&stack.resource("ReplenishFunction")["Properties"]["ReservedConcurrentExecutions"]);
+        for function in ["ReplenishFunction", "BatchReplenishFunction"] {
+            let environment = stack.environment(function);
+            let reserved = stack.string(&stack.resource(function)["Properties"]["ReservedConcurrentExecutions"]);
+            assert_eq!(
+                environment["MAX_CONCURRENT_RUNS"], reserved,
+                "{scenario}: {function}'s pacing vs reserved concurrency"
+            );
+        }
+    });
+}
+
+/// The SQS actions each role's Allow statements grant on `queue_arn`.
+fn sqs_actions_on(stack: &Stack, role: &str, queue_arn: &str) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in items(&stack.resource(role)["Properties"]["Policies"]) {
+        for statement in items(&policy["PolicyDocument"]["Statement"]) {
+            if statement["Effect"].as_str() != Some("Allow") {
+                continue;
+            }
+            let resources = match stack.eval(&statement["Resource"]) {
+                Some(Evaluated::Str(one)) => vec![one],
+                Some(Evaluated::List(many)) => many.into_iter().map(Evaluated::into_string).collect(),
+                None => Vec::new(),
+            };
+            if resources.iter().any(|r| r == queue_arn) {
+                let granted = match stack.eval(&statement["Action"]) {
+                    Some(Evaluated::Str(one)) => vec![one],
+                    Some(Evaluated::List(many)) => many.into_iter().map(Evaluated::into_string).collect(),
+                    None => Vec::new(),
+                };
+                actions.extend(granted);
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_batch_pool_is_claimed_only_by_the_invoker_and_filled_only_by_its_replenish() {
+    each_scenario(|scenario, stack| {
+        let batch_pool = stack.attribute("BatchPoolQueue", "Arn");
+        let user_pool = stack.attribute("PoolQueue", "Arn");
+        let invoker = stack.environment("InvokerFunction");
         assert_eq!(
-            environment["MAX_CONCURRENT_RUNS"], reserved,
-            "{scenario}: pacing vs reserved concurrency"
+            invoker["POOL_QUEUE_URL"],
+            stack.resource_ref("BatchPoolQueue"),
+            "{scenario}"
         );
+        assert_eq!(
+            invoker["REPLENISH_FUNCTION_NAME"],
+            stack.resource_ref("BatchReplenishFunction"),
+            "{scenario}"
+        );
+        assert_eq!(
+            stack.environment("BatchReplenishFunction")["POOL_QUEUE_URL"],
+            stack.resource_ref("BatchPoolQueue"),
+            "{scenario}"
+        );
+        let roles: Vec<&str> = stack
+            .resources()
+            .filter(|(_, r)| r["Type"].as_str() == Some("AWS::IAM::Role"))
+            .map(|(id, _)| id)
+            .collect();
+        for role in roles {
+            let on_batch_pool = sqs_actions_on(stack, role, &batch_pool);
+            let claims = on_batch_pool.contains("sqs:ReceiveMessage") || on_batch_pool.contains("sqs:DeleteMessage");
+            let fills = on_batch_pool.contains("sqs:SendMessage");
+            match role {
+                "InvokerRole" => {
+                    assert!(
+                        claims && !fills,
+                        "{scenario}: the invoker claims, never fills: {on_batch_pool:?}"
+                    );
+                    assert!(
+                        sqs_actions_on(stack, role, &user_pool).is_empty(),
+                        "{scenario}: the invoker must not reach get-session's pool"
+                    );
+                }
+                "BatchReplenishRole" => assert!(fills, "{scenario}: its replenish fills it"),
+                other => assert!(
+                    on_batch_pool.is_empty(),
+                    "{scenario}: {other} may use the batch pool: {on_batch_pool:?}"
+                ),
+            }
+        }
+        // And the queue itself refuses every other principal, whatever their own policies say.
+        let policy = &stack.resource("BatchPoolQueuePolicy")["Properties"]["PolicyDocument"];
+        let denies: Vec<&Value> = items(&policy["Statement"])
+            .iter()
+            .filter(|s| s["Effect"].as_str() == Some("Deny"))
+            .collect();
+        assert_eq!(denies.len(), 2, "{scenario}: {policy:?}");
+        for deny in denies {
+            assert_eq!(stack.string(&deny["Resource"]), batch_pool, "{scenario}");
+            assert_eq!(deny["Principal"].as_str(), Some("*"), "{scenario}");
+        }
     });
 }
 

@@ -10,7 +10,7 @@
 //! Every key must lie under the batch's own prefix: a manifest can never make the agent read
 //! another batch's (or anyone's) objects.
 
-use crate::batch::{BatchId, MANIFEST_NAME, ObjectRef};
+use crate::batch::{BatchId, MANIFEST_NAME, ObjectRef, PinnedDocument};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -73,6 +73,8 @@ pub enum InvalidBatch {
     OutsidePrefix { key: String, prefix: String },
     #[error("document {location} is not in the documents bucket {bucket}")]
     WrongBucket { location: String, bucket: String },
+    #[error("document {0} is not an object S3 can hold (bucket name, or a key of 1..=1024 bytes)")]
+    NotAnObject(String),
     #[error("document key {0:?} has an empty, '.' or '..' path segment")]
     UnsafeKey(String),
     #[error("document {0:?} is the manifest itself")]
@@ -89,13 +91,13 @@ pub enum InvalidBatch {
 
 impl Manifest {
     /// Parses and validates a manifest found at `incoming/<batch_id>/manifest.json` in `bucket`,
-    /// returning the batch's documents.
+    /// returning the batch's documents with their declared sizes (not yet pinned to versions).
     pub fn documents_from(
         raw: &[u8],
         batch_id: &BatchId,
         bucket: &str,
         limits: &BatchLimits,
-    ) -> Result<Vec<ObjectRef>, InvalidBatch> {
+    ) -> Result<Vec<PinnedDocument>, InvalidBatch> {
         if raw.len() as u64 > limits.max_manifest_bytes {
             return Err(InvalidBatch::ManifestTooLarge {
                 size: raw.len() as u64,
@@ -129,44 +131,68 @@ impl Manifest {
                 limit: limits.max_batch_bytes,
             });
         }
-        let documents: Vec<ObjectRef> = manifest
+        let objects: Vec<ObjectRef> = manifest
             .documents
-            .into_iter()
-            .map(|d| ObjectRef::new(bucket, d.key))
+            .iter()
+            .map(|d| ObjectRef::new(bucket, &d.key))
             .collect();
-        check_documents(batch_id, &documents, bucket, limits)?;
-        Ok(documents)
+        check_documents(batch_id, &objects, bucket, limits)?;
+        Ok(objects
+            .into_iter()
+            .zip(&manifest.documents)
+            .map(|(object, declared)| PinnedDocument {
+                object,
+                version_id: None,
+                size: Some(declared.size),
+            })
+            .collect())
     }
 }
 
-/// The rules every batch's document list obeys, from a manifest or a direct request: a
-/// bounded, non-empty list of distinct objects in the documents bucket, all under
-/// `incoming/<batchId>/`.
+/// The rules of this deployment for a batch's document list, from a manifest or a direct
+/// request: in the documents bucket, at most `max_documents` of them; and the rules of every
+/// stored list ([`check_document_list`]).
 pub fn check_documents(
     batch_id: &BatchId,
     documents: &[ObjectRef],
     bucket: &str,
     limits: &BatchLimits,
 ) -> Result<(), InvalidBatch> {
-    if documents.is_empty() {
-        return Err(InvalidBatch::Empty);
-    }
     if documents.len() > limits.max_documents {
         return Err(InvalidBatch::TooManyDocuments {
             count: documents.len(),
             limit: limits.max_documents,
         });
     }
+    if let Some(document) = documents.iter().find(|d| d.bucket != bucket) {
+        return Err(InvalidBatch::WrongBucket {
+            location: document.to_string(),
+            bucket: bucket.to_string(),
+        });
+    }
+    check_document_list(batch_id, documents)
+}
+
+/// The one rule for what a batch's document list may be, applied where a list enters (the
+/// manifest check, direct requests) and where it is read back (the tracking row parser), so a
+/// list that was accepted always reads back: a bounded, non-empty list of distinct objects S3
+/// can hold, all under `incoming/<batchId>/`, without the manifest itself.
+pub fn check_document_list(batch_id: &BatchId, documents: &[ObjectRef]) -> Result<(), InvalidBatch> {
+    if documents.is_empty() {
+        return Err(InvalidBatch::Empty);
+    }
     let prefix = batch_id.incoming_prefix();
     let manifest_key = batch_id.manifest_key();
     let mut seen = HashSet::new();
     let mut list_bytes = 0;
     for document in documents {
-        if document.bucket != bucket {
-            return Err(InvalidBatch::WrongBucket {
-                location: document.to_string(),
-                bucket: bucket.to_string(),
-            });
+        if ObjectRef::checked(&document.bucket, &document.key).is_err() {
+            return Err(InvalidBatch::NotAnObject(format!(
+                "s3://{}/{}... ({} bytes of key)",
+                document.bucket,
+                document.key.chars().take(64).collect::<String>(),
+                document.key.len()
+            )));
         }
         let Some(relative) = document.key.strip_prefix(&prefix) else {
             return Err(InvalidBatch::OutsidePrefix {
@@ -212,6 +238,7 @@ mod tests {
 
     fn read(raw: &[u8]) -> Result<Vec<ObjectRef>, InvalidBatch> {
         Manifest::documents_from(raw, &batch(), "docs", &BatchLimits::default())
+            .map(|documents| documents.into_iter().map(|d| d.object).collect())
     }
 
     #[test]
@@ -220,7 +247,12 @@ mod tests {
         let id = BatchId::parse("case-4711").unwrap();
         let documents = Manifest::documents_from(raw.as_bytes(), &id, "docs", &BatchLimits::default()).unwrap();
         assert_eq!(documents.len(), 2);
-        assert!(documents.iter().all(|d| d.key.starts_with("incoming/case-4711/")));
+        assert!(
+            documents
+                .iter()
+                .all(|d| d.object.key.starts_with("incoming/case-4711/"))
+        );
+        assert!(documents.iter().all(|d| d.size.is_some() && d.version_id.is_none()));
     }
 
     #[test]
@@ -312,6 +344,17 @@ mod tests {
             Manifest::documents_from(padded.to_string().as_bytes(), &batch(), "docs", &limits),
             Err(InvalidBatch::ManifestTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn when_a_key_is_longer_than_s3_allows_then_the_manifest_is_refused() {
+        let key = format!("incoming/case-1/{}", "k".repeat(1_100));
+        assert!(matches!(
+            read(&manifest(json!([{"key": key, "size": 1}]))),
+            Err(InvalidBatch::NotAnObject(_))
+        ));
+        let longest = format!("incoming/case-1/{}", "k".repeat(1_024 - 16));
+        assert!(read(&manifest(json!([{"key": longest, "size": 1}]))).is_ok());
     }
 
     #[test]

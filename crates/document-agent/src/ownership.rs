@@ -66,9 +66,9 @@ pub struct RowDocument {
 pub fn documents_of(row: &BatchRow) -> Vec<RowDocument> {
     row.documents
         .iter()
-        .map(|location| RowDocument {
-            location: location.clone(),
-            version_id: None,
+        .map(|document| RowDocument {
+            location: document.object.clone(),
+            version_id: document.version_id.clone(),
         })
         .collect()
 }
@@ -200,7 +200,7 @@ mod tests {
         let owned = owned_attempt(Some(&row), &order(1), &owner).unwrap();
         assert_eq!(owned.attempt, row.running_attempt().unwrap());
         assert_eq!(owned.documents, documents_of(&row));
-        assert_eq!(owned.documents[0].location, row.documents[0]);
+        assert_eq!(owned.documents[0].location, row.documents[0].object);
     }
 
     #[test]

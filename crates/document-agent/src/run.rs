@@ -21,7 +21,9 @@ use std::time::Duration;
 use tracing::{info, warn};
 use warmpool_core::batch::message::{self, ResultNotice};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
-use warmpool_core::batch::{BatchId, BatchStatus, Change, ObjectRef, RunningAttempt, Transition, agent_gave_up};
+use warmpool_core::batch::{
+    BatchId, BatchStatus, Change, ObjectRef, PinnedDocument, RunningAttempt, Transition, agent_gave_up,
+};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
 
@@ -199,15 +201,16 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
         if !location.key.starts_with(&batch_id.incoming_prefix()) {
             return Err(format!("document {location} is outside the batch's prefix"));
         }
-        if let Some(version) = document.version_id {
-            // Reading the current version instead would break the pin silently.
-            return Err(format!(
-                "document {location} is pinned to version {version}, which this store cannot read"
-            ));
-        }
+        // Exactly the version pinned at admission (the current one for rows without a pin):
+        // every attempt reads the bytes the batch was accepted with.
+        let pinned = PinnedDocument {
+            object: location.clone(),
+            version_id: document.version_id,
+            size: None,
+        };
         let object = self
             .store
-            .get(&location, self.settings.max_document_bytes)
+            .get_pinned(&pinned, self.settings.max_document_bytes)
             .await
             .map_err(|e| e.to_string())?;
         let document = Document {

@@ -218,7 +218,10 @@ async fn an_attempt_settled_by_the_detector_first_is_superseded_and_not_recorded
     w.invoke(Some(&session), &payload).await;
     let retry = Transition::of_running(
         &row.running_attempt().unwrap(),
-        Change::Retry { reason: "late".into() },
+        Change::Retry {
+            reason: "late".into(),
+            start_by: 305_000,
+        },
         5,
     );
     w.table.transition(&retry).await.unwrap();
@@ -239,7 +242,7 @@ async fn a_missing_or_oversized_document_makes_the_agent_give_the_attempt_back_a
         let (mut row, mut payload) = w.batch(name, &docs);
         if docs.is_empty() {
             payload["documents"] = json!([format!("s3://docs/incoming/{name}/missing.txt")]);
-            row.documents = vec![ObjectRef::new("docs", format!("incoming/{name}/missing.txt"))];
+            row.documents = vec![ObjectRef::new("docs", format!("incoming/{name}/missing.txt")).into()];
             // The agent reads the row's list, never the payload's.
             w.table.insert(row.clone());
         }

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use warmpool_core::batch::fakes::{MemorySink, MemoryStore, MemoryTable};
-use warmpool_core::batch::ports::{DocumentStore, MessageSink, StoredObject, TrackingTable};
-use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, Transition};
+use warmpool_core::batch::ports::{
+    DocumentStore, Due, MessageSink, ObjectHead, StoredObject, TrackingTable, UnreadableRow,
+};
+use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, PinnedDocument, Transition};
 use warmpool_core::error::{QueueError, StoreError, TableError, TableErrorKind};
 use warmpool_core::session::SessionId;
 
@@ -47,8 +49,11 @@ impl TrackingTable for Table {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.transition(transition).await
     }
-    async fn overdue(&self, now_ms: u64, limit: usize) -> Result<Vec<BatchRow>, TableError> {
-        self.inner.overdue(now_ms, limit).await
+    async fn overdue(&self, now_ms: u64, limit: usize, first_shard: u32) -> Result<Vec<Due>, TableError> {
+        self.inner.overdue(now_ms, limit, first_shard).await
+    }
+    async fn quarantine(&self, row: &UnreadableRow, reason: &str, at: u64) -> Result<(), TableError> {
+        self.inner.quarantine(row, reason, at).await
     }
 }
 
@@ -68,6 +73,13 @@ impl DocumentStore for Store {
     async fn get(&self, object: &ObjectRef, max_bytes: u64) -> Result<StoredObject, StoreError> {
         self.reads.lock().unwrap().push(object.clone());
         self.inner.get(object, max_bytes).await
+    }
+    async fn head(&self, object: &ObjectRef) -> Result<ObjectHead, StoreError> {
+        self.inner.head(object).await
+    }
+    async fn get_pinned(&self, document: &PinnedDocument, max_bytes: u64) -> Result<StoredObject, StoreError> {
+        self.reads.lock().unwrap().push(document.object.clone());
+        self.inner.get_pinned(document, max_bytes).await
     }
     async fn put(&self, object: &ObjectRef, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
         self.writes.lock().unwrap().push(object.clone());
@@ -175,7 +187,7 @@ fn payload(batch: &str, attempt: u32, documents: &[ObjectRef]) -> Value {
 impl World {
     /// A RUNNING row for attempt 1 of `batch` on a new session, its documents in the store.
     fn running(&self, batch: &str, documents: &[(&str, &[u8])]) -> BatchRow {
-        let locations = documents
+        let locations: Vec<ObjectRef> = documents
             .iter()
             .map(|(name, bytes)| {
                 let object = location(batch, name);
@@ -250,7 +262,7 @@ async fn when_a_session_names_a_batch_the_row_assigns_to_another_session_then_it
     let victim = w.running("victim", &[("a.txt", b"private")]);
     let hostile = SessionId::generate();
 
-    let (status, body) = w.invoke(&hostile, &payload("victim", 1, &victim.documents)).await;
+    let (status, body) = w.invoke(&hostile, &payload("victim", 1, &victim.objects())).await;
 
     assert_refused_as_not_owner(status, &body);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -267,7 +279,7 @@ async fn when_the_owner_names_another_attempt_than_the_rows_then_it_is_refused_u
     let owner = row.session_id.clone().unwrap();
 
     for attempt in [1, 3] {
-        let (status, body) = w.invoke(&owner, &payload("case-1", attempt, &row.documents)).await;
+        let (status, body) = w.invoke(&owner, &payload("case-1", attempt, &row.objects())).await;
         assert_refused_as_not_owner(status, &body);
     }
     w.assert_untouched();
@@ -287,7 +299,7 @@ async fn when_the_row_is_missing_pending_or_finished_then_every_session_is_refus
         row.status = status_of_row;
         w.table.inner.insert(row.clone());
         let owner = row.session_id.clone().unwrap();
-        let (status, body) = w.invoke(&owner, &payload(&batch, 1, &row.documents)).await;
+        let (status, body) = w.invoke(&owner, &payload(&batch, 1, &row.objects())).await;
         assert_refused_as_not_owner(status, &body);
     }
     w.assert_untouched();
@@ -305,7 +317,7 @@ async fn when_the_owner_is_handed_another_batchs_objects_then_only_the_rows_docu
     assert_eq!(status, 200, "{body}");
     w.until_finished(1).await;
 
-    assert_eq!(w.reads(), row.documents, "the row's documents, never the payload's");
+    assert_eq!(w.reads(), row.objects(), "the row's documents, never the payload's");
     assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Recorded);
 }
 
@@ -321,7 +333,7 @@ async fn when_the_payload_names_only_the_batch_and_attempt_then_the_row_supplies
 
     assert_eq!((status, &body["status"]), (200, &json!("accepted")), "{body}");
     w.until_finished(1).await;
-    assert_eq!(w.reads(), row.documents);
+    assert_eq!(w.reads(), row.objects());
     assert_eq!(w.table.inner.row(&row.batch_id).unwrap().status, BatchStatus::Succeeded);
 }
 
@@ -329,7 +341,7 @@ async fn when_the_payload_names_only_the_batch_and_attempt_then_the_row_supplies
 async fn when_the_payload_carries_an_unknown_field_then_it_is_refused_naming_the_field() {
     let w = world(true).await;
     let row = w.running("case-1", &[("a.txt", b"x")]);
-    let mut bad = payload("case-1", 1, &row.documents);
+    let mut bad = payload("case-1", 1, &row.objects());
     bad["resultKey"] = json!("results/other/attempt-1.json");
 
     let (status, body) = w.invoke(row.session_id.as_ref().unwrap(), &bad).await;
@@ -346,7 +358,7 @@ async fn when_the_ownership_read_fails_then_the_invocation_is_refused_as_retryab
     w.table.failing_reads.store(u32::MAX, Ordering::SeqCst);
 
     let (status, body) = w
-        .invoke(row.session_id.as_ref().unwrap(), &payload("case-1", 1, &row.documents))
+        .invoke(row.session_id.as_ref().unwrap(), &payload("case-1", 1, &row.objects()))
         .await;
 
     assert_eq!(status, 503, "{body}");
@@ -360,9 +372,9 @@ async fn when_a_refused_invocation_comes_first_then_the_session_can_still_run_it
     let row = w.running("case-1", &[("a.txt", b"x")]);
     let owner = row.session_id.clone().unwrap();
 
-    let (status, _) = w.invoke(&owner, &payload("case-1", 2, &row.documents)).await;
+    let (status, _) = w.invoke(&owner, &payload("case-1", 2, &row.objects())).await;
     assert_eq!(status, 403);
-    let (status, body) = w.invoke(&owner, &payload("case-1", 1, &row.documents)).await;
+    let (status, body) = w.invoke(&owner, &payload("case-1", 1, &row.objects())).await;
 
     assert_eq!(status, 200, "{body}");
     w.until_finished(1).await;
@@ -374,10 +386,13 @@ async fn when_the_attempt_is_taken_away_during_the_work_then_no_result_object_an
     let w = world(false).await;
     let row = w.running("case-1", &[("a.txt", b"x")]);
     let owner = row.session_id.clone().unwrap();
-    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.objects())).await.0, 200);
     let retry = Transition::of_running(
         &row.running_attempt().unwrap(),
-        Change::Retry { reason: "late".into() },
+        Change::Retry {
+            reason: "late".into(),
+            start_by: 305_000,
+        },
         5,
     );
     w.table.inner.transition(&retry).await.unwrap();
@@ -397,12 +412,19 @@ async fn when_the_attempt_is_taken_away_after_the_result_object_landed_then_no_n
     let owner = row.session_id.clone().unwrap();
     let (table, attempt) = (w.table.clone(), row.running_attempt().unwrap());
     *w.store.on_put.lock().unwrap() = Some(Box::new(move || {
-        let settled = Transition::of_running(&attempt, Change::Retry { reason: "late".into() }, 5);
+        let settled = Transition::of_running(
+            &attempt,
+            Change::Retry {
+                reason: "late".into(),
+                start_by: 305_000,
+            },
+            5,
+        );
         let current = table.inner.row(&attempt.batch_id).unwrap();
         table.inner.insert(settled.apply(&current).unwrap());
     }));
 
-    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.objects())).await.0, 200);
     w.until_finished(1).await;
 
     assert_eq!(w.agent.runs()[0].outcome, RunOutcome::Superseded);
@@ -420,12 +442,19 @@ async fn when_the_attempt_is_taken_away_as_the_notice_goes_out_then_the_row_refu
     let owner = row.session_id.clone().unwrap();
     let (table, attempt) = (w.table.clone(), row.running_attempt().unwrap());
     *w.results.on_send.lock().unwrap() = Some(Box::new(move || {
-        let settled = Transition::of_running(&attempt, Change::Retry { reason: "late".into() }, 5);
+        let settled = Transition::of_running(
+            &attempt,
+            Change::Retry {
+                reason: "late".into(),
+                start_by: 305_000,
+            },
+            5,
+        );
         let current = table.inner.row(&attempt.batch_id).unwrap();
         table.inner.insert(settled.apply(&current).unwrap());
     }));
 
-    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.objects())).await.0, 200);
     w.until_finished(1).await;
 
     // The one window no check can close: the notice is out, and the row says it does not count.
@@ -441,7 +470,7 @@ async fn when_two_sessions_hold_the_same_attempt_in_turn_then_their_result_objec
     let row = w.running("case-1", &[("a.txt", b"x")]);
     let first = row.running_attempt().unwrap();
     assert_eq!(
-        w.invoke(&first.session_id, &payload("case-1", 1, &row.documents))
+        w.invoke(&first.session_id, &payload("case-1", 1, &row.objects()))
             .await
             .0,
         200
@@ -454,7 +483,7 @@ async fn when_two_sessions_hold_the_same_attempt_in_turn_then_their_result_objec
     again.session_id = Some(second.clone());
     w.table.inner.insert(again);
 
-    assert_eq!(w.invoke(&second, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(w.invoke(&second, &payload("case-1", 1, &row.objects())).await.0, 200);
     w.until_finished(2).await;
 
     let writes = w.writes();
@@ -476,7 +505,7 @@ async fn when_the_work_fails_with_a_huge_error_then_last_error_is_bounded_with_a
     let row = w.running("case-1", &[("a.txt", b"x")]);
     let owner = row.session_id.clone().unwrap();
 
-    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.documents)).await.0, 200);
+    assert_eq!(w.invoke(&owner, &payload("case-1", 1, &row.objects())).await.0, 200);
     w.until_finished(1).await;
 
     let last_error = w.table.inner.row(&row.batch_id).unwrap().last_error.unwrap();

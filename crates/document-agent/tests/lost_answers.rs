@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use warmpool_core::batch::fakes::{MemorySink, MemoryStore, MemoryTable};
-use warmpool_core::batch::ports::TrackingTable;
+use warmpool_core::batch::ports::{Due, TrackingTable, UnreadableRow};
 use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, ObjectRef, Transition};
 use warmpool_core::error::{TableError, TableErrorKind};
 use warmpool_core::session::SessionId;
@@ -41,8 +41,11 @@ impl TrackingTable for LosingTable {
         }
         Ok(())
     }
-    async fn overdue(&self, now_ms: u64, limit: usize) -> Result<Vec<BatchRow>, TableError> {
-        self.inner.overdue(now_ms, limit).await
+    async fn overdue(&self, now_ms: u64, limit: usize, first_shard: u32) -> Result<Vec<Due>, TableError> {
+        self.inner.overdue(now_ms, limit, first_shard).await
+    }
+    async fn quarantine(&self, row: &UnreadableRow, reason: &str, at: u64) -> Result<(), TableError> {
+        self.inner.quarantine(row, reason, at).await
     }
 }
 

@@ -1,5 +1,6 @@
 use invoker::{Config, Invoker};
 use lambda_runtime::{Error, service_fn};
+use warmpool_core::aws::sqs_event::SqsRedelivery;
 use warmpool_core::aws::{
     self, AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&Env::from_process())?;
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    // The batch pool and its own replenish function: get-session's pool is out of reach.
     // The replenish trigger is awaited in-line (no deferred worker): starting a batch is not
     // latency-critical, and the trigger is then delivered before Lambda can freeze us.
     let claimer = Claimer {
@@ -29,6 +31,7 @@ async fn main() -> Result<(), Error> {
         ),
         store: S3DocumentStore::new(aws::s3::client(&sdk, config.s3_force_path_style)),
         batch_queue: SqsMessageSink::new(sqs.clone(), &config.batch_queue_url),
+        redelivery: SqsRedelivery::new(sqs.clone(), &config.batch_queue_url),
         failure_queue: SqsMessageSink::new(sqs, &config.failure_queue_url),
         agent: AgentCoreRuntime::new(
             aws::agentcore_client(&sdk),

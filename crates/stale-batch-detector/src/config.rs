@@ -1,8 +1,10 @@
 //! stale-batch-detector's configuration, parsed once at init.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 use warmpool_core::ConfigError;
 use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
 use warmpool_core::config::Env;
 use warmpool_core::schedule::RunBudget;
 
@@ -17,12 +19,15 @@ pub struct Config {
     /// `AGENT_RUNTIME_ARN`, `AGENT_RUNTIME_QUALIFIER` (DEFAULT): to stop a failed attempt's session.
     pub agent_runtime_arn: String,
     pub qualifier: String,
-    /// `MAX_BATCHES_PER_RUN` (200): overdue attempts one run settles; the next run takes the rest.
-    pub max_batches_per_run: usize,
-    /// `SETTLE_CONCURRENCY` (8): attempts settled at once.
-    pub settle_concurrency: usize,
+    /// `MAX_BATCHES_PER_RUN` (200): due rows one run settles; the next run takes the rest.
+    pub max_batches_per_run: NonZeroU32,
+    /// `SETTLE_CONCURRENCY` (8): rows settled at once.
+    pub settle_concurrency: NonZeroU32,
     /// `RETRY_DELAY_SECS` (2): delay of a retry message, so the row moves before it arrives.
     pub retry_delay: Duration,
+    /// `BATCH_PENDING_TIMEOUT_SECS` (300): start-by time of a handed-over attempt; as the
+    /// invoker's.
+    pub pending_timeout: Duration,
     /// `DEADLINE_MARGIN_MS` (2000): no attempt is started this close to the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the run's budget when no Lambda deadline is known.
     pub run_budget: RunBudget,
@@ -32,26 +37,25 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let positive = |key: &'static str, default: usize| -> Result<usize, ConfigError> {
-            let value: usize = env.parse_or(key, default)?;
-            if value == 0 {
-                return Err(ConfigError::Invalid {
-                    key,
-                    value: "0".into(),
-                    reason: "must be at least 1".into(),
-                });
-            }
-            Ok(value)
-        };
+        let pending_timeout = pending_timeout_from_env(env)?;
+        let retry_delay = env.secs_or("RETRY_DELAY_SECS", 2)?;
+        if retry_delay > MAX_RETRY_DELAY || retry_delay * 2 >= pending_timeout {
+            return Err(ConfigError::Invalid {
+                key: "RETRY_DELAY_SECS",
+                value: retry_delay.as_secs().to_string(),
+                reason: "must be at most 900 (SQS) and under half BATCH_PENDING_TIMEOUT_SECS".into(),
+            });
+        }
         Ok(Self {
             tracking_table: env.required("TRACKING_TABLE")?,
             batch_queue_url: env.required("BATCH_QUEUE_URL")?,
             failure_queue_url: env.required("FAILURE_QUEUE_URL")?,
             agent_runtime_arn: env.required("AGENT_RUNTIME_ARN")?,
             qualifier: env.parse_or("AGENT_RUNTIME_QUALIFIER", "DEFAULT".to_string())?,
-            max_batches_per_run: positive("MAX_BATCHES_PER_RUN", 200)?,
-            settle_concurrency: positive("SETTLE_CONCURRENCY", 8)?,
-            retry_delay: env.secs_or("RETRY_DELAY_SECS", 2)?,
+            max_batches_per_run: positive(env, "MAX_BATCHES_PER_RUN", 200)?,
+            settle_concurrency: positive(env, "SETTLE_CONCURRENCY", 8)?,
+            retry_delay,
+            pending_timeout,
             run_budget: RunBudget::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
         })
@@ -82,6 +86,21 @@ pub(crate) mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn when_a_retry_would_arrive_after_its_start_by_time_then_init_fails() {
+        for (key, value) in [
+            ("RETRY_DELAY_SECS", "901"),
+            ("SETTLE_CONCURRENCY", "0"),
+            ("BATCH_PENDING_TIMEOUT_SECS", "10"),
+        ] {
+            let env = Env::from_pairs(REQUIRED.iter().copied().chain([(key, value)]));
+            assert!(
+                matches!(Config::from_env(&env), Err(ConfigError::Invalid { .. })),
+                "{key}={value}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,18 @@
-//! stale-batch-detector: on a schedule, finds RUNNING attempts past their deadline (the sparse
-//! index, never a scan) and fails each one: attempt n + 1 on a new session, or FAILED and the
-//! failure queue after the last attempt. The session of a failed attempt is stopped.
+//! stale-batch-detector: on a schedule, reads the rows of the sparse index that are due (never
+//! a scan) and settles each one by the rule its status gives:
+//! - RUNNING past its deadline: the attempt failed; attempt n + 1 on a new session, or FAILED
+//!   after the last attempt; its session is stopped.
+//! - PENDING past its start-by time (its request was lost, or no session came): counted as a
+//!   failed attempt the same way, so a batch is terminal within its attempts however every
+//!   delivery fails.
+//! - SUCCEEDED or FAILED with the follow-up owed: stop the session, send the failure notice
+//!   until one is recorded, close the row.
+//! - A row that does not read: counted, quarantined (FAILED by key, conditional on it still
+//!   being what was read) and skipped. No row can stop a run.
 //!
-//! Safe to run twice at once and against an agent finishing in the same instant: each attempt
-//! is settled by one conditional write ([`Retrier::fail_attempt`]); the losers change nothing.
+//! Each run starts at the next shard of the index, so no shard waits for another to drain.
+//! Safe to run twice at once and against an agent finishing in the same instant: each step is
+//! one conditional write ([`Retrier`]); the losers change nothing.
 
 mod config;
 
@@ -13,11 +22,12 @@ use futures::StreamExt;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::time::Instant;
-use tracing::{info, warn};
-use warmpool_core::batch::ports::{MessageSink, TrackingTable};
-use warmpool_core::batch::retry::{Retrier, Settlement};
-use warmpool_core::batch::{BatchId, BatchRow, agent_gave_up};
+use tracing::{error, info, warn};
+use warmpool_core::batch::ports::{Due, MessageSink, TrackingTable, UnreadableRow};
+use warmpool_core::batch::settle::{Retrier, Settlement};
+use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, agent_gave_up};
 use warmpool_core::clock::Clock;
 use warmpool_core::error::TableError;
 use warmpool_core::metrics::MetricSet;
@@ -56,13 +66,13 @@ impl From<DetectorError> for Diagnostic {
     }
 }
 
-/// One attempt this run settled, and how.
+/// One row this run acted on, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Settled {
     pub batch_id: BatchId,
     pub attempt: u32,
-    /// `retried`, `failed` or `alreadySettled`.
+    /// Attempts: `retried`, `failed` or `alreadySettled`; follow-ups: `closed` or `owed`.
     pub outcome: &'static str,
 }
 
@@ -70,15 +80,28 @@ pub struct Settled {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
+    /// RUNNING attempts past their deadline.
     pub overdue: usize,
+    /// PENDING attempts past their start-by time.
+    pub pending_expired: usize,
     pub retried: usize,
     pub failed: usize,
     pub already_settled: usize,
-    /// Attempts whose settling failed (enqueue or table errors); the next run tries again.
+    /// Settled rows whose follow-up this run finished (session stopped, notice recorded).
+    pub closed: usize,
+    /// Rows that did not read, and how many of them this run quarantined.
+    pub unreadable: usize,
+    pub quarantined: usize,
+    /// Rows whose settling failed (enqueue or table errors); the next run tries again.
     pub errors: usize,
-    /// Overdue attempts left for the next run because this one ran out of time.
+    /// Due rows left for the next run because this one ran out of time.
     pub deferred: usize,
+    /// The shard this run read first.
+    pub first_shard: u32,
+    /// Attempts settled (RUNNING and PENDING rows).
     pub settled: Vec<Settled>,
+    /// Follow-ups of settled rows.
+    pub followed_up: Vec<Settled>,
 }
 
 pub struct Detector<T, Q, A, C> {
@@ -88,6 +111,8 @@ pub struct Detector<T, Q, A, C> {
     pub failure_queue: Q,
     pub agent: A,
     pub clock: C,
+    /// The shard the next run reads first: random per instance, then one further per run.
+    next_shard: AtomicU32,
 }
 
 fn parse_trigger(payload: &Value) -> Result<(), DetectorError> {
@@ -105,18 +130,55 @@ fn parse_trigger(payload: &Value) -> Result<(), DetectorError> {
 /// Why an attempt is being failed, for the row's `lastError` and the failure notice: the
 /// agent's own reason if it gave this attempt up (see [`agent_gave_up`]), else the deadline.
 fn reason(row: &BatchRow, now_ms: u64) -> String {
+    let late_by = now_ms.saturating_sub(row.deadline.unwrap_or(now_ms));
     match &row.last_error {
         Some(error) if error.starts_with(&agent_gave_up(row.attempt, "")) => error.clone(),
+        _ if row.status == BatchStatus::Pending => format!(
+            "attempt {} found no session by its start-by time ({late_by} ms ago)",
+            row.attempt
+        ),
         _ => format!(
-            "attempt {} on session {} passed its deadline {} ms ago",
+            "attempt {} on session {} passed its deadline {late_by} ms ago",
             row.attempt,
             row.session_id.as_ref().map_or("-", |s| s.as_str()),
-            now_ms.saturating_sub(row.deadline.unwrap_or(now_ms))
         ),
     }
 }
 
+/// What one due row came to.
+enum Acted {
+    Attempt(Settlement),
+    FollowUp { closed: bool },
+    Quarantined,
+    Skipped,
+    Failed(String),
+}
+
 impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q, A, C> {
+    pub fn new(config: Config, table: T, batch_queue: Q, failure_queue: Q, agent: A, clock: C) -> Self {
+        Self {
+            config,
+            table,
+            batch_queue,
+            failure_queue,
+            agent,
+            clock,
+            next_shard: AtomicU32::new(rand::random()),
+        }
+    }
+
+    fn retrier(&self) -> Retrier<'_, T, Q, A, C> {
+        Retrier {
+            table: &self.table,
+            batch_queue: &self.batch_queue,
+            failure_queue: &self.failure_queue,
+            agent: &self.agent,
+            clock: &self.clock,
+            retry_delay: self.config.retry_delay,
+            pending_timeout: self.config.pending_timeout,
+        }
+    }
+
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, DetectorError> {
         parse_trigger(&event.payload)?;
         // Settling stops before Lambda's deadline, so the run reports instead of timing out.
@@ -126,95 +188,158 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
             .remaining(event.context.deadline, self.clock.now_ms());
         let run_deadline = Instant::now() + budget;
         let now = self.clock.now_ms();
-        let overdue = self
+        let first_shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.config.layout.shards.max(1);
+        let limit = usize::try_from(self.config.max_batches_per_run.get()).unwrap_or(usize::MAX);
+        let due = self
             .table
-            .overdue(now, self.config.max_batches_per_run)
+            .overdue(now, limit, first_shard)
             .await
             .map_err(DetectorError::Table)?;
-        let retrier = Retrier {
-            table: &self.table,
-            batch_queue: &self.batch_queue,
-            failure_queue: &self.failure_queue,
-            agent: &self.agent,
-            clock: &self.clock,
-            retry_delay: self.config.retry_delay,
-        };
-        let results: Vec<(BatchRow, Option<Result<Settlement, String>>)> = futures::stream::iter(overdue)
-            .map(|row| {
-                let retrier = &retrier;
-                async move {
-                    if Instant::now() >= run_deadline {
-                        return (row, None);
-                    }
-                    let result = retrier
-                        .fail_attempt(&row, &reason(&row, now))
-                        .await
-                        .map_err(|e| e.to_string());
-                    (row, Some(result))
+        let concurrency = usize::try_from(self.config.settle_concurrency.get()).unwrap_or(1);
+        let results: Vec<(Due, Option<Acted>)> = futures::stream::iter(due)
+            .map(|due| async move {
+                if Instant::now() >= run_deadline {
+                    return (due, None);
                 }
+                let acted = self.act(&due, now).await;
+                (due, Some(acted))
             })
-            .buffer_unordered(self.config.settle_concurrency)
+            .buffer_unordered(concurrency)
             .collect()
             .await;
+        let report = tally(results, first_shard);
+        self.emit(&report);
+        Ok(report)
+    }
 
-        let mut report = RunReport {
-            overdue: results.len(),
-            ..RunReport::default()
-        };
-        for (row, result) in results {
-            let outcome = match result {
-                None => {
-                    report.deferred += 1;
-                    continue;
+    async fn act(&self, due: &Due, now: u64) -> Acted {
+        match due {
+            Due::Readable(row) if row.owes_follow_up() => match self.retrier().follow_up(row).await {
+                Ok(follow_up) => Acted::FollowUp {
+                    closed: follow_up.closed,
+                },
+                Err(error) => Acted::Failed(error.to_string()),
+            },
+            Due::Readable(row) if matches!(row.status, BatchStatus::Running | BatchStatus::Pending) => {
+                match self.retrier().fail_attempt(row, &reason(row, now)).await {
+                    Ok(settlement) => Acted::Attempt(settlement),
+                    Err(error) => Acted::Failed(error.to_string()),
                 }
-                Some(Err(error)) => {
-                    warn!(batch_id = %row.batch_id, attempt = row.attempt, %error, "could not settle an overdue attempt; the next run retries");
-                    report.errors += 1;
-                    continue;
-                }
-                Some(Ok(Settlement::Retried { .. })) => {
-                    report.retried += 1;
-                    "retried"
-                }
-                Some(Ok(Settlement::Failed { .. })) => {
-                    report.failed += 1;
-                    "failed"
-                }
-                Some(Ok(Settlement::AlreadySettled)) => {
-                    report.already_settled += 1;
-                    "alreadySettled"
-                }
-            };
-            report.settled.push(Settled {
-                batch_id: row.batch_id,
-                attempt: row.attempt,
-                outcome,
-            });
+            }
+            Due::Readable(_) => Acted::Skipped,
+            Due::Unreadable(row) => self.quarantine(row).await,
         }
+    }
+
+    /// A row that does not read is settled FAILED by its key, only if it is still what was read.
+    async fn quarantine(&self, row: &UnreadableRow) -> Acted {
+        error!(key = %row.key, reason = %row.reason, "tracking row does not read; quarantining it");
+        let reason = format!(
+            "quarantined by the stale-batch detector: the row does not read: {}",
+            row.reason
+        );
+        match self.table.quarantine(row, &reason, self.clock.now_ms()).await {
+            Ok(()) => Acted::Quarantined,
+            // Changed since it was read: the next run sees it as it is now.
+            Err(error) if error.is_condition_failed() => Acted::Skipped,
+            Err(error) => Acted::Failed(error.to_string()),
+        }
+    }
+
+    fn emit(&self, report: &RunReport) {
         MetricSet::new(FUNCTION)
             .count("BatchesStale", report.overdue as u32)
+            .count("PendingExpired", report.pending_expired as u32)
             .count("BatchesRetried", report.retried as u32)
             .count("BatchesFailed", report.failed as u32)
             .count("StaleAlreadySettled", report.already_settled as u32)
+            .count("FollowUpsClosed", report.closed as u32)
+            .count("RowsUnreadable", report.unreadable as u32)
+            .count("RowsQuarantined", report.quarantined as u32)
             .count("SettleErrors", report.errors as u32)
             .emit(self.clock.now_ms());
         info!(
             overdue = report.overdue,
+            pending_expired = report.pending_expired,
             retried = report.retried,
             failed = report.failed,
             already_settled = report.already_settled,
+            closed = report.closed,
+            unreadable = report.unreadable,
+            quarantined = report.quarantined,
             errors = report.errors,
             deferred = report.deferred,
+            first_shard = report.first_shard,
             "detector run done"
         );
-        Ok(report)
     }
+}
+
+fn tally(results: Vec<(Due, Option<Acted>)>, first_shard: u32) -> RunReport {
+    let mut report = RunReport {
+        first_shard,
+        ..RunReport::default()
+    };
+    for (due, acted) in results {
+        let row = match &due {
+            Due::Readable(row) => Some(row),
+            Due::Unreadable(_) => {
+                report.unreadable += 1;
+                None
+            }
+        };
+        if let Some(row) = row.filter(|r| !r.owes_follow_up()) {
+            match row.status {
+                BatchStatus::Pending => report.pending_expired += 1,
+                _ => report.overdue += 1,
+            }
+        }
+        let entry = |outcome| {
+            row.map(|r| Settled {
+                batch_id: r.batch_id.clone(),
+                attempt: r.attempt,
+                outcome,
+            })
+        };
+        match acted {
+            None => report.deferred += 1,
+            Some(Acted::Failed(error)) => {
+                warn!(row = ?row.map(|r| &r.batch_id), %error, "could not settle a due row; the next run retries");
+                report.errors += 1;
+            }
+            Some(Acted::Skipped) => {}
+            Some(Acted::Quarantined) => report.quarantined += 1,
+            Some(Acted::FollowUp { closed }) => {
+                report.closed += usize::from(closed);
+                report.followed_up.extend(entry(if closed { "closed" } else { "owed" }));
+            }
+            Some(Acted::Attempt(settlement)) => {
+                let outcome = match settlement {
+                    Settlement::Retried { .. } => {
+                        report.retried += 1;
+                        "retried"
+                    }
+                    Settlement::Failed { .. } => {
+                        report.failed += 1;
+                        "failed"
+                    }
+                    Settlement::AlreadySettled => {
+                        report.already_settled += 1;
+                        "alreadySettled"
+                    }
+                };
+                report.settled.extend(entry(outcome));
+            }
+        }
+    }
+    report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use warmpool_core::batch::fakes::{MemorySink, MemoryTable};
+    use warmpool_core::batch::ports::Due;
     use warmpool_core::batch::{BatchStatus, Change, ObjectRef, Transition};
     use warmpool_core::clock::ManualClock;
     use warmpool_core::config::Env;
@@ -226,14 +351,14 @@ mod tests {
     type TestDetector = Detector<MemoryTable, MemorySink, ScriptedAgent, ManualClock>;
 
     fn detector() -> TestDetector {
-        Detector {
-            config: Config::from_env(&Env::from_pairs(config::tests::REQUIRED)).unwrap(),
-            table: MemoryTable::default(),
-            batch_queue: MemorySink::default(),
-            failure_queue: MemorySink::default(),
-            agent: ScriptedAgent::default(),
-            clock: ManualClock::at(NOW),
-        }
+        Detector::new(
+            Config::from_env(&Env::from_pairs(config::tests::REQUIRED)).unwrap(),
+            MemoryTable::default(),
+            MemorySink::default(),
+            MemorySink::default(),
+            ScriptedAgent::default(),
+            ManualClock::at(NOW),
+        )
     }
 
     fn running(f: &TestDetector, name: &str, attempt: u32, deadline: u64) -> BatchRow {
@@ -339,6 +464,122 @@ mod tests {
 
         let report = f.handle(schedule()).await.unwrap();
         assert_eq!(report.retried, 1);
+    }
+
+    #[tokio::test]
+    async fn when_the_retry_request_of_a_pending_batch_is_lost_then_the_detector_resends_or_fails_it() {
+        let f = detector();
+        let row = running(&f, "stranded", 1, NOW - 1);
+        f.handle(schedule()).await.unwrap();
+        assert_eq!(f.table.row(&row.batch_id).unwrap().status, BatchStatus::Pending);
+        let sent_before = f.batch_queue.bodies().len();
+
+        // The retry request went to the DLQ: nothing will ever start attempt 2.
+        f.clock.advance(std::time::Duration::from_secs(3_600));
+        f.handle(schedule()).await.unwrap();
+
+        let stored = f.table.row(&row.batch_id).unwrap();
+        assert!(
+            f.batch_queue.bodies().len() > sent_before || stored.status == BatchStatus::Failed,
+            "still {stored:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_a_batch_succeeded_then_the_detector_stops_its_session() {
+        let f = detector();
+        let row = running(&f, "done", 1, NOW + 600_000);
+        let attempt = row.running_attempt().unwrap();
+        f.table
+            .transition(&Transition::of_running(
+                &attempt,
+                Change::Succeed { result_ref: "r".into() },
+                NOW - 1,
+            ))
+            .await
+            .unwrap();
+
+        f.handle(schedule()).await.unwrap();
+
+        assert_eq!(f.agent.stopped(), vec![row.session_id.unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn when_the_failure_notice_cannot_be_sent_then_a_later_run_sends_it() {
+        let f = detector();
+        let row = running(&f, "last", 3, NOW - 1);
+        f.failure_queue.fail_next(3);
+        f.handle(schedule()).await.unwrap();
+        assert_eq!(f.table.row(&row.batch_id).unwrap().status, BatchStatus::Failed);
+        assert!(f.failure_queue.bodies().is_empty());
+
+        f.clock.advance(std::time::Duration::from_secs(300));
+        f.handle(schedule()).await.unwrap();
+
+        assert_eq!(f.failure_queue.bodies().len(), 1, "sent exactly once, by the later run");
+    }
+
+    #[tokio::test]
+    async fn when_a_row_does_not_read_then_it_is_counted_quarantined_and_the_others_settle() {
+        let f = detector();
+        f.table
+            .insert_unreadable("hostile", "document key longer than S3 allows", NOW - 10);
+        let honest = running(&f, "honest", 1, NOW - 1);
+
+        let report = f.handle(schedule()).await.unwrap();
+
+        assert_eq!(
+            (report.unreadable, report.quarantined, report.retried),
+            (1, 1, 1),
+            "{report:?}"
+        );
+        assert!(f.table.quarantined("hostile").unwrap().contains("does not read"));
+        assert_eq!(f.table.row(&honest.batch_id).unwrap().attempt, 2);
+        let again = f.handle(schedule()).await.unwrap();
+        assert_eq!(again.unreadable, 0, "out of the index once quarantined");
+    }
+
+    #[tokio::test]
+    async fn when_an_unreadable_row_changes_before_its_quarantine_then_it_is_left_for_the_next_run() {
+        let f = detector();
+        f.table.insert_unreadable("hostile", "bad", NOW - 10);
+        let Due::Unreadable(read) = f.table.overdue(NOW, 10, 0).await.unwrap().remove(0) else {
+            panic!("the fake reads it as unreadable");
+        };
+        f.table.touch_unreadable("hostile");
+
+        assert!(matches!(f.quarantine(&read).await, Acted::Skipped));
+        assert!(f.table.quarantined("hostile").is_none());
+    }
+
+    #[tokio::test]
+    async fn successive_runs_start_at_successive_shards() {
+        let f = detector();
+        let first = f.handle(schedule()).await.unwrap().first_shard;
+        let second = f.handle(schedule()).await.unwrap().first_shard;
+        assert_eq!(second, (first + 1) % 8);
+    }
+
+    #[tokio::test]
+    async fn a_closed_follow_up_is_not_done_again() {
+        let f = detector();
+        let row = running(&f, "done", 1, NOW + 600_000);
+        let attempt = row.running_attempt().unwrap();
+        f.table
+            .transition(&Transition::of_running(
+                &attempt,
+                Change::Succeed { result_ref: "r".into() },
+                NOW - 1,
+            ))
+            .await
+            .unwrap();
+
+        let first = f.handle(schedule()).await.unwrap();
+        let second = f.handle(schedule()).await.unwrap();
+
+        assert_eq!((first.closed, second.closed), (1, 0));
+        assert!(f.table.row(&row.batch_id).unwrap().closed_at.is_some());
+        assert_eq!(f.agent.stopped().len(), 1);
     }
 
     #[tokio::test]

@@ -10,21 +10,18 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&Env::from_process())?;
     let sdk = aws::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let function = Detector {
-        table: DynamoTrackingTable::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            &config.tracking_table,
-            config.layout,
-        ),
-        batch_queue: SqsMessageSink::new(sqs.clone(), &config.batch_queue_url),
-        failure_queue: SqsMessageSink::new(sqs, &config.failure_queue_url),
-        agent: AgentCoreRuntime::new(
-            aws::agentcore_client(&sdk),
-            &config.agent_runtime_arn,
-            &config.qualifier,
-        ),
-        clock: SystemClock,
-        config,
-    };
+    let table = DynamoTrackingTable::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &config.tracking_table,
+        config.layout,
+    );
+    let batch_queue = SqsMessageSink::new(sqs.clone(), &config.batch_queue_url);
+    let failure_queue = SqsMessageSink::new(sqs, &config.failure_queue_url);
+    let agent = AgentCoreRuntime::new(
+        aws::agentcore_client(&sdk),
+        &config.agent_runtime_arn,
+        &config.qualifier,
+    );
+    let function = Detector::new(config, table, batch_queue, failure_queue, agent, SystemClock);
     lambda_runtime::run(service_fn(|event| function.handle(event))).await
 }

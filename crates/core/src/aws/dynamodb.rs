@@ -1,18 +1,30 @@
 //! The batch tracking table on DynamoDB: one item per batch, every transition one conditional
-//! UpdateItem, and the sparse `running-by-deadline` index for the detector.
+//! UpdateItem, and the sparse index the detector queries.
 //!
 //! Item attributes: `batchId` (key), `status`, `attempt`, `maxAttempts`, `sessionId`,
-//! `documents` (list of `s3://` URIs), `acceptedAt`, `startedAt`, `deadline`, `updatedAt`,
-//! `lastError`, `resultRef` (epoch ms), plus two that exist for the table's sake:
-//! - `runningShard` (number) is set on entering RUNNING and removed on leaving it, so the
-//!   index keyed on (`runningShard`, `deadline`) holds RUNNING rows only;
+//! `documents`, `acceptedAt`, `startedAt`, `deadline`, `updatedAt`, `lastError`, `resultRef`,
+//! `writeId`, `notifiedAt`, `closedAt` (times in epoch ms), plus two for the table's sake:
+//! - `runningShard` (number) is set on every row that still owes the detector something, and
+//!   removed when the row is closed. The index keyed on (`runningShard`, `deadline`) therefore
+//!   holds PENDING rows (due at their start-by time), RUNNING rows (due at the attempt's
+//!   deadline) and settled rows whose follow-up is not done (due at once for SUCCEEDED, after a
+//!   grace for FAILED), and nothing else. The attribute kept its first name (it once marked
+//!   RUNNING rows only) so that existing tables and their index need no migration;
 //! - `expiresAt` (epoch *seconds*, DynamoDB's TTL unit) is set when a batch finishes. Rows
 //!   stay for the retention period so a late duplicate notification still finds its batch.
+//!
+//! `documents` is a list of maps `{"uri": "s3://...", "versionId": "...", "size": n}` (the pins
+//! taken at admission); a plain `s3://` string, as rows written before pinning hold, still reads.
+//! A row reads back only if its list passes [`check_document_list`], the same rule the manifest
+//! check applies, so whatever a manifest got accepted with can be read back.
 
 use super::describe;
-use crate::batch::ports::TrackingTable;
-use crate::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, Transition, running_shard};
+use crate::batch::ports::{Due, TrackingTable, UnreadableRow};
+use crate::batch::{
+    BatchId, BatchRow, BatchStatus, Change, ObjectRef, PinnedDocument, Transition, bounded_error, running_shard,
+};
 use crate::error::{TableError, TableErrorKind};
+use crate::manifest::check_document_list;
 use crate::session::SessionId;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -25,13 +37,15 @@ use std::time::Duration;
 pub const RUNNING_INDEX: &str = "running-by-deadline";
 /// Pages one overdue query reads per shard at most; with `limit` it bounds a detector run.
 const MAX_PAGES_PER_SHARD: usize = 20;
+/// What a quarantine is conditioned on: the row must still be the unreadable thing it was.
+const FINGERPRINT: [&str; 5] = ["status", "attempt", "sessionId", "updatedAt", "writeId"];
 
 type Item = HashMap<String, AttributeValue>;
 
-/// How rows are laid out: shards of the running index and how long finished rows stay.
+/// How rows are laid out: shards of the index and how long finished rows stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackingLayout {
-    /// Partition keys of the running index. Writers and the detector must agree on it.
+    /// Partition keys of the index. Writers and the detector must agree on it.
     pub shards: u32,
     /// Finished rows expire (TTL) this long after their last update.
     pub retention: Duration,
@@ -93,7 +107,7 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn corrupt(message: String) -> TableError {
-    TableError::new("read", TableErrorKind::Corrupt, message)
+    TableError::new("read", TableErrorKind::Corrupt, bounded_error(&message))
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, TableError> {
@@ -119,6 +133,31 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, TableError> {
     value.ok_or_else(|| corrupt(format!("row has no {name}")))
 }
 
+fn document_from(value: &AttributeValue) -> Result<PinnedDocument, TableError> {
+    let object = |uri: &str| ObjectRef::parse(uri).map_err(|e| corrupt(e.to_string()));
+    match value {
+        AttributeValue::S(uri) => Ok(object(uri)?.into()),
+        AttributeValue::M(map) => Ok(PinnedDocument {
+            object: object(required(text(map, "uri")?, "document uri")?)?,
+            version_id: text(map, "versionId")?.map(str::to_string),
+            size: number(map, "size")?,
+        }),
+        other => Err(corrupt(format!("document is neither a string nor a map: {other:?}"))),
+    }
+}
+
+fn document_item(document: &PinnedDocument) -> AttributeValue {
+    let mut map = Item::new();
+    map.insert("uri".into(), s(document.object.to_string()));
+    if let Some(version_id) = &document.version_id {
+        map.insert("versionId".into(), s(version_id.as_str()));
+    }
+    if let Some(size) = document.size {
+        map.insert("size".into(), n(size));
+    }
+    AttributeValue::M(map)
+}
+
 fn row_from_item(item: &Item) -> Result<BatchRow, TableError> {
     let batch_id = BatchId::parse(required(text(item, "batchId")?, "batchId")?).map_err(|e| corrupt(e.to_string()))?;
     let status_text = required(text(item, "status")?, "status")?;
@@ -128,15 +167,11 @@ fn row_from_item(item: &Item) -> Result<BatchRow, TableError> {
         .transpose()
         .map_err(|e| corrupt(e.to_string()))?;
     let documents = match item.get("documents") {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .map(|v| match v {
-                AttributeValue::S(uri) => ObjectRef::parse(uri).map_err(|e| corrupt(e.to_string())),
-                other => Err(corrupt(format!("document is not a string: {other:?}"))),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(AttributeValue::L(values)) => values.iter().map(document_from).collect::<Result<Vec<_>, _>>()?,
         other => return Err(corrupt(format!("documents is not a list: {other:?}"))),
     };
+    let objects: Vec<ObjectRef> = documents.iter().map(|d| d.object.clone()).collect();
+    check_document_list(&batch_id, &objects).map_err(|e| corrupt(e.to_string()))?;
     Ok(BatchRow {
         batch_id,
         status,
@@ -150,7 +185,39 @@ fn row_from_item(item: &Item) -> Result<BatchRow, TableError> {
         updated_at: required(number(item, "updatedAt")?, "updatedAt")?,
         last_error: text(item, "lastError")?.map(str::to_string),
         result_ref: text(item, "resultRef")?.map(str::to_string),
+        write_id: text(item, "writeId")?.map(str::to_string),
+        notified_at: number(item, "notifiedAt")?,
+        closed_at: number(item, "closedAt")?,
     })
+}
+
+/// What a quarantine compares: each fingerprint attribute as read, typed.
+fn fingerprint_of(item: &Item) -> Vec<(String, Option<String>)> {
+    FINGERPRINT
+        .iter()
+        .map(|name| {
+            let value = item.get(*name).map(|v| match v {
+                AttributeValue::S(text) => format!("S:{text}"),
+                AttributeValue::N(number) => format!("N:{number}"),
+                _ => "?".to_string(),
+            });
+            ((*name).to_string(), value)
+        })
+        .collect()
+}
+
+fn due_from_item(item: &Item) -> Due {
+    match row_from_item(item) {
+        Ok(row) => Due::Readable(row),
+        Err(error) => Due::Unreadable(UnreadableRow {
+            key: match item.get("batchId") {
+                Some(AttributeValue::S(key)) => key.clone(),
+                other => format!("{other:?}"),
+            },
+            reason: error.message,
+            fingerprint: fingerprint_of(item),
+        }),
+    }
 }
 
 impl DynamoTrackingTable {
@@ -162,7 +229,7 @@ impl DynamoTrackingTable {
         item.insert("maxAttempts".into(), n(row.max_attempts));
         item.insert(
             "documents".into(),
-            AttributeValue::L(row.documents.iter().map(|d| s(d.to_string())).collect()),
+            AttributeValue::L(row.documents.iter().map(document_item).collect()),
         );
         item.insert("acceptedAt".into(), n(row.accepted_at));
         item.insert("updatedAt".into(), n(row.updated_at));
@@ -170,15 +237,18 @@ impl DynamoTrackingTable {
             ("sessionId", row.session_id.as_ref().map(|id| s(id.as_str()))),
             ("startedAt", row.started_at.map(n)),
             ("deadline", row.deadline.map(n)),
-            ("lastError", row.last_error.as_deref().map(s)),
+            ("lastError", row.last_error.as_deref().map(|e| s(bounded_error(e)))),
             ("resultRef", row.result_ref.as_deref().map(s)),
+            ("writeId", row.write_id.as_deref().map(s)),
+            ("notifiedAt", row.notified_at.map(n)),
+            ("closedAt", row.closed_at.map(n)),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
                 item.insert(name.into(), value);
             }
         }
-        if row.status == BatchStatus::Running {
+        if row.closed_at.is_none() && row.deadline.is_some() {
             item.insert(
                 "runningShard".into(),
                 n(running_shard(&row.batch_id, self.layout.shards)),
@@ -211,45 +281,44 @@ impl DynamoTrackingTable {
 
         values.insert(":status".into(), s(t.target_status().as_str()));
         values.insert(":at".into(), n(t.at));
-        let mut set = vec!["#status = :status", "#updatedAt = :at"];
+        values.insert(":writeId".into(), s(t.write_id.as_str()));
+        let mut set = vec!["#status = :status", "#updatedAt = :at", "#writeId = :writeId"];
         let mut remove: Vec<&str> = Vec::new();
+        if let Some(due) = t.due_at() {
+            values.insert(":due".into(), n(due));
+            values.insert(":shard".into(), n(running_shard(&t.batch_id, self.layout.shards)));
+            set.extend(["#deadline = :due", "#runningShard = :shard"]);
+        }
+        if let Some(error) = t.error_text() {
+            values.insert(":reason".into(), s(error));
+            set.push("#lastError = :reason");
+        }
+        if t.target_status().is_terminal() {
+            values.insert(":expiresAt".into(), n(self.expires_at(t.at)));
+            set.push("#expiresAt = :expiresAt");
+        }
         match &t.change {
-            Change::Start { session_id, deadline } => {
+            Change::Start { session_id, .. } => {
                 values.insert(":session".into(), s(session_id.as_str()));
-                values.insert(":deadline".into(), n(deadline));
-                values.insert(":shard".into(), n(running_shard(&t.batch_id, self.layout.shards)));
-                set.extend([
-                    "#sessionId = :session",
-                    "#startedAt = :at",
-                    "#deadline = :deadline",
-                    "#runningShard = :shard",
-                ]);
+                set.extend(["#sessionId = :session", "#startedAt = :at"]);
             }
-            Change::Release { reason } | Change::Retry { reason } => {
-                values.insert(":reason".into(), s(reason.as_str()));
-                set.push("#lastError = :reason");
-                if matches!(t.change, Change::Retry { .. }) {
-                    values.insert(":nextAttempt".into(), n(t.expected.attempt + 1));
-                    set.push("#attempt = :nextAttempt");
-                }
-                remove.extend(["#sessionId", "#deadline", "#runningShard"]);
-            }
-            Change::Fail { reason } => {
-                values.insert(":reason".into(), s(reason.as_str()));
-                values.insert(":expiresAt".into(), n(self.expires_at(t.at)));
-                set.extend(["#lastError = :reason", "#expiresAt = :expiresAt"]);
-                remove.push("#runningShard");
+            Change::Retry { .. } => {
+                values.insert(":nextAttempt".into(), n(t.expected.attempt + 1));
+                set.push("#attempt = :nextAttempt");
+                remove.push("#sessionId");
             }
             Change::Succeed { result_ref } => {
                 values.insert(":resultRef".into(), s(result_ref.as_str()));
-                values.insert(":expiresAt".into(), n(self.expires_at(t.at)));
-                set.extend(["#resultRef = :resultRef", "#expiresAt = :expiresAt"]);
+                set.push("#resultRef = :resultRef");
+            }
+            Change::Close { notified } => {
+                set.push("#closedAt = :at");
+                if *notified {
+                    set.push("#notifiedAt = if_not_exists(#notifiedAt, :at)");
+                }
                 remove.push("#runningShard");
             }
-            Change::Expire { reason } => {
-                values.insert(":reason".into(), s(reason.as_str()));
-                set.extend(["#deadline = :at", "#lastError = :reason"]);
-            }
+            Change::Fail { .. } | Change::Expire { .. } => {}
         }
         let mut update = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -257,9 +326,43 @@ impl DynamoTrackingTable {
         }
         (update, condition, values)
     }
+
+    /// The quarantine UpdateItem: `(update, condition, values)`.
+    fn quarantine_of(&self, row: &UnreadableRow, reason: &str, at: u64) -> (String, String, Item) {
+        let mut values = Item::new();
+        let mut conditions = vec!["attribute_exists(#batchId)".to_string()];
+        for (i, (name, seen)) in row.fingerprint.iter().enumerate() {
+            if !FINGERPRINT.contains(&name.as_str()) {
+                continue;
+            }
+            let placeholder = format!(":seen{i}");
+            match seen.as_deref() {
+                None => conditions.push(format!("attribute_not_exists(#{name})")),
+                Some(typed) => match typed.split_once(':') {
+                    Some(("S", text)) => {
+                        values.insert(placeholder.clone(), s(text));
+                        conditions.push(format!("#{name} = {placeholder}"));
+                    }
+                    Some(("N", number)) => {
+                        values.insert(placeholder.clone(), n(number));
+                        conditions.push(format!("#{name} = {placeholder}"));
+                    }
+                    _ => conditions.push(format!("attribute_exists(#{name})")),
+                },
+            }
+        }
+        values.insert(":failed".into(), s(BatchStatus::Failed.as_str()));
+        values.insert(":reason".into(), s(bounded_error(reason)));
+        values.insert(":at".into(), n(at));
+        values.insert(":expiresAt".into(), n(self.expires_at(at)));
+        let update = "SET #status = :failed, #lastError = :reason, #updatedAt = :at, #closedAt = :at, \
+                      #expiresAt = :expiresAt REMOVE #runningShard"
+            .to_string();
+        (update, conditions.join(" AND "), values)
+    }
 }
 
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 14] = [
     "status",
     "attempt",
     "sessionId",
@@ -271,12 +374,27 @@ const NAMES: [&str; 11] = [
     "resultRef",
     "expiresAt",
     "batchId",
+    "writeId",
+    "notifiedAt",
+    "closedAt",
 ];
 
 fn names_used(expressions: &[&str]) -> HashMap<String, String> {
     NAMES
         .iter()
-        .filter(|name| expressions.iter().any(|e| e.contains(&format!("#{name}"))))
+        .filter(|name| {
+            expressions.iter().any(|e| {
+                let placeholder = format!("#{name}");
+                // `#status` must not count as used because `#statusX` is; names never prefix
+                // one another here except by whole words, so check the next character.
+                e.match_indices(&placeholder).any(|(at, _)| {
+                    !e[at + placeholder.len()..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphanumeric())
+                })
+            })
+        })
         .map(|name| (format!("#{name}"), (*name).to_string()))
         .collect()
 }
@@ -324,12 +442,14 @@ impl TrackingTable for DynamoTrackingTable {
         Ok(())
     }
 
-    async fn overdue(&self, now_ms: u64, limit: usize) -> Result<Vec<BatchRow>, TableError> {
-        let mut rows = Vec::new();
-        for shard in 0..self.layout.shards.max(1) {
+    async fn overdue(&self, now_ms: u64, limit: usize, first_shard: u32) -> Result<Vec<Due>, TableError> {
+        let shards = self.layout.shards.max(1);
+        let mut due: Vec<(u64, Due)> = Vec::new();
+        for k in 0..shards {
+            let shard = (first_shard % shards + k) % shards;
             let mut start: Option<Item> = None;
             for _ in 0..MAX_PAGES_PER_SHARD {
-                let remaining = limit.saturating_sub(rows.len());
+                let remaining = limit.saturating_sub(due.len());
                 if remaining == 0 {
                     break;
                 }
@@ -349,7 +469,8 @@ impl TrackingTable for DynamoTrackingTable {
                     .await
                     .map_err(|e| table_error("overdue", e))?;
                 for item in output.items.unwrap_or_default() {
-                    rows.push(row_from_item(&item)?);
+                    let deadline = number::<u64>(&item, "deadline").ok().flatten().unwrap_or(0);
+                    due.push((deadline, due_from_item(&item)));
                 }
                 match output.last_evaluated_key {
                     Some(key) if !key.is_empty() => start = Some(key),
@@ -357,9 +478,26 @@ impl TrackingTable for DynamoTrackingTable {
                 }
             }
         }
-        rows.sort_by_key(|r| r.deadline);
-        rows.truncate(limit);
-        Ok(rows)
+        // Most overdue first within what was read; which shards were read is the rotation's.
+        due.sort_by_key(|(deadline, _)| *deadline);
+        due.truncate(limit);
+        Ok(due.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn quarantine(&self, row: &UnreadableRow, reason: &str, at: u64) -> Result<(), TableError> {
+        let (update, condition, values) = self.quarantine_of(row, reason, at);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("batchId", s(row.key.as_str()))
+            .update_expression(&update)
+            .condition_expression(&condition)
+            .set_expression_attribute_names(Some(names_used(&[&update, &condition])))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| table_error("quarantine", e))?;
+        Ok(())
     }
 }
 
@@ -395,23 +533,83 @@ mod tests {
     }
 
     #[test]
-    fn leaving_running_removes_the_index_key_and_a_finished_row_expires() {
+    fn a_settled_row_stays_in_the_index_until_it_is_closed_and_then_expires() {
         let row = running();
         let attempt = row.running_attempt().unwrap();
-        let (update, condition, values) = table().update_of(&Transition::of_running(
+        let succeed = Transition::of_running(
             &attempt,
             Change::Succeed {
                 result_ref: "s3://r/x".into(),
             },
             2_000,
-        ));
-        assert!(update.contains("REMOVE #runningShard"), "{update}");
+        );
+        let (update, condition, values) = table().update_of(&succeed);
+        assert!(update.contains("#runningShard = :shard"), "{update}");
+        assert_eq!(values[":due"], n(2_000), "its follow-up is due at once");
         assert!(update.contains("#expiresAt = :expiresAt"), "{update}");
         assert_eq!(values[":expiresAt"], n(2 + 30 * 24 * 3600));
         assert_eq!(
             condition,
             "#status = :expectedStatus AND #attempt = :expectedAttempt AND #sessionId = :expectedSession"
         );
+        let succeeded = succeed.apply(&row).unwrap();
+        let (update, _, _) = table().update_of(&Transition::of_row(
+            &succeeded,
+            Change::Close { notified: false },
+            3_000,
+        ));
+        assert!(update.ends_with("REMOVE #runningShard"), "{update}");
+        assert!(!update.contains("notifiedAt"), "{update}");
+    }
+
+    #[test]
+    fn a_pending_row_is_in_the_index_at_its_start_by_time() {
+        let pending = BatchRow::new_pending(
+            BatchId::parse("case-1").unwrap(),
+            vec![ObjectRef::new("docs", "incoming/case-1/a.txt")],
+            3,
+            1_000,
+            301_000,
+        );
+        let item = table().item_from_row(&pending);
+        assert_eq!(item["deadline"], n(301_000));
+        assert!(item.contains_key("runningShard"));
+        assert_eq!(row_from_item(&item).unwrap(), pending);
+    }
+
+    #[test]
+    fn pinned_documents_and_legacy_string_documents_both_read() {
+        let mut row = running();
+        row.documents[0].version_id = Some("3HL4kqtJlcpXroDTDmJ".into());
+        row.documents[0].size = Some(42);
+        let mut item = table().item_from_row(&row);
+        assert_eq!(row_from_item(&item).unwrap(), row);
+        item.insert(
+            "documents".into(),
+            AttributeValue::L(vec![s("s3://docs/incoming/case-1/a.txt")]),
+        );
+        let legacy = row_from_item(&item).unwrap();
+        assert_eq!(
+            legacy.documents,
+            vec![ObjectRef::new("docs", "incoming/case-1/a.txt").into()]
+        );
+    }
+
+    #[test]
+    fn when_a_stored_list_breaks_the_manifest_rules_then_the_row_is_unreadable_with_a_fingerprint() {
+        let mut item = table().item_from_row(&running());
+        let long = format!("s3://docs/incoming/case-1/{}", "k".repeat(1_100));
+        item.insert("documents".into(), AttributeValue::L(vec![s(long)]));
+        let Due::Unreadable(unreadable) = due_from_item(&item) else {
+            panic!("read a row the manifest rules refuse");
+        };
+        assert_eq!(unreadable.key, "case-1");
+        assert!(unreadable.reason.len() <= crate::batch::MAX_ERROR_BYTES);
+        let (update, condition, values) = table().quarantine_of(&unreadable, "quarantined", 9);
+        assert!(condition.contains("#status = :seen0"), "{condition}");
+        assert!(condition.contains("#updatedAt = :seen3"), "{condition}");
+        assert_eq!(values[":seen0"], s("RUNNING"));
+        assert!(update.contains("REMOVE #runningShard"), "{update}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Documents, manifests and results on S3.
 
 use super::describe;
-use crate::batch::ObjectRef;
-use crate::batch::ports::{DocumentStore, StoredObject};
+use crate::batch::ports::{DocumentStore, ObjectHead, StoredObject};
+use crate::batch::{ObjectRef, PinnedDocument};
 use crate::error::{StoreError, StoreErrorKind};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -51,13 +51,20 @@ where
     }
 }
 
-impl DocumentStore for S3DocumentStore {
-    async fn get(&self, object: &ObjectRef, max_bytes: u64) -> Result<StoredObject, StoreError> {
+impl S3DocumentStore {
+    /// GetObject of `version_id` (the current version if `None`), bounded by `max_bytes`.
+    async fn get_version(
+        &self,
+        object: &ObjectRef,
+        version_id: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<StoredObject, StoreError> {
         let output = self
             .client
             .get_object()
             .bucket(&object.bucket)
             .key(&object.key)
+            .set_version_id(version_id.map(str::to_string))
             .send()
             .await
             .map_err(|e| store_error("get", object, e))?;
@@ -93,6 +100,45 @@ impl DocumentStore for S3DocumentStore {
             return Err(too_large(bytes.len() as u64));
         }
         Ok(StoredObject { bytes, content_type })
+    }
+}
+
+impl DocumentStore for S3DocumentStore {
+    async fn get(&self, object: &ObjectRef, max_bytes: u64) -> Result<StoredObject, StoreError> {
+        self.get_version(object, None, max_bytes).await
+    }
+
+    async fn head(&self, object: &ObjectRef) -> Result<ObjectHead, StoreError> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| store_error("head", object, e))?;
+        Ok(ObjectHead {
+            size: output.content_length.and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+            // S3 answers "null" for objects written before versioning was enabled: reading
+            // that version by ID works, so it is kept as S3 gave it.
+            version_id: output.version_id,
+        })
+    }
+
+    async fn get_pinned(&self, document: &PinnedDocument, max_bytes: u64) -> Result<StoredObject, StoreError> {
+        let object = &document.object;
+        let found = self
+            .get_version(object, document.version_id.as_deref(), max_bytes)
+            .await?;
+        match document.size {
+            Some(size) if size != found.bytes.len() as u64 => Err(StoreError::new(
+                "get",
+                object.to_string(),
+                StoreErrorKind::Rejected,
+                format!("{} bytes, pinned at {size}", found.bytes.len()),
+            )),
+            _ => Ok(found),
+        }
     }
 
     async fn put(&self, object: &ObjectRef, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {

@@ -1,31 +1,37 @@
 //! Document batches: the tracking row, its state machine and the rules every writer follows
-//! (DESIGN.md sections 3 and 4, invariants 5 and 6).
+//! (DESIGN.md sections 3 and 4, invariants 5, 6 and 8).
 //!
 //! ```text
-//!             create (new batch, attempt 1)
-//!   (absent) ------------------------------> RUNNING(n, S) --succeed--> SUCCEEDED
-//!                                             |  ^      |  \
-//!                            release (invoke  |  |start |   \--fail (n = max)--> FAILED
-//!                            failed, same n)  v  |      |
-//!                                          PENDING(n) <-+--retry (n < max): PENDING(n+1)
+//!   (absent) --accept--> PENDING(1) --start on S--> RUNNING(1, S) --succeed--> SUCCEEDED --close-->
+//!      |                    |   ^                      |      |
+//!      | refuse             |   |  hand over (n < max): |      +--fail (n = max)--> FAILED --close-->
+//!      v                    |   +-- PENDING(n + 1) <---+
+//!   FAILED                  +-- not started by its start-by time: PENDING(n + 1), or FAILED
 //! ```
 //!
-//! - PENDING(n): accepted, waiting for attempt n; only a request carrying exactly attempt n
-//!   starts it.
-//! - RUNNING(n, S): attempt n runs on session S, until `deadline`. Only RUNNING rows carry
-//!   `runningShard`, so the sparse index the detector queries holds nothing else.
+//! - `attempt` numbers hand-overs: every session a batch is given gets a new number, so one
+//!   attempt never runs on two sessions (results and notices are keyed by attempt).
+//! - PENDING(n): accepted, waiting for attempt n; `deadline` is its start-by time.
+//! - RUNNING(n, S): attempt n runs on session S until `deadline`.
+//! - SUCCEEDED / FAILED: settled; until `closedAt` is written the row still owes a follow-up
+//!   (stop the session, send the failure notice) due at `deadline`.
+//! - Every row that is not closed carries `runningShard`, so the sparse index the detector
+//!   queries holds exactly the rows that owe it something, and nothing else.
 //! - Every transition is a conditional write on the expected status, attempt and session
-//!   ([`Transition`]); whoever loses a race sees `ConditionFailed` and backs off. That is what
-//!   makes "exactly one outcome per attempt" hold between the agent, the invoker and any number
-//!   of overlapping detector runs.
+//!   ([`Transition`]) and stamps the row with its own `writeId`, so a writer whose write landed
+//!   but lost its answer can tell that from a lost race ([`write`]).
 
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 pub mod message;
 pub mod notification;
 pub mod ports;
-pub mod retry;
 pub mod settings;
+pub mod settle;
+mod transition;
+pub mod write;
+
+pub use transition::{Change, Expected, FOLLOW_UP_GRACE_MS, Refused, Transition};
 
 use crate::session::SessionId;
 use serde::{Deserialize, Serialize};
@@ -36,6 +42,30 @@ pub const INCOMING_PREFIX: &str = "incoming/";
 pub const MANIFEST_NAME: &str = "manifest.json";
 
 const MAX_BATCH_ID_LEN: usize = 128;
+/// S3's limit on a key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest `lastError` a row or a failure notice carries, in bytes.
+pub const MAX_ERROR_BYTES: usize = 2048;
+const TRUNCATED: &str = " [truncated]";
+
+/// At most `max` bytes of `text`, cut on a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// An error text as every row and notice stores it: at most [`MAX_ERROR_BYTES`], cut on a
+/// character boundary and marked when cut. An agent's error or answer is not ours to bound,
+/// and an unbounded one would push a row past DynamoDB's item limit.
+pub fn bounded_error(text: &str) -> String {
+    if text.len() <= MAX_ERROR_BYTES {
+        return text.to_string();
+    }
+    format!("{}{TRUNCATED}", clip(text, MAX_ERROR_BYTES - TRUNCATED.len()))
+}
 
 /// A batch's ID: 1..=128 of `[A-Za-z0-9._-]`, starting with a letter or digit.
 ///
@@ -121,13 +151,19 @@ impl ObjectRef {
         let invalid = || InvalidObjectRef(raw.to_string());
         let rest = raw.strip_prefix("s3://").ok_or_else(invalid)?;
         let (bucket, key) = rest.split_once('/').ok_or_else(invalid)?;
-        // S3's own limits: bucket names 3..=63 of [a-z0-9.-], keys 1..=1024 bytes.
+        Self::checked(bucket, key)
+    }
+
+    /// An object S3 can actually hold: bucket names 3..=63 of `[a-z0-9.-]`, keys 1..=1024
+    /// bytes. Every object a batch names is built here or through [`ObjectRef::parse`], so a
+    /// manifest can never name what a stored row could not be read back with.
+    pub fn checked(bucket: &str, key: &str) -> Result<Self, InvalidObjectRef> {
         let bucket_ok = (3..=63).contains(&bucket.len())
             && bucket
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-        if !bucket_ok || key.is_empty() || key.len() > 1024 {
-            return Err(invalid());
+        if !bucket_ok || key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(InvalidObjectRef(format!("s3://{bucket}/{}", clip(key, 200))));
         }
         Ok(Self::new(bucket, key))
     }
@@ -188,6 +224,34 @@ impl fmt::Display for BatchStatus {
     }
 }
 
+/// A document of a batch as its row pins it: the object, and the version and size S3 reported
+/// when the batch was accepted, so every attempt reads the same bytes. Direct requests and
+/// rows written before pinning carry `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedDocument {
+    pub object: ObjectRef,
+    pub version_id: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl From<ObjectRef> for PinnedDocument {
+    fn from(object: ObjectRef) -> Self {
+        Self {
+            object,
+            version_id: None,
+            size: None,
+        }
+    }
+}
+
+/// Written as its object's `s3://` URI, as document lists always were.
+impl fmt::Display for PinnedDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.object.fmt(f)
+    }
+}
+
 /// One tracking row (times in epoch milliseconds). The storage-only attributes
 /// (`runningShard`, `expiresAt`) are derived by the table adapter, not kept here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,44 +259,128 @@ impl fmt::Display for BatchStatus {
 pub struct BatchRow {
     pub batch_id: BatchId,
     pub status: BatchStatus,
+    /// The hand-over number: each session this batch is given runs its own attempt number.
     pub attempt: u32,
     pub max_attempts: u32,
     /// The session of the current (RUNNING) or last finished attempt; never set while PENDING.
     pub session_id: Option<SessionId>,
-    pub documents: Vec<ObjectRef>,
+    /// The documents, pinned at admission. The agent reads these, never a payload's list.
+    pub documents: Vec<PinnedDocument>,
     /// When the batch was accepted: the start of "deadline x maxAttempts" (invariant 6).
     pub accepted_at: u64,
     pub started_at: Option<u64>,
+    /// PENDING: start-by time; RUNNING: the attempt's deadline; settled and not closed: when
+    /// the follow-up is due.
     pub deadline: Option<u64>,
     pub updated_at: u64,
     pub last_error: Option<String>,
     pub result_ref: Option<String>,
+    /// The `writeId` of the last transition that landed on this row.
+    pub write_id: Option<String>,
+    /// When the failure notice of a FAILED row was sent (and recorded).
+    pub notified_at: Option<u64>,
+    /// When the follow-up of a settled row was done; the row has left the detector's index.
+    pub closed_at: Option<u64>,
+}
+
+fn pinned(documents: impl IntoIterator<Item = impl Into<PinnedDocument>>) -> Vec<PinnedDocument> {
+    documents.into_iter().map(Into::into).collect()
 }
 
 impl BatchRow {
-    /// A new batch whose first attempt starts now on `session_id`.
-    pub fn new_running(
+    /// A row as it is first written: status and the fields every row has; the constructors
+    /// below fill the rest.
+    fn accepted(
         batch_id: BatchId,
-        documents: Vec<ObjectRef>,
+        status: BatchStatus,
+        documents: Vec<PinnedDocument>,
         max_attempts: u32,
-        session_id: SessionId,
         now_ms: u64,
         deadline: u64,
     ) -> Self {
         Self {
             batch_id,
-            status: BatchStatus::Running,
+            status,
             attempt: 1,
             max_attempts,
-            session_id: Some(session_id),
+            session_id: None,
             documents,
             accepted_at: now_ms,
-            started_at: Some(now_ms),
+            started_at: None,
             deadline: Some(deadline),
             updated_at: now_ms,
             last_error: None,
             result_ref: None,
+            write_id: Some(new_write_id()),
+            notified_at: None,
+            closed_at: None,
         }
+    }
+
+    /// A new batch whose first attempt starts now on `session_id`.
+    pub fn new_running(
+        batch_id: BatchId,
+        documents: impl IntoIterator<Item = impl Into<PinnedDocument>>,
+        max_attempts: u32,
+        session_id: SessionId,
+        now_ms: u64,
+        deadline: u64,
+    ) -> Self {
+        let mut row = Self::accepted(
+            batch_id,
+            BatchStatus::Running,
+            pinned(documents),
+            max_attempts,
+            now_ms,
+            deadline,
+        );
+        row.session_id = Some(session_id);
+        row.started_at = Some(now_ms);
+        row
+    }
+
+    /// A new batch, accepted and waiting for its first session until `start_by`.
+    pub fn new_pending(
+        batch_id: BatchId,
+        documents: impl IntoIterator<Item = impl Into<PinnedDocument>>,
+        max_attempts: u32,
+        now_ms: u64,
+        start_by: u64,
+    ) -> Self {
+        Self::accepted(
+            batch_id,
+            BatchStatus::Pending,
+            pinned(documents),
+            max_attempts,
+            now_ms,
+            start_by,
+        )
+    }
+
+    /// A batch failed at admission (a document is missing, or not as declared): no session
+    /// was used. Its notice is owed, as for any FAILED row.
+    pub fn refused(
+        batch_id: BatchId,
+        documents: impl IntoIterator<Item = impl Into<PinnedDocument>>,
+        max_attempts: u32,
+        now_ms: u64,
+        reason: &str,
+    ) -> Self {
+        let mut row = Self::accepted(
+            batch_id,
+            BatchStatus::Failed,
+            pinned(documents),
+            max_attempts,
+            now_ms,
+            now_ms + FOLLOW_UP_GRACE_MS,
+        );
+        row.last_error = Some(bounded_error(reason));
+        row
+    }
+
+    /// The document objects, without their pins (for payloads, requests and notices).
+    pub fn objects(&self) -> Vec<ObjectRef> {
+        self.documents.iter().map(|d| d.object.clone()).collect()
     }
 
     /// The attempt in flight, if the row is RUNNING.
@@ -247,7 +395,7 @@ impl BatchRow {
         }
     }
 
-    /// What follows a failed attempt: another one, or the end.
+    /// What follows a failed (or never started) attempt: another one, or the end.
     pub fn after_failed_attempt(&self) -> AfterFailure {
         if self.attempt < self.max_attempts {
             AfterFailure::Retry {
@@ -257,6 +405,25 @@ impl BatchRow {
             AfterFailure::Exhausted
         }
     }
+
+    /// Settled, with its follow-up (session stop, failure notice) not yet done.
+    pub fn owes_follow_up(&self) -> bool {
+        self.status.is_terminal() && self.closed_at.is_none()
+    }
+
+    /// The row this writer expects to find when it changes it.
+    pub fn expected(&self) -> Expected {
+        Expected {
+            status: self.status,
+            attempt: self.attempt,
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// A fresh `writeId`: unique per write, so a writer recognises its own.
+pub fn new_write_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,128 +480,6 @@ pub struct RunningAttempt {
     pub batch_id: BatchId,
     pub attempt: u32,
     pub session_id: SessionId,
-}
-
-/// What a status the row is expected to be in looks like.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
-    pub status: BatchStatus,
-    pub attempt: u32,
-    pub session_id: Option<SessionId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// PENDING(n) -> RUNNING(n) on a new session.
-    Start { session_id: SessionId, deadline: u64 },
-    /// RUNNING(n, S) -> PENDING(n): the invocation failed, so the attempt never started.
-    Release { reason: String },
-    /// RUNNING(n, S) -> PENDING(n + 1).
-    Retry { reason: String },
-    /// RUNNING(n, S) -> FAILED.
-    Fail { reason: String },
-    /// RUNNING(n, S) -> SUCCEEDED.
-    Succeed { result_ref: String },
-    /// RUNNING(n, S) stays RUNNING with its deadline moved to now: the agent gave up, so the
-    /// detector settles the attempt on its next run by the usual rule.
-    Expire { reason: String },
-}
-
-/// One conditional write: applies only if the row is exactly as `expected`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    pub batch_id: BatchId,
-    pub expected: Expected,
-    pub change: Change,
-    pub at: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("batch {batch_id} is {found_status} attempt {found_attempt}, not as the write expected")]
-pub struct Refused {
-    pub batch_id: BatchId,
-    pub found_status: BatchStatus,
-    pub found_attempt: u32,
-}
-
-impl Transition {
-    pub fn start(batch_id: BatchId, attempt: u32, session_id: SessionId, at: u64, deadline: u64) -> Self {
-        Self {
-            batch_id,
-            expected: Expected {
-                status: BatchStatus::Pending,
-                attempt,
-                session_id: None,
-            },
-            change: Change::Start { session_id, deadline },
-            at,
-        }
-    }
-
-    /// A change of the attempt in flight; `change` must not be [`Change::Start`].
-    pub fn of_running(attempt: &RunningAttempt, change: Change, at: u64) -> Self {
-        Self {
-            batch_id: attempt.batch_id.clone(),
-            expected: Expected {
-                status: BatchStatus::Running,
-                attempt: attempt.attempt,
-                session_id: Some(attempt.session_id.clone()),
-            },
-            change,
-            at,
-        }
-    }
-
-    /// The status the row has after this transition.
-    pub fn target_status(&self) -> BatchStatus {
-        match self.change {
-            Change::Start { .. } | Change::Expire { .. } => BatchStatus::Running,
-            Change::Release { .. } | Change::Retry { .. } => BatchStatus::Pending,
-            Change::Fail { .. } => BatchStatus::Failed,
-            Change::Succeed { .. } => BatchStatus::Succeeded,
-        }
-    }
-
-    /// The specification of every transition, applied to an in-memory row. The DynamoDB
-    /// adapter expresses the same check and change as one conditional UpdateItem.
-    pub fn apply(&self, row: &BatchRow) -> Result<BatchRow, Refused> {
-        let matches = row.batch_id == self.batch_id
-            && row.status == self.expected.status
-            && row.attempt == self.expected.attempt
-            && row.session_id == self.expected.session_id;
-        if !matches {
-            return Err(Refused {
-                batch_id: row.batch_id.clone(),
-                found_status: row.status,
-                found_attempt: row.attempt,
-            });
-        }
-        let mut next = row.clone();
-        next.status = self.target_status();
-        next.updated_at = self.at;
-        match &self.change {
-            Change::Start { session_id, deadline } => {
-                next.session_id = Some(session_id.clone());
-                next.started_at = Some(self.at);
-                next.deadline = Some(*deadline);
-            }
-            Change::Release { reason } | Change::Retry { reason } => {
-                if matches!(self.change, Change::Retry { .. }) {
-                    next.attempt += 1;
-                }
-                next.session_id = None;
-                next.deadline = None;
-                next.last_error = Some(reason.clone());
-            }
-            Change::Fail { reason } => next.last_error = Some(reason.clone()),
-            Change::Succeed { result_ref } => next.result_ref = Some(result_ref.clone()),
-            Change::Expire { reason } => {
-                next.deadline = Some(self.at);
-                next.last_error = Some(reason.clone());
-            }
-        }
-        Ok(next)
-    }
 }
 
 /// The `lastError` an agent writes when it gives its own attempt up ([`Change::Expire`]), so
@@ -578,11 +623,18 @@ mod tests {
     fn retry_moves_to_the_next_attempt_and_clears_the_session_so_only_a_start_follows() {
         let running = row(BatchStatus::Running, 1);
         let attempt = running.running_attempt().unwrap();
-        let retried = Transition::of_running(&attempt, Change::Retry { reason: "late".into() }, 70_000)
-            .apply(&running)
-            .unwrap();
+        let retried = Transition::of_running(
+            &attempt,
+            Change::Retry {
+                reason: "late".into(),
+                start_by: 370_000,
+            },
+            70_000,
+        )
+        .apply(&running)
+        .unwrap();
         assert_eq!((retried.status, retried.attempt), (BatchStatus::Pending, 2));
-        assert_eq!((retried.session_id.as_ref(), retried.deadline), (None, None));
+        assert_eq!((retried.session_id.as_ref(), retried.deadline), (None, Some(370_000)));
         assert_eq!(admit(Some(&retried), 2), Admission::StartPending);
 
         let next = SessionId::generate();
@@ -594,20 +646,60 @@ mod tests {
     }
 
     #[test]
-    fn release_keeps_the_attempt_so_the_redelivered_request_starts_it_again() {
-        let running = row(BatchStatus::Running, 2);
-        let attempt = running.running_attempt().unwrap();
-        let released = Transition::of_running(
-            &attempt,
-            Change::Release {
-                reason: "invoke failed".into(),
-            },
+    fn a_never_started_pending_attempt_is_handed_over_to_the_next_number() {
+        let pending = BatchRow::new_pending(
+            id("case-1"),
+            vec![ObjectRef::new("docs", "incoming/case-1/a")],
+            3,
             5,
+            10,
+        );
+        let next = Transition::of_row(
+            &pending,
+            Change::Retry {
+                reason: "no session".into(),
+                start_by: 20,
+            },
+            11,
         )
-        .apply(&running)
+        .apply(&pending)
         .unwrap();
-        assert_eq!((released.status, released.attempt), (BatchStatus::Pending, 2));
-        assert_eq!(admit(Some(&released), 2), Admission::StartPending);
+        assert_eq!(
+            (next.status, next.attempt, next.deadline),
+            (BatchStatus::Pending, 2, Some(20))
+        );
+        assert_eq!(
+            admit(Some(&next), 1),
+            Admission::Duplicate {
+                status: BatchStatus::Pending,
+                attempt: 2
+            }
+        );
+    }
+
+    #[test]
+    fn every_transition_stamps_its_own_write_id_and_a_close_keeps_the_first_notice_time() {
+        let running = row(BatchStatus::Running, 3);
+        let fail = Transition::of_row(&running, Change::Fail { reason: "x".into() }, 100);
+        let failed = fail.apply(&running).unwrap();
+        assert_eq!(failed.write_id.as_deref(), Some(fail.write_id.as_str()));
+        assert_eq!(failed.deadline, Some(100 + FOLLOW_UP_GRACE_MS));
+        assert!(failed.owes_follow_up());
+        let closed = Transition::of_row(&failed, Change::Close { notified: true }, 200)
+            .apply(&failed)
+            .unwrap();
+        assert_eq!((closed.notified_at, closed.closed_at), (Some(200), Some(200)));
+        assert!(!closed.owes_follow_up());
+    }
+
+    #[test]
+    fn error_texts_are_bounded_on_a_char_boundary_with_a_marker() {
+        assert_eq!(bounded_error("short"), "short");
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let bounded = bounded_error(&long);
+        assert!(bounded.len() <= MAX_ERROR_BYTES, "{}", bounded.len());
+        assert!(bounded.ends_with(" [truncated]"));
+        assert!(bounded.trim_end_matches(" [truncated]").chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -5,10 +5,41 @@ use crate::aws::dynamodb::TrackingLayout;
 use crate::config::Env;
 use crate::error::ConfigError;
 use crate::manifest::BatchLimits;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub const TRACKING_SHARDS: &str = "TRACKING_SHARDS";
+pub const PENDING_TIMEOUT: &str = "BATCH_PENDING_TIMEOUT_SECS";
 const DAY_SECS: u64 = 24 * 3600;
+
+/// `BATCH_PENDING_TIMEOUT_SECS` (300): how long an accepted or handed-over attempt may wait for
+/// a session before it counts as a failed attempt (so an empty pool or a lost request delays a
+/// batch, never strands it). At least 30 s: shorter would hand batches over while their
+/// request is still on its way. The invoker and the detector must agree on it.
+pub fn pending_timeout_from_env(env: &Env) -> Result<Duration, ConfigError> {
+    let timeout = env.secs_or(PENDING_TIMEOUT, 300)?;
+    if timeout < Duration::from_secs(30) || timeout > Duration::from_secs(DAY_SECS) {
+        return Err(ConfigError::Invalid {
+            key: PENDING_TIMEOUT,
+            value: timeout.as_secs().to_string(),
+            reason: "must be 30..=86400 seconds".into(),
+        });
+    }
+    Ok(timeout)
+}
+
+/// A count that must be at least 1, read as `NonZeroU32`.
+pub fn positive(env: &Env, key: &'static str, default: u32) -> Result<NonZeroU32, ConfigError> {
+    let value: u32 = env.parse_or(key, default)?;
+    NonZeroU32::new(value).ok_or_else(|| ConfigError::Invalid {
+        key,
+        value: "0".into(),
+        reason: "must be at least 1".into(),
+    })
+}
+
+/// SQS's longest message delay: a retry request cannot be delayed more.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
 
 impl TrackingLayout {
     /// `TRACKING_SHARDS` (8) and `TRACKING_RETENTION_DAYS` (30). The invoker and the detector
@@ -64,6 +95,16 @@ mod tests {
             TrackingLayout::default()
         );
         assert_eq!(BatchLimits::from_env(&Env::default()).unwrap(), BatchLimits::default());
+    }
+
+    #[test]
+    fn a_pending_timeout_shorter_than_a_request_takes_to_arrive_is_refused() {
+        assert_eq!(
+            pending_timeout_from_env(&Env::default()).unwrap(),
+            Duration::from_secs(300)
+        );
+        let env = Env::from_pairs([(PENDING_TIMEOUT, "5")]);
+        assert!(pending_timeout_from_env(&env).is_err());
     }
 
     #[test]
