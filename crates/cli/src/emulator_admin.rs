@@ -139,6 +139,8 @@ mod tests {
             invocation_count: history.len() as u64,
             generation: history.last().map_or(0, |c| c.generation),
             state,
+            busy: false,
+            idle_since_ms: history.last().map_or(1, |c| c.at_ms),
             history,
         }
     }
