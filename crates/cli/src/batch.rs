@@ -359,7 +359,14 @@ mod tests {
         use warmpool_core::batch::fakes::MemoryTable;
         let table = std::sync::Arc::new(MemoryTable::default());
         let id = BatchId::parse("case-9").unwrap();
-        let mut row = BatchRow::new_running(id.clone(), vec![], 3, SessionId::generate(), 1_000, 61_000);
+        let mut row = BatchRow::new_running(
+            id.clone(),
+            Vec::<warmpool_core::batch::PinnedDocument>::new(),
+            3,
+            SessionId::generate(),
+            1_000,
+            61_000,
+        );
         let writer = {
             let table = table.clone();
             tokio::spawn(async move {

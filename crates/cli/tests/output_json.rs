@@ -290,7 +290,14 @@ async fn local_setup_batches_batch_submit_and_batch_status_print_json() {
 
     // No invoker runs here: the test writes the row the invoker would have.
     let id = warmpool_core::batch::BatchId::parse(batch_id.clone()).unwrap();
-    let row = warmpool_core::batch::BatchRow::new_running(id, vec![], 3, SessionId::generate(), 1_000, 61_000);
+    let row = warmpool_core::batch::BatchRow::new_running(
+        id,
+        Vec::<warmpool_core::batch::PinnedDocument>::new(),
+        3,
+        SessionId::generate(),
+        1_000,
+        61_000,
+    );
     let tracking = warmpool_core::aws::DynamoTrackingTable::new(dynamodb(), &table, Default::default());
     tracking.create(&row).await.expect("write the tracking row");
     let mut command = warmpool(&endpoint);
