@@ -15,7 +15,8 @@ test: bootstrap lint infra-check build-check
 
 # Figures side by side in one run; written to target/bench/summary.json. First part: claim
 # throughput against local SQS; second part: the pool policies in a discrete-event simulation
-# (docs/testing.md, Simulation), under `simulation`.
+# (crates/simulation, run by tests/src/bin/simulate.rs; docs/testing.md, Simulation), under
+# `simulation`.
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
 	cargo run -q -p warmpool-tests --bin simulate

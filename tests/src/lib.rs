@@ -6,7 +6,6 @@
 
 pub mod batch_stack;
 pub mod faults;
-pub mod simulation;
 pub mod soak;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};

@@ -11,7 +11,7 @@ use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
 
 /// The error the real service answers for each refusal of the model.
-pub(super) fn agent_error(rejection: &Rejection) -> AgentError {
+pub(crate) fn agent_error(rejection: &Rejection) -> AgentError {
     let kind = match rejection {
         Rejection::Throttled => AgentErrorKind::Throttled,
         Rejection::QuotaExceeded { .. } => AgentErrorKind::QuotaExceeded,
@@ -33,7 +33,7 @@ struct Life {
     end: Option<u64>,
 }
 
-pub(super) struct World {
+pub(crate) struct World {
     pub model: Model,
     pub rng: StdRng,
     idle_ms: u64,
@@ -135,7 +135,7 @@ impl World {
 /// The agent runtime the sweep talks to: the model, at the virtual clock's time, answering at
 /// once (the sweep's calls take no virtual time).
 #[derive(Clone)]
-pub(super) struct SimAgent {
+pub(crate) struct SimAgent {
     pub world: Arc<Mutex<World>>,
     pub clock: ManualClock,
 }

@@ -1,0 +1,130 @@
+//! The policies compared, and how each one is deployed for a run.
+//!
+//! The project's deployment is sized as the operations guide advises: a creation budget of 80%
+//! of the account's quota, `MAX_CONCURRENT_RUNS` = budget x 5 s (the p95 warmup, rounded up)
+//! execution environments, each with its own pacer and warmup-time window,
+//! `MAX_CREATIONS_PER_RUN` = budget x the 60 s schedule, and on a profile with bursts the
+//! pre-warm windows an operator who knows them would schedule ([`Profile::prewarm_schedule`]).
+//! get-session's `{"count": n}` events, the schedule's events and the schedule's top-up events
+//! wait in Lambda's async queue for a free environment. Callers retry a throttled cold start
+//! as the SDK's standard mode does (three attempts, full-jitter backoff) and then give up.
+
+use crate::{Profile, Settings, SimError};
+use serde::Serialize;
+use std::time::Duration;
+use warmpool_core::config::Env;
+use warmpool_core::maintenance;
+use warmpool_core::pool::{ClaimPolicy, Lifecycle, OnEmpty};
+use warmpool_core::quota::CreationBudget;
+use warmpool_core::warmup::WarmupPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// A new session for every request.
+    None,
+    /// Fixed pool, one-for-one refill on claim, no heartbeat, no retirement, no staleness check.
+    Reference,
+    /// This project: adaptive target, heartbeats, retirement, paced creations, stale checks.
+    Project,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::None, Policy::Reference, Policy::Project];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::None => "none",
+            Policy::Reference => "reference",
+            Policy::Project => "project",
+        }
+    }
+}
+
+/// The p95 warmup the deployment is sized for (the service's cold start p99 is about 5 s).
+pub(crate) const WARMUP_P95: Duration = Duration::from_secs(5);
+
+/// A policy as deployed for one run: how get-session claims, what replenish's schedule does,
+/// and how many execution environments run replenish.
+pub(crate) struct Deployment {
+    /// `None` when every request starts a new session.
+    pub claim: Option<ClaimPolicy>,
+    /// `None` when nothing runs on a schedule.
+    pub maintenance: Option<maintenance::Settings>,
+    /// replenish's execution environments; 0 for a policy that is neither paced nor limited
+    /// in concurrency.
+    pub environments: usize,
+    pub budget: CreationBudget,
+    pub max_count: u32,
+    pub warmup: WarmupPolicy,
+}
+
+impl Deployment {
+    pub fn new(profile: &Profile, policy: Policy, settings: &Settings) -> Result<Self, SimError> {
+        let env = modelled_env(profile, settings)?;
+        let replenish = replenish::Config::from_env(&env)?;
+        let get_session = get_session::Config::from_env(&env)?;
+        let (claim, maintenance, environments) = match policy {
+            Policy::None => (None, None, 0),
+            // The reference trusts whatever it pooled: no lifetime rule at claim. It replaces
+            // what it took, never a fallback (`replace_fresh_fallbacks` stays off).
+            Policy::Reference => (Some(reference_claim()), None, 0),
+            Policy::Project => (
+                Some(get_session.claim),
+                Some(replenish.maintenance.clone()),
+                replenish.creation_budget.max_concurrent_runs.get() as usize,
+            ),
+        };
+        Ok(Self {
+            claim,
+            maintenance,
+            environments,
+            budget: replenish.creation_budget,
+            max_count: replenish.max_count_per_trigger,
+            warmup: replenish.warmup,
+        })
+    }
+}
+
+fn reference_claim() -> ClaimPolicy {
+    ClaimPolicy {
+        lifecycle: Lifecycle {
+            idle_timeout: Duration::from_secs(u64::from(u32::MAX)),
+            max_lifetime: Duration::from_secs(u64::from(u32::MAX)),
+            safety_margin: Duration::ZERO,
+        },
+        on_empty: OnEmpty::Fresh,
+        ..ClaimPolicy::default()
+    }
+}
+
+/// The environment of replenish and get-session in the modelled deployment, with the
+/// settings' own project environment on top.
+fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError> {
+    let budget = (profile.creation_quota * 4 / 5).max(1);
+    let prewarm = profile
+        .prewarm_schedule(settings.lead_in, f64::from(budget), WARMUP_P95, settings.prewarm_scale)
+        .map_err(|reason| SimError::Profile(profile.name.clone(), reason))?;
+    let (runs, per_run) = (
+        (budget * WARMUP_P95.as_secs() as u32).to_string(),
+        (budget * 60).to_string(),
+    );
+    let budget = budget.to_string();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("POOL_QUEUE_URL", "simulated"),
+        ("REPLENISH_FUNCTION_NAME", "replenish"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
+        ("CREATION_BUDGET_PER_SEC", &budget),
+        ("MAX_CONCURRENT_RUNS", &runs),
+        ("MAX_CREATIONS_PER_RUN", &per_run),
+        (
+            "AGENT_RUNTIME_ARN",
+            "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/sim",
+        ),
+    ];
+    if let Some(schedule) = &prewarm {
+        pairs.push(("POOL_TARGET_SCHEDULE", schedule));
+    }
+    pairs.extend(settings.project_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Ok(Env::from_pairs(pairs))
+}

@@ -1,0 +1,126 @@
+//! The policies' behaviour over whole runs: what each one hands out, and what the project's
+//! adaptive target, heartbeats, retirement and pre-warm windows do to it.
+
+use super::*;
+use std::time::Duration;
+use warmpool_core::clock::millis;
+
+fn profile(name: &str, duration_min: u64, shape: Shape) -> Profile {
+    Profile {
+        name: name.into(),
+        duration: Duration::from_secs(duration_min * 60),
+        shape,
+        creation_quota: 25,
+    }
+}
+
+fn quick() -> Settings {
+    Settings {
+        lead_in: Duration::from_secs(5 * 60),
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn the_same_seed_repeats_a_run_exactly_and_another_seed_does_not() {
+    let steady = profile("t", 10, Shape::Steady { rate: 5.0 });
+    let a = simulate(&steady, Policy::Project, &quick()).unwrap();
+    let b = simulate(&steady, Policy::Project, &quick()).unwrap();
+    assert_eq!(a, b);
+    let other = Settings { seed: 7, ..quick() };
+    assert_ne!(a, simulate(&steady, Policy::Project, &other).unwrap());
+}
+
+#[test]
+fn the_adaptive_target_follows_a_rate_step_up_and_down() {
+    let twenty = Duration::from_secs(20 * 60);
+    let steps = profile(
+        "steps",
+        60,
+        Shape::Steps(vec![(twenty, 2.0), (twenty, 10.0), (twenty, 2.0)]),
+    );
+    let settings = quick();
+    let run = simulate(&steps, Policy::Project, &settings).unwrap();
+    let start = millis(settings.lead_in);
+    // The median target over the second half of each step, once the rounds caught up.
+    let median = |step: u64| {
+        let from = start + step * millis(twenty) + millis(twenty) / 2;
+        let mut targets: Vec<u32> = run
+            .details
+            .targets
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < from + millis(twenty) / 2)
+            .map(|(_, target)| *target)
+            .collect();
+        targets.sort_unstable();
+        targets[targets.len() / 2]
+    };
+    let (low, high, low_again) = (median(0), median(1), median(2));
+    assert!(high >= 3 * low, "2/s -> {low}, 10/s -> {high}");
+    assert!(low_again * 2 <= high, "back at 2/s -> {low_again}, was {high}");
+    assert!(run.row.warm_hit_rate >= 0.99, "{:?}", run.row);
+}
+
+#[test]
+fn on_a_quiet_pool_the_reference_hands_out_dead_ids_and_heartbeats_prevent_them() {
+    let quiet = profile("quiet", 60, Shape::Steady { rate: 0.01 });
+    let reference = simulate(&quiet, Policy::Reference, &quick()).unwrap();
+    let project = simulate(&quiet, Policy::Project, &quick()).unwrap();
+    assert!(reference.row.dead_ids_handed_out > 0, "{:?}", reference.row);
+    assert_eq!(project.row.dead_ids_handed_out, 0);
+    assert!(project.details.heartbeats > 0);
+    assert!(project.row.warm_hit_rate >= 0.99, "{:?}", project.row);
+}
+
+#[test]
+fn sessions_are_retired_before_their_max_lifetime_and_never_handed_out_past_it() {
+    // One-hour lifetimes in the service and in the project's settings alike.
+    let mut settings = quick();
+    settings.service.max_lifetime = Duration::from_secs(3_600);
+    settings.project_env.extend([
+        ("SESSION_MAX_LIFETIME_SECS".to_string(), "3600".to_string()),
+        ("RETIRE_SPREAD_SECS".to_string(), "600".to_string()),
+    ]);
+    // A claim every hour or so: pooled sessions grow old before anyone takes them.
+    let quiet = profile("quiet", 240, Shape::Steady { rate: 0.0003 });
+    let project = simulate(&quiet, Policy::Project, &settings).unwrap();
+    assert!(project.details.retired > 0, "{:?}", project.details);
+    assert!(project.details.stops >= project.details.retired);
+    assert_eq!(project.row.dead_ids_handed_out, 0);
+}
+
+#[test]
+fn a_prewarm_window_absorbs_a_burst_above_the_creation_budget() {
+    // One 5x burst at minute 25 of the clock, 40/s above a 20/s budget.
+    let burst = profile(
+        "burst",
+        30,
+        Shape::Bursts {
+            base: 10.0,
+            factor: 5.0,
+            every: Duration::from_secs(30 * 60),
+            length: Duration::from_secs(5 * 60),
+            offset: Duration::from_secs(20 * 60),
+        },
+    );
+    let reactive = Settings {
+        prewarm_scale: 0.0,
+        ..quick()
+    };
+    let without = simulate(&burst, Policy::Project, &reactive).unwrap();
+    let with = simulate(&burst, Policy::Project, &quick()).unwrap();
+    assert!(without.row.warm_hit_rate < 0.9, "{:?}", without.row);
+    assert!(with.row.warm_hit_rate >= 0.99, "{:?}", with.row);
+    assert_eq!(with.row.dead_ids_handed_out, 0);
+    let peak = with.details.targets.iter().map(|(_, t)| *t).max();
+    assert_eq!(peak, Some(9_250), "the window's target was in force");
+}
+
+#[test]
+fn without_a_pool_every_request_is_a_cold_start() {
+    let steady = profile("t", 10, Shape::Steady { rate: 5.0 });
+    let none = simulate(&steady, Policy::None, &quick()).unwrap();
+    assert_eq!(none.row.warm_hit_rate, 0.0);
+    assert!(none.row.p50_ms > 2_000, "{:?}", none.row);
+    assert_eq!(none.row.idle_session_hours, 0.0);
+}
