@@ -14,7 +14,7 @@ use warmpool_core::aws::SqsPoolQueue;
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::maintenance::{MaintenanceRules, SweepLimits, sweep};
+use warmpool_core::maintenance::{MaintenanceRules, SweepLimits, SweepWindow, sweep};
 use warmpool_core::pool::{ClaimPolicy, Claimer, Lifecycle, OnEmpty, Source};
 use warmpool_core::ports::{AgentRuntime, PoolQueue};
 use warmpool_core::session::{PooledSession, SessionId};
@@ -204,7 +204,8 @@ async fn a_sweep_never_hides_more_than_its_bound_and_releases_what_it_does_not_t
         })
     };
     let deadline = SystemClock.now_ms() + 60_000;
-    let report = sweep(&queue, &agent, &SystemClock, &rules, &limits, 0, deadline).await;
+    let window = SweepWindow::new(deadline, Duration::from_secs(60));
+    let report = sweep(&queue, &agent, &SystemClock, &rules, &limits, 0, window).await;
     sweeping.store(false, Ordering::SeqCst);
     watcher.await.expect("watcher");
 

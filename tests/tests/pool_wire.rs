@@ -170,9 +170,10 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
         .unwrap();
     let agent = agent_runtime(&emulator);
     let policy = WarmupPolicy {
-        concurrency: 1,
+        concurrency: std::num::NonZeroUsize::MIN,
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(100),
+        ..WarmupPolicy::default()
     };
 
     let warming = {
