@@ -1,4 +1,4 @@
-.PHONY: test lint bench demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
+.PHONY: test lint bench soak demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
 
 # Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
 bootstrap:
@@ -15,17 +15,21 @@ test: bootstrap lint infra-check build-check
 
 # Figures side by side in one run; written to target/bench/summary.json. First part: claim
 # throughput against local SQS; second part: the pool policies in a discrete-event simulation
-# (README, Pool lifecycle), under `simulation`.
+# (docs/testing.md, Simulation), under `simulation`.
 bench: bootstrap
 	cargo run -q -p warmpool-tests --bin bench
 	cargo run -q -p warmpool-tests --bin simulate
+
+# Invariants under injected faults, counted; written to target/bench/soak.json (docs/testing.md).
+soak: bootstrap
+	cargo run -q -p warmpool-tests --bin soak
 
 # The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and
 # one document batch end to end.
 demo: bootstrap
 	scripts/demo.sh
 
-# --- deployment (infra/template.yaml; README, Deploying) ----------------------------------------
+# --- deployment (infra/template.yaml; docs/operations.md) ----------------------------------------
 LAMBDAS := get-session replenish invoker stale-batch-detector
 CARGO_LAMBDA := PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda
 SAM_VERSION := 1.170.0
@@ -52,7 +56,7 @@ build: bootstrap arm64-target
 	done
 
 # CI's arm64 check: the release build itself (what `deploy` ships; 13 min cold on the 2-core
-# dev machine, see README, Deploying), then each function must be an aarch64 ELF. rustup fetches
+# dev machine, see docs/testing.md), then each function must be an aarch64 ELF. rustup fetches
 # the aarch64 standard library from the Rust distribution server; on a machine that cannot reach
 # it the check is skipped with a notice (`make build` itself stays strict).
 build-check:
@@ -70,7 +74,7 @@ arm64-elf-check: build
 
 # sam deploy of infra/template.yaml with the zips of `build`; guided on first use, whose answers
 # are kept in infra/samconfig.toml (git-ignored). DEPLOY_ARGS passes more options, e.g.
-# DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: README, Deploying.
+# DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: docs/operations.md.
 deploy: build
 	@[ -x $(SAM) ] || { python3 -m venv .tools/sam && .tools/sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_VERSION)"; }
 	@if [ -f infra/samconfig.toml ]; then \

@@ -5,7 +5,9 @@
 //! binary exits, however it exits (see [`Moto::shared`]).
 
 pub mod batch_stack;
+pub mod faults;
 pub mod simulation;
+pub mod soak;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};

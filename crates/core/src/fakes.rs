@@ -26,6 +26,7 @@ pub struct MemoryPool {
     unanswered_enqueues: AtomicU32,
     /// Sends seen, landed or not: what the caller tried.
     send_attempts: AtomicU32,
+    stale_receipts_accepted: AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryPool {
@@ -60,6 +61,8 @@ struct PoolState {
     /// By send order.
     messages: BTreeMap<u64, Message>,
     receipts: HashMap<String, u64>,
+    /// Every receipt ever issued, for [`MemoryPool::accept_stale_receipts`].
+    issued: HashMap<String, u64>,
     next_id: u64,
     /// (group, deduplication ID) -> when a send with it was first accepted.
     deduplication: HashMap<(String, String), u64>,
@@ -84,6 +87,7 @@ impl MemoryPool {
             refused_enqueues: AtomicU32::new(0),
             unanswered_enqueues: AtomicU32::new(0),
             send_attempts: AtomicU32::new(0),
+            stale_receipts_accepted: AtomicBool::new(false),
         }
     }
 
@@ -135,6 +139,13 @@ impl MemoryPool {
 
     pub fn fail_next_deletes(&self, n: u32) {
         self.failing_deletes.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on a delete with any receipt this pool ever issued succeeds, even after the
+    /// message's visibility ended or it was received again under another receipt: what moto
+    /// does (real SQS FIFO refuses such a handle). A claimer must not rely on the refusal.
+    pub fn accept_stale_receipts(&self) {
+        self.stale_receipts_accepted.store(true, Ordering::SeqCst);
     }
 
     /// The next `n` sends fail with a transport error before they reach the queue.
@@ -199,6 +210,7 @@ impl PoolQueue for MemoryPool {
             state.next_id += 1;
             let receipt = format!("r-{}", state.next_id);
             state.receipts.insert(receipt.clone(), seq);
+            state.issued.insert(receipt.clone(), seq);
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
@@ -232,7 +244,11 @@ impl PoolQueue for MemoryPool {
                 "receipt handle is invalid",
             ));
         }
-        match state.held(receipt, now) {
+        let stale_accepted = self.stale_receipts_accepted.load(Ordering::SeqCst);
+        let held = state
+            .held(receipt, now)
+            .or_else(|| stale_accepted.then(|| state.issued.get(receipt).copied()).flatten());
+        match held {
             Some(seq) => {
                 state.messages.remove(&seq);
                 state.receipts.remove(receipt);

@@ -266,6 +266,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             trigger_failed: false,
         };
         while claim.discarded() < policy.max_discards.get() {
+            let received_at = self.clock.now_ms();
             let received = self
                 .queue
                 .receive(1, policy.wait, policy.visibility)
@@ -283,6 +284,11 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
                 continue;
             }
             claim.consumed += 1;
+            if usable.is_some() && !self.deleted_while_hidden(received_at) {
+                warn!(message_id = %message.message_id, "pool message deleted after its visibility may have ended; not handing it out");
+                claim.lost_deletes += 1;
+                continue;
+            }
             if let Some(session) = usable {
                 claim.session = ClaimedSession {
                     session_id: session.session_id,
@@ -334,6 +340,18 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         Some(session)
     }
 
+    /// Whether the delete that just succeeded came while the message was surely still hidden
+    /// under our receipt. Real SQS FIFO refuses a receipt whose visibility ended, but moto (and
+    /// any queue that accepts stale handles) lets the delete succeed even though another claimer
+    /// may have received the message since: the delete alone then proves nothing. The visibility
+    /// clock starts no earlier than our receive request, so a delete answered before
+    /// `received_at + visibility` (less a tenth for clock drift) landed while it was ours.
+    fn deleted_while_hidden(&self, received_at: u64) -> bool {
+        let visibility = millis(self.policy.visibility);
+        let deadline = received_at.saturating_add(visibility - visibility / 10);
+        self.clock.now_ms() < deadline
+    }
+
     fn fresh_session(&self) -> ClaimedSession {
         ClaimedSession {
             session_id: SessionId::generate(),
@@ -349,6 +367,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::fakes::{MemoryPool, RecordingTrigger};
+    use crate::ports::Received;
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -400,6 +419,56 @@ mod tests {
             Freshness::LifetimeExpired
         );
         assert_eq!(lifecycle().freshness(&session(28_739, 1), NOW), Freshness::Fresh);
+    }
+
+    /// A claimer frozen between its receive and its delete for longer than the visibility.
+    struct FrozenAfterReceive {
+        pool: MemoryPool,
+        clock: ManualClock,
+    }
+
+    impl PoolQueue for FrozenAfterReceive {
+        async fn receive(&self, max: u8, wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+            let received = self.pool.receive(max, wait, visibility).await;
+            self.clock.advance(visibility);
+            received
+        }
+        async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+            self.pool.delete(receipt).await
+        }
+        async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
+            self.pool.enqueue(session).await
+        }
+        async fn depth(&self) -> Result<crate::ports::PoolDepth, QueueError> {
+            self.pool.depth().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_that_succeeds_after_the_visibility_ended_hands_nothing_out() {
+        let clock = ManualClock::at(NOW);
+        let pool = MemoryPool::with_clock(std::sync::Arc::new(clock.clone()));
+        pool.accept_stale_receipts();
+        pool.push(&session(100, 10));
+        let claimer = Claimer {
+            queue: FrozenAfterReceive {
+                pool,
+                clock: clock.clone(),
+            },
+            trigger: RecordingTrigger::default(),
+            clock,
+            policy: ClaimPolicy {
+                lifecycle: lifecycle(),
+                on_empty: OnEmpty::Fresh,
+                wait: Duration::ZERO,
+                ..ClaimPolicy::default()
+            },
+        };
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.source, Source::Fresh, "another claimer may hold it");
+        assert_eq!((claim.lost_deletes, claim.consumed), (1, 1));
     }
 
     #[tokio::test]

@@ -7,6 +7,10 @@ use warmpool_core::batch::INCOMING_PREFIX;
 use warmpool_core::config::Env;
 use warmpool_core::manifest::BatchLimits;
 
+/// S3 keys hold 1,024 bytes; a result key adds at most 193 to its prefix (a 128-byte batch
+/// ID, a 10-digit attempt, a 32-digit session tag and the separators).
+const MAX_RESULTS_PREFIX_BYTES: usize = 1_024 - 193;
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// `AGENT_LISTEN` (0.0.0.0:8080): AgentCore reaches the container on port 8080; tests and
@@ -17,7 +21,7 @@ pub struct AgentConfig {
     /// `RESULTS_QUEUE_URL`
     pub results_queue_url: String,
     /// `RESULTS_BUCKET`, `RESULTS_PREFIX` (`results/`): results are written to
-    /// `<prefix><batchId>/attempt-<n>.json`.
+    /// `<prefix><batchId>/attempt-<n>/session-<tag>.json` ([`crate::run::session_tag`]).
     pub results_bucket: String,
     pub results_prefix: String,
     pub run: RunSettings,
@@ -66,6 +70,13 @@ impl AgentConfig {
                 reason: "results must not land where batches are read from".into(),
             });
         }
+        if results_prefix.len() > MAX_RESULTS_PREFIX_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "RESULTS_PREFIX",
+                value: results_prefix,
+                reason: format!("at most {MAX_RESULTS_PREFIX_BYTES} bytes, so that every result key fits S3's 1,024"),
+            });
+        }
         Ok(Self {
             listen: env.parse_or("AGENT_LISTEN", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             tracking_table: env.required("TRACKING_TABLE")?,
@@ -99,6 +110,17 @@ mod tests {
         let config = AgentConfig::from_env(&Env::from_pairs(REQUIRED)).unwrap();
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert!(!config.emulator_hooks);
+    }
+
+    #[test]
+    fn a_results_prefix_that_would_push_result_keys_past_s3s_limit_is_refused() {
+        let with = |prefix: String| {
+            let pairs = REQUIRED.iter().copied().chain([("RESULTS_PREFIX", prefix.as_str())]);
+            AgentConfig::from_env(&Env::from_pairs(pairs))
+        };
+        assert!(with(format!("{}/", "r".repeat(MAX_RESULTS_PREFIX_BYTES - 1))).is_ok());
+        let error = with(format!("{}/", "r".repeat(MAX_RESULTS_PREFIX_BYTES))).unwrap_err();
+        assert!(error.to_string().contains("1,024"), "{error}");
     }
 
     #[test]

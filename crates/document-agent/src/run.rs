@@ -1,26 +1,37 @@
-//! One batch attempt, run in the background: read every document, process it, write the
-//! result to S3, publish it to the results queue FIRST, then mark the row SUCCEEDED with a
-//! write conditioned on this attempt and this session. If the table refuses (the detector
-//! settled the attempt first), the attempt is superseded: its result stays published but the
-//! row says which attempt counts. If the work fails, the agent expires its own attempt so the
-//! detector retries it now instead of at the deadline.
+//! One batch attempt, run in the background, on the attempt the row assigned to this session
+//! ([`crate::ownership`]): read the row's documents, process them, confirm the row still
+//! assigns the attempt to this session, write the result to S3 under a key only this session
+//! writes, confirm again, publish it to the results queue FIRST, then mark the row SUCCEEDED
+//! with a write conditioned on this attempt and this session.
+//!
+//! If the row moved on before publishing (the detector or the invoker settled the attempt),
+//! nothing is published: the run is superseded. If it moves on between the notice and the
+//! final write, the notice stays out and the table refuses the write; the row says which
+//! attempt counts. If the work fails, the agent expires its own attempt so the detector
+//! retries it now instead of at the deadline.
 
 use crate::config::RunSettings;
+use crate::ownership::{self, OwnedAttempt, RowDocument};
 use crate::processor::{Document, DocumentProcessor, DocumentRecord};
+use crate::reason::{MAX_REASON_BYTES, bounded};
 use futures::StreamExt;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tracing::{info, warn};
 use warmpool_core::batch::message::{self, ResultNotice};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
-use warmpool_core::batch::{BatchId, Change, ObjectRef, RunningAttempt, Transition, agent_gave_up};
+use warmpool_core::batch::{BatchId, BatchStatus, Change, ObjectRef, RunningAttempt, Transition, agent_gave_up};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
 
-/// Tries of the final table write; a transport failure there would otherwise throw away a
-/// finished batch and make the detector run it again.
+/// Tries of each table call after the work is done (the ownership checks and the final
+/// write): a transport failure there would otherwise throw away a finished batch and make the
+/// detector run it again.
 const RECORD_TRIES: u32 = 3;
 const RECORD_BACKOFF: Duration = Duration::from_millis(200);
+/// Bytes of SHA-256 in a session's tag: 128 bits, so two sessions never share a result key.
+const SESSION_TAG_BYTES: usize = 16;
 
 /// Everything a run needs; shared by every session's task.
 pub struct Services<T, S, Q, P> {
@@ -39,15 +50,22 @@ pub struct Services<T, S, Q, P> {
 pub enum RunOutcome {
     /// Published and the row is SUCCEEDED.
     Recorded,
-    /// Published, but the row had moved on: another attempt owns the batch.
+    /// The row had moved on: another attempt (or session) owns the batch. Nothing was published
+    /// if it moved before the notice; else the notice is out and the row says it does not count.
     Superseded,
-    /// The work failed; the attempt was handed back to the detector.
+    /// The work failed; the attempt was handed back to the detector. The reason is bounded.
     GaveUp(String),
     /// The session ended under the run (crash or StopRuntimeSession); nothing was finished.
     Aborted,
 }
 
-/// The result document: `results/<batchId>/attempt-<n>.json`.
+/// Why a run stopped before it published.
+enum Stop {
+    Superseded,
+    Failed(String),
+}
+
+/// The result document, at [`Services::result_location`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchResult<'a> {
@@ -60,39 +78,59 @@ pub struct BatchResult<'a> {
     pub documents: Vec<DocumentRecord>,
 }
 
+/// A session's tag in result keys: the first 128 bits of SHA-256 over the session ID, in hex.
+/// It tells sessions apart without revealing the ID (a bearer secret; generated IDs carry 122
+/// random bits, so the hash cannot be walked back).
+pub fn session_tag(session_id: &SessionId) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"warmpool result key v1\n")
+        .chain_update(session_id.as_str().as_bytes())
+        .finalize();
+    digest[..SESSION_TAG_BYTES].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> Services<T, S, Q, P> {
+    /// `<prefix><batchId>/attempt-<n>/session-<tag>.json`: one key per attempt and session, so
+    /// two sessions never write the same object, whether or not a hand-over renumbers the
+    /// attempt.
     pub fn result_location(&self, attempt: &RunningAttempt) -> ObjectRef {
         ObjectRef::new(
             &self.results_bucket,
             format!(
-                "{}{}/attempt-{}.json",
-                self.results_prefix, attempt.batch_id, attempt.attempt
+                "{}{}/attempt-{}/session-{}.json",
+                self.results_prefix,
+                attempt.batch_id,
+                attempt.attempt,
+                session_tag(&attempt.session_id)
             ),
         )
     }
 
-    pub async fn run(&self, attempt: &RunningAttempt, documents: &[ObjectRef]) -> RunOutcome {
+    pub async fn run(&self, owned: &OwnedAttempt) -> RunOutcome {
+        let attempt = &owned.attempt;
         let started_at = SystemClock.now_ms();
-        let published = match self.produce(attempt, documents, started_at).await {
-            Ok(published) => published,
-            Err(reason) => return self.give_up(attempt, reason).await,
-        };
-        self.record(attempt, &published).await
+        match self.produce(owned, started_at).await {
+            Ok(published) => self.record(attempt, &published).await,
+            Err(Stop::Superseded) => {
+                info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, "attempt taken away before publishing: nothing published");
+                RunOutcome::Superseded
+            }
+            Err(Stop::Failed(reason)) => self.give_up(attempt, reason).await,
+        }
     }
 
     /// Reads, processes, writes and publishes; returns the result's location.
-    async fn produce(
-        &self,
-        attempt: &RunningAttempt,
-        documents: &[ObjectRef],
-        started_at: u64,
-    ) -> Result<ObjectRef, String> {
-        let records: Vec<Result<DocumentRecord, String>> = futures::stream::iter(documents.to_vec())
-            .map(|location| self.process_one(location))
+    async fn produce(&self, owned: &OwnedAttempt, started_at: u64) -> Result<ObjectRef, Stop> {
+        let attempt = &owned.attempt;
+        let records: Vec<Result<DocumentRecord, String>> = futures::stream::iter(owned.documents.clone())
+            .map(|document| self.process_one(&attempt.batch_id, document))
             .buffered(self.settings.read_concurrency.max(1))
             .collect()
             .await;
-        let documents = records.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let documents = records
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Stop::Failed)?;
         let document_count = documents.len();
         let result = BatchResult {
             v: message::VERSION,
@@ -103,12 +141,14 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
             finished_at: SystemClock.now_ms(),
             documents,
         };
-        let body = serde_json::to_vec_pretty(&result).map_err(|e| format!("result not serializable: {e}"))?;
+        let body =
+            serde_json::to_vec_pretty(&result).map_err(|e| Stop::Failed(format!("result not serializable: {e}")))?;
         let location = self.result_location(attempt);
-        self.store
-            .put(&location, body, "application/json")
-            .await
-            .map_err(|e| e.to_string())?;
+        self.confirm_ownership(attempt).await?;
+        self.write_result(&location, body).await.map_err(Stop::Failed)?;
+        // Again right before publishing: the write may have taken long, and the notice is what
+        // consumers act on.
+        self.confirm_ownership(attempt).await?;
         let notice = ResultNotice {
             v: message::VERSION,
             batch_id: attempt.batch_id.clone(),
@@ -121,11 +161,50 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
         self.results
             .send(&message::to_body(&notice), Duration::ZERO)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         Ok(location)
     }
 
-    async fn process_one(&self, location: ObjectRef) -> Result<DocumentRecord, String> {
+    /// The only write of a result object. The key is this session's own, so a plain put can
+    /// only ever replace this session's earlier bytes (an SDK retry of the same put).
+    async fn write_result(&self, location: &ObjectRef, body: Vec<u8>) -> Result<(), String> {
+        self.store
+            .put(location, body, "application/json")
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// `Ok` if the row still assigns the attempt to this session; a table that cannot say so
+    /// after a few tries fails the run rather than publish on a guess.
+    async fn confirm_ownership(&self, attempt: &RunningAttempt) -> Result<(), Stop> {
+        for n in 0..RECORD_TRIES {
+            match ownership::still_owns(&self.table, attempt).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(Stop::Superseded),
+                Err(error) => {
+                    warn!(batch_id = %attempt.batch_id, %error, try_number = n + 1, "confirming ownership failed");
+                    tokio::time::sleep(RECORD_BACKOFF * 2u32.pow(n)).await;
+                }
+            }
+        }
+        Err(Stop::Failed(
+            "the tracking table could not confirm this session still owns the attempt".into(),
+        ))
+    }
+
+    /// Reads one document exactly as the row names it, and processes it.
+    async fn process_one(&self, batch_id: &BatchId, document: RowDocument) -> Result<DocumentRecord, String> {
+        let location = document.location;
+        // The row's list passed the manifest check; this holds even if a row was forged.
+        if !location.key.starts_with(&batch_id.incoming_prefix()) {
+            return Err(format!("document {location} is outside the batch's prefix"));
+        }
+        if let Some(version) = document.version_id {
+            // Reading the current version instead would break the pin silently.
+            return Err(format!(
+                "document {location} is pinned to version {version}, which this store cannot read"
+            ));
+        }
         let object = self
             .store
             .get(&location, self.settings.max_document_bytes)
@@ -149,11 +228,13 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
         );
         for n in 0..RECORD_TRIES {
             match self.table.transition(&succeed).await {
-                Ok(()) => {
-                    info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, result = %result, "batch succeeded");
-                    return RunOutcome::Recorded;
-                }
+                Ok(()) => return self.recorded(attempt, result),
+                // A try whose answer was lost may have landed; the retry then fails its
+                // condition against this very write.
                 Err(error) if error.is_condition_failed() => {
+                    if self.success_landed(attempt, result).await {
+                        return self.recorded(attempt, result);
+                    }
                     info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, "attempt superseded before it could record its result");
                     return RunOutcome::Superseded;
                 }
@@ -163,11 +244,40 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
                 }
             }
         }
+        if self.success_landed(attempt, result).await {
+            return self.recorded(attempt, result);
+        }
         // Still RUNNING: the detector retries the batch at its deadline.
         RunOutcome::GaveUp("the tracking table refused the result".into())
     }
 
+    fn recorded(&self, attempt: &RunningAttempt, result: &ObjectRef) -> RunOutcome {
+        info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, result = %result, "batch succeeded");
+        RunOutcome::Recorded
+    }
+
+    /// Whether the row is SUCCEEDED by exactly this attempt, session and result: this run's
+    /// own write, whatever its answer said. A row that cannot be read counts as not landed.
+    async fn success_landed(&self, attempt: &RunningAttempt, result: &ObjectRef) -> bool {
+        match self.table.get(&attempt.batch_id).await {
+            Ok(Some(row)) => {
+                row.status == BatchStatus::Succeeded
+                    && row.attempt == attempt.attempt
+                    && row.session_id.as_ref() == Some(&attempt.session_id)
+                    && row.result_ref.as_deref() == Some(result.to_string().as_str())
+            }
+            Ok(None) => false,
+            Err(error) => {
+                warn!(batch_id = %attempt.batch_id, %error, "cannot tell whether the result was recorded");
+                false
+            }
+        }
+    }
+
     async fn give_up(&self, attempt: &RunningAttempt, reason: String) -> RunOutcome {
+        // The detector keeps the text and puts it in the failure notice: bounded here, with
+        // the prefix it recognises intact.
+        let reason = bounded(&reason, MAX_REASON_BYTES);
         warn!(batch_id = %attempt.batch_id, attempt = attempt.attempt, %reason, "giving the attempt up");
         let expire = Transition::of_running(
             attempt,

@@ -3,10 +3,13 @@
 //!
 //! Each session may run one batch, ever: in AgentCore a session is one microVM running this
 //! process, so one batch per session is one batch per process; locally, where every session
-//! shares one process, the agent enforces the same rule per session ID.
+//! shares one process, the agent enforces the same rule per session ID. And a session runs
+//! only the attempt the tracking row assigns to it ([`crate::ownership`]): the payload asks,
+//! the row decides.
 
+use crate::ownership::{self, Invocation, OwnedAttempt, Refusal};
 use crate::processor::DocumentProcessor;
-use crate::run::{RunOutcome, Services};
+use crate::run::{RunOutcome, Services, session_tag};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -23,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{info, warn};
-use warmpool_core::batch::message::{Accepted, AgentInvocation, BatchPayload, VERSION};
+
+use warmpool_core::batch::message::{Accepted, VERSION};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
 use warmpool_core::batch::{BatchId, RunningAttempt};
 use warmpool_core::clock::{Clock, SystemClock};
@@ -229,8 +233,10 @@ where
     Q: MessageSink + 'static,
     P: DocumentProcessor,
 {
-    let invocation = match serde_json::from_slice::<AgentInvocation>(&body) {
-        Ok(invocation) => invocation,
+    let order = match serde_json::from_slice::<Invocation>(&body) {
+        // Before anything else: a warmup only has to prove the microVM is up.
+        Ok(Invocation::Warmup) => return Json(json!({"status": "warm"})).into_response(),
+        Ok(Invocation::Batch(order)) => order,
         Err(error) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
@@ -238,52 +244,91 @@ where
             );
         }
     };
-    let batch = match invocation {
-        // Before anything else: a warmup only has to prove the microVM is up.
-        AgentInvocation::Warmup => return Json(json!({"status": "warm"})).into_response(),
-        AgentInvocation::Batch(batch) => batch,
-    };
-    if batch.v != VERSION || batch.attempt == 0 || batch.documents.is_empty() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "batch needs v 1, an attempt >= 1 and documents",
-        );
+    if order.v != VERSION || order.attempt == 0 {
+        return refuse(StatusCode::BAD_REQUEST, "batch needs v 1 and an attempt >= 1");
     }
     let session_id = match session_of(&headers) {
         Ok(id) => id,
         Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
     };
-    start(&state, session_id, batch)
+    let Some(reservation) = Reservation::take(&state.sessions, &session_id) else {
+        return refuse(StatusCode::CONFLICT, "this session already has a batch");
+    };
+    match ownership::check(&state.services.table, &order, &session_id).await {
+        Ok(owned) => start(state.as_ref(), reservation, owned),
+        Err(refusal) => refuse_not_owned(&session_id, &refusal),
+    }
 }
 
-fn start<T, S, Q, P>(state: &Arc<AppState<T, S, Q, P>>, session_id: SessionId, batch: BatchPayload) -> Response
+/// A session set aside for one batch while its ownership is checked: dropped, it is given
+/// back (a refused or abandoned invocation must not use the session up); kept, the session
+/// has run its batch for good.
+struct Reservation<'a> {
+    sessions: &'a SharedSessions,
+    session_id: SessionId,
+    kept: bool,
+}
+
+impl<'a> Reservation<'a> {
+    fn take(sessions: &'a SharedSessions, session_id: &SessionId) -> Option<Self> {
+        lock(sessions).used.insert(session_id.clone()).then(|| Self {
+            sessions,
+            session_id: session_id.clone(),
+            kept: false,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            lock(self.sessions).used.remove(&self.session_id);
+        }
+    }
+}
+
+/// The caller hears only that the attempt is not its session's; the log says why.
+fn refuse_not_owned(session_id: &SessionId, refusal: &Refusal) -> Response {
+    let session_tag = session_tag(session_id);
+    match refusal {
+        Refusal::NotOwner { batch_id, attempt, why } => {
+            warn!(%batch_id, attempt, %session_tag, %why, "invocation for an attempt this session does not own");
+        }
+        Refusal::Unreadable { batch_id, source } => {
+            warn!(%batch_id, %session_tag, error = %source, "cannot check ownership");
+        }
+    }
+    let status = if refusal.is_retryable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let message = refusal.to_string();
+    (
+        status,
+        Json(json!({ "error": message, "retryable": refusal.is_retryable() })),
+    )
+        .into_response()
+}
+
+fn start<T, S, Q, P>(state: &AppState<T, S, Q, P>, mut reservation: Reservation<'_>, owned: OwnedAttempt) -> Response
 where
     T: TrackingTable + 'static,
     S: DocumentStore + 'static,
     Q: MessageSink + 'static,
     P: DocumentProcessor,
 {
-    let attempt = RunningAttempt {
-        batch_id: batch.batch_id.clone(),
-        attempt: batch.attempt,
-        session_id: session_id.clone(),
-    };
+    let attempt = owned.attempt.clone();
     let mut sessions = lock(&state.sessions);
     // Invariant 5, enforced on the agent's side too: a session never serves a second batch.
-    if !sessions.used.insert(session_id.clone()) {
-        drop(sessions);
-        return refuse(
-            StatusCode::CONFLICT,
-            format!("session {session_id} already ran a batch"),
-        );
-    }
+    reservation.kept = true;
     let (services, shared) = (state.services.clone(), state.sessions.clone());
-    let task_attempt = attempt.clone();
+    let session_id = attempt.session_id.clone();
     // Registered under the same lock the task takes to finish, so even an instant run finds
     // its entry.
     let task = tokio::spawn(async move {
-        let outcome = services.run(&task_attempt, &batch.documents).await;
-        lock(&shared).finish(&task_attempt.session_id, outcome);
+        let outcome = services.run(&owned).await;
+        lock(&shared).finish(&owned.attempt.session_id, outcome);
     });
     sessions.running.insert(
         session_id,

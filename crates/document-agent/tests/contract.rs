@@ -183,7 +183,10 @@ async fn a_batch_runs_in_the_background_publishes_first_then_records_success() {
     assert_eq!(stored.result_ref, Some(notice.result_ref.to_string()));
     assert_eq!(
         notice.result_ref.to_string(),
-        "s3://results-bucket/results/case-1/attempt-1.json"
+        format!(
+            "s3://results-bucket/results/case-1/attempt-1/session-{}.json",
+            document_agent::run::session_tag(&session)
+        )
     );
     let result: Value = serde_json::from_slice(&w.store.object(&notice.result_ref).unwrap().bytes).unwrap();
     assert_eq!(result["sessionId"], session.as_str());
@@ -237,6 +240,8 @@ async fn a_missing_or_oversized_document_makes_the_agent_give_the_attempt_back_a
         if docs.is_empty() {
             payload["documents"] = json!([format!("s3://docs/incoming/{name}/missing.txt")]);
             row.documents = vec![ObjectRef::new("docs", format!("incoming/{name}/missing.txt"))];
+            // The agent reads the row's list, never the payload's.
+            w.table.insert(row.clone());
         }
         w.invoke(row.session_id.as_ref(), &payload).await;
         w.until_finished(if docs.is_empty() { 1 } else { 2 }).await;
