@@ -15,7 +15,7 @@
 //!   session alone: if its message is in the pool it is a good pooled session, and if not it
 //!   idles out unseen (cost, never a duplicate and never a dead session handed out).
 
-use crate::clock::millis;
+use crate::clock::{millis, within};
 use crate::error::{QueueError, QueueErrorKind};
 use crate::ports::PoolQueue;
 use crate::quota::Backoff;
@@ -72,10 +72,10 @@ pub async fn send_to_pool<Q: PoolQueue>(
     loop {
         tries += 1;
         let left = deadline.saturating_duration_since(Instant::now());
-        let error = match tokio::time::timeout(left, queue.enqueue(session)).await {
-            Ok(Ok(())) => return Sent::Confirmed,
-            Ok(Err(error)) => error,
-            Err(_) => QueueError::new("enqueue", QueueErrorKind::Transport, "no answer before the deadline"),
+        let error = match within(left, queue.enqueue(session)).await {
+            Some(Ok(())) => return Sent::Confirmed,
+            Some(Err(error)) => error,
+            None => QueueError::new("enqueue", QueueErrorKind::Transport, "no answer before the deadline"),
         };
         may_have_landed |= error.kind == QueueErrorKind::Transport;
         let pause = retry.backoff.pause(tries - 1);

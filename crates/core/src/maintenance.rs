@@ -575,26 +575,7 @@ where
         )
         .await;
         for outcome in outcomes {
-            match outcome {
-                Outcome::Heartbeat => report.heartbeats += 1,
-                Outcome::HeartbeatFailed => report.heartbeat_failures += 1,
-                Outcome::HeartbeatUnconfirmed => {
-                    report.heartbeats += 1;
-                    report.unconfirmed += 1;
-                }
-                Outcome::MalformedRemoved => report.malformed_discarded += 1,
-                Outcome::Lost => report.lost += 1,
-                Outcome::Removed { action, stopped } => {
-                    match action {
-                        Action::Retire => report.retired += 1,
-                        Action::Trim => report.trimmed += 1,
-                        _ => report.stale_discarded += 1,
-                    }
-                    if !stopped {
-                        report.stop_failures += 1;
-                    }
-                }
-            }
+            report.tally(outcome);
         }
         if new == 0 {
             report.ended = SweepEnd::Converged;
@@ -603,6 +584,31 @@ where
     }
     report.ended = SweepEnd::BatchLimit;
     report
+}
+
+impl SweepReport {
+    fn tally(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Heartbeat => self.heartbeats += 1,
+            Outcome::HeartbeatFailed => self.heartbeat_failures += 1,
+            Outcome::HeartbeatUnconfirmed => {
+                self.heartbeats += 1;
+                self.unconfirmed += 1;
+            }
+            Outcome::MalformedRemoved => self.malformed_discarded += 1,
+            Outcome::Lost => self.lost += 1,
+            Outcome::Removed { action, stopped } => {
+                match action {
+                    Action::Retire => self.retired += 1,
+                    Action::Trim => self.trimmed += 1,
+                    _ => self.stale_discarded += 1,
+                }
+                if !stopped {
+                    self.stop_failures += 1;
+                }
+            }
+        }
+    }
 }
 
 /// What the work on one message needs besides the ports.

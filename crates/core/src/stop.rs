@@ -10,6 +10,7 @@
 //! again. A session left running costs memory until its idle timeout, never correctness: it
 //! is stopped because nobody will use it again.
 
+use crate::clock::within;
 use crate::error::{AgentError, AgentErrorKind};
 use crate::ports::AgentRuntime;
 use crate::quota::Backoff;
@@ -69,15 +70,15 @@ pub async fn stop_until_gone<A: AgentRuntime>(
     loop {
         tries += 1;
         let left = deadline.saturating_duration_since(Instant::now());
-        let error = match tokio::time::timeout(left, agent.stop_with_token(session_id, &token)).await {
-            Ok(Ok(())) => return StopOutcome::Stopped { tries },
-            Ok(Err(error)) if error.kind == AgentErrorKind::NotFound => return StopOutcome::Gone { tries },
-            Ok(Err(error)) if !error.is_retryable() => {
+        let error = match within(left, agent.stop_with_token(session_id, &token)).await {
+            Some(Ok(())) => return StopOutcome::Stopped { tries },
+            Some(Err(error)) if error.kind == AgentErrorKind::NotFound => return StopOutcome::Gone { tries },
+            Some(Err(error)) if !error.is_retryable() => {
                 warn!(%session, %error, tries, "stop refused; the session will idle out");
                 return StopOutcome::Refused(error);
             }
-            Ok(Err(error)) => error,
-            Err(_) => AgentError::new("stop", AgentErrorKind::Server, "no answer within the stop's budget"),
+            Some(Err(error)) => error,
+            None => AgentError::new("stop", AgentErrorKind::Server, "no answer within the stop's budget"),
         };
         let pause = backoff.pause(tries - 1);
         if Instant::now() + pause >= deadline {
