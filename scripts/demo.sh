@@ -203,7 +203,7 @@ serve emulator "$emulator_port" "$emulator_url/admin/stats" 30 \
   target/debug/agentcore-emulator --listen "$HOST:$emulator_port" --latency-scale 1.0
 
 log "creating the pool queue"
-queue_url=$("$warmpool" local setup --pool-queue "demo-pool-$(date +%s)")
+queue_url=$("$warmpool" local setup pool --name "demo-pool-$(date +%s)")
 echo "$queue_url"
 
 log "starting cargo lambda watch on $watch_url"
@@ -242,21 +242,13 @@ log "pool status"
 "$warmpool" pool status --queue-url "$queue_url" --sample "$N"
 
 log "comparing $N invocations without the pool and $N through it, $CONCURRENCY at a time"
-"$warmpool" demo compare --n "$N" --concurrency "$CONCURRENCY" --runtime-arn "$RUNTIME_ARN" \
+"$warmpool" demo compare --invocations "$N" --concurrency "$CONCURRENCY" --runtime-arn "$RUNTIME_ARN" \
   --emulator-url "$emulator_url" --json-out "$run_dir/compare.json"
 
 # Each claim asked replenish (an Event invoke through the relay) for a replacement: watch the
 # pool refill itself, within a bound.
 log "waiting for the pool to refill through get-session's asynchronous replenish triggers (up to 120s)"
-visible=0
-for i in $(seq 1 60); do
-  visible=$("$warmpool" pool status --queue-url "$queue_url" --sample 0 --json |
-    sed -n 's/^ *"visible": \([0-9]*\).*/\1/p')
-  visible=${visible:-0}
-  ((visible >= N)) && break
-  sleep 2
-done
-echo "pool depth after the run: $visible of $N"
+"$warmpool" pool status --queue-url "$queue_url" --sample 0 --wait-depth "$N" --wait-secs 120
 
 log "one call through the invoke wrapper (claim, invoke, report)"
 "$warmpool" invoke --runtime-arn "$RUNTIME_ARN" --emulator-url "$emulator_url" \
@@ -269,12 +261,12 @@ DOC_RUNTIME_ARN=arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/documen
 export AWS_ENDPOINT_URL_S3=$moto_url AWS_ENDPOINT_URL_DYNAMODB=$moto_url S3_FORCE_PATH_STYLE=true
 
 log "creating the batch resources (bucket + notification, queues + DLQ, tracking table)"
-"$warmpool" local setup-batches --name "demo-$(date +%s)" >"$run_dir/batches.env"
+"$warmpool" local setup batches --name "demo-$(date +%s)" >"$run_dir/batches.env"
 cat "$run_dir/batches.env"
 set -a
 . "$run_dir/batches.env"
 set +a
-batch_pool_url=$("$warmpool" local setup --pool-queue "demo-batch-pool-$(date +%s)")
+batch_pool_url=$("$warmpool" local setup pool --name "demo-batch-pool-$(date +%s)")
 
 agent_port=$(free_port)
 emulator2_port=$(free_port)
@@ -325,7 +317,7 @@ printf '# Adjuster notes\n\n- damage to the rear bumper\n- no injuries\n' >"$doc
 printf '{"policy":"P-2026-0042","holder":"A. Example"}\n' >"$docs/policy.json"
 head -c 4096 /dev/urandom >"$docs/photos/rear.jpg"
 submitted=$(date +%s%N)
-batch_id=$("$warmpool" batch submit "$docs" --bucket "$DOCUMENTS_BUCKET" --quiet)
+batch_id=$("$warmpool" --quiet batch submit "$docs" --bucket "$DOCUMENTS_BUCKET")
 echo "batch $batch_id submitted"
 
 log "waiting for batch $batch_id (the first invoker call compiles it; up to ${FIRST_CALL_TIMEOUT}s)"

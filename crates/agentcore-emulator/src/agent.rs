@@ -1,14 +1,22 @@
-//! Where an admitted invocation goes: an agent speaking the AgentCore container contract
-//! (`POST <agent_url>/invocations`, session header passed through) or, with no agent
-//! configured, the built-in one.
+//! Where an admitted invocation goes: an agent speaking the AgentCore container contract, either
+//! one process at `agent_url` serving every session, or one process per session started from
+//! `agent_command` (see `process`); with neither configured, the built-in agent.
 
 mod builtin;
+mod command;
+mod headers;
+pub(crate) mod process;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue};
 use reqwest::Url;
+
+pub use command::{AgentCommand, PORT_ENV};
+use process::{ProcessEnd, ProcessPool};
 
 use crate::Error;
 use crate::lifecycle::Ended;
@@ -27,6 +35,16 @@ pub(crate) struct AgentReply {
     pub body: Bytes,
 }
 
+/// One admitted invocation on its way to the agent.
+#[derive(Debug)]
+pub(crate) struct Invocation<'a> {
+    pub session_id: &'a str,
+    /// The session's microVM generation, which picks its process in per-session mode.
+    pub generation: u32,
+    pub headers: &'a HeaderMap,
+    pub payload: Bytes,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Agent {
     BuiltIn,
@@ -35,52 +53,91 @@ pub(crate) enum Agent {
         invocations_url: Url,
         terminate_url: Url,
     },
+    PerSession {
+        client: reqwest::Client,
+        pool: Arc<ProcessPool>,
+    },
+}
+
+/// How the emulator reaches its agent, as configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AgentSettings<'a> {
+    pub url: Option<&'a str>,
+    pub command: Option<&'a AgentCommand>,
+    /// Bounds one whole invocation, like AgentCore's synchronous request limit.
+    pub timeout: Duration,
+    /// Bounds a per-session cold start.
+    pub start_timeout: Duration,
 }
 
 impl Agent {
-    /// `timeout` bounds one whole invocation, like AgentCore's synchronous request limit.
-    pub fn new(agent_url: Option<&str>, timeout: Duration) -> Result<Self, Error> {
-        let Some(agent_url) = agent_url else {
-            return Ok(Self::BuiltIn);
+    pub fn new(settings: AgentSettings<'_>) -> Result<Self, Error> {
+        let client = || {
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                // A proxy from the environment must not capture traffic to a local agent.
+                .no_proxy()
+                .build()
+                .map_err(Error::HttpClient)
         };
-        let invalid = |reason: &str| Error::InvalidAgentUrl {
-            url: agent_url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let base = Url::parse(agent_url).map_err(|e| invalid(&e.to_string()))?;
-        if base.scheme() != "http" {
-            // The client is built without TLS: agents run next to the emulator.
-            return Err(invalid("only http:// agents are supported"));
+        match (settings.url, settings.command) {
+            (Some(_), Some(_)) => Err(Error::invalid_config(
+                "agent_command",
+                "is exclusive with agent_url: one agent for all sessions, or one per session",
+            )),
+            (None, None) => Ok(Self::BuiltIn),
+            (None, Some(command)) => Ok(Self::PerSession {
+                client: client()?,
+                pool: Arc::new(ProcessPool::new(command.clone(), settings.start_timeout)?),
+            }),
+            (Some(agent_url), None) => {
+                let invalid = |reason: &str| Error::InvalidAgentUrl {
+                    url: agent_url.to_owned(),
+                    reason: reason.to_owned(),
+                };
+                let base = Url::parse(agent_url).map_err(|e| invalid(&e.to_string()))?;
+                if base.scheme() != "http" {
+                    // The client is built without TLS: agents run next to the emulator.
+                    return Err(invalid("only http:// agents are supported"));
+                }
+                let path = |leaf: &str| {
+                    base.join(&format!("{}/{leaf}", base.path().trim_end_matches('/')))
+                        .map_err(|e| invalid(&e.to_string()))
+                };
+                Ok(Self::Remote {
+                    invocations_url: path("invocations")?,
+                    terminate_url: path("emulator/terminate")?,
+                    client: client()?,
+                })
+            }
         }
-        let invocations_url = base
-            .join(&format!("{}/invocations", base.path().trim_end_matches('/')))
-            .map_err(|e| invalid(&e.to_string()))?;
-        let terminate_url = base
-            .join(&format!("{}/emulator/terminate", base.path().trim_end_matches('/')))
-            .map_err(|e| invalid(&e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            // A proxy from the environment must not capture traffic to a local agent.
-            .no_proxy()
-            .build()
-            .map_err(Error::HttpClient)?;
-        Ok(Self::Remote {
-            client,
-            invocations_url,
-            terminate_url,
-        })
+    }
+
+    /// The per-session processes, in that mode.
+    pub fn processes(&self) -> Option<&Arc<ProcessPool>> {
+        match self {
+            Self::PerSession { pool, .. } => Some(pool),
+            Self::BuiltIn | Self::Remote { .. } => None,
+        }
     }
 
     /// Tells the agent that a session's microVM ended, so that the work it runs for that
-    /// session dies with it. In AgentCore the microVM and everything in it simply stop; a local
-    /// agent serves every session in one process and needs to be told. Best effort: an agent
-    /// without the hook (404) or a failure is only logged.
+    /// session dies with it. Per session, its process is stopped (and this waits for it).
+    /// A shared agent serves every session in one process and is sent a notice instead; an
+    /// agent without the hook (404) or a failure is only logged.
     pub async fn session_ended(&self, session_id: &str, how: Ended) {
-        let Self::Remote {
-            client, terminate_url, ..
-        } = self
-        else {
-            return;
+        let (client, terminate_url) = match self {
+            Self::BuiltIn => return,
+            Self::PerSession { pool, .. } => {
+                let why = match how {
+                    Ended::Stopped => ProcessEnd::Stopped,
+                    Ended::Crashed => ProcessEnd::Crashed,
+                };
+                return pool.end(session_id, None, why).await;
+            }
+            Self::Remote {
+                client, terminate_url, ..
+            } => (client, terminate_url),
         };
         let sent = client
             .post(terminate_url.clone())
@@ -96,47 +153,71 @@ impl Agent {
         }
     }
 
-    pub async fn invoke(
-        &self,
-        session_id: &str,
-        content_type: Option<&str>,
-        payload: Bytes,
-    ) -> Result<AgentReply, Error> {
-        let (client, url) = match self {
-            Self::BuiltIn => return Ok(builtin::respond(session_id, content_type, &payload)),
+    /// Ends every per-session process; the other agents are not the emulator's to stop.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = self.processes() {
+            pool.shutdown().await;
+        }
+    }
+
+    pub async fn invoke(&self, invocation: Invocation<'_>) -> Result<AgentReply, Error> {
+        match self {
+            Self::BuiltIn => {
+                let content_type = invocation.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                Ok(builtin::respond(
+                    invocation.session_id,
+                    content_type,
+                    &invocation.payload,
+                ))
+            }
             Self::Remote {
                 client,
                 invocations_url,
                 ..
-            } => (client, invocations_url),
-        };
-        let unreachable = |source| Error::AgentUnreachable {
-            url: url.to_string(),
-            source,
-        };
-        let response = client
-            .post(url.clone())
-            .header(CONTENT_TYPE, content_type.unwrap_or(DEFAULT_CONTENT_TYPE))
-            .header(SESSION_HEADER, session_id)
-            .body(payload)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(DEFAULT_CONTENT_TYPE)
-            .to_owned();
-        let body = response.bytes().await.map_err(unreachable)?;
-        if !status.is_success() {
-            let shown = &body[..body.len().min(ERROR_BODY_LIMIT)];
-            return Err(Error::AgentStatus {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(shown).into_owned(),
-            });
+            } => forward(client, invocations_url.clone(), invocation).await,
+            Self::PerSession { client, pool } => {
+                let base = pool.base_url(invocation.session_id, invocation.generation).await?;
+                let url = base.join("invocations").map_err(|e| Error::InvalidAgentUrl {
+                    url: base.to_string(),
+                    reason: e.to_string(),
+                })?;
+                forward(client, url, invocation).await
+            }
         }
-        Ok(AgentReply { content_type, body })
     }
+}
+
+/// `POST /invocations` with the payload and the contract's headers.
+async fn forward(client: &reqwest::Client, url: Url, invocation: Invocation<'_>) -> Result<AgentReply, Error> {
+    let unreachable = |source| Error::AgentUnreachable {
+        url: url.to_string(),
+        source,
+    };
+    let mut headers = headers::forwarded(invocation.headers, invocation.session_id);
+    if !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
+    }
+    let response = client
+        .post(url.clone())
+        .headers(headers)
+        .body(invocation.payload)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(DEFAULT_CONTENT_TYPE)
+        .to_owned();
+    let body = response.bytes().await.map_err(unreachable)?;
+    if !status.is_success() {
+        let shown = &body[..body.len().min(ERROR_BODY_LIMIT)];
+        return Err(Error::AgentStatus {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(shown).into_owned(),
+        });
+    }
+    Ok(AgentReply { content_type, body })
 }

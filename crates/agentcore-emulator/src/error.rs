@@ -37,6 +37,24 @@ pub enum Error {
 
     #[error("the emulator's HTTP server failed")]
     Serve(#[source] std::io::Error),
+
+    #[error("invalid agent command {command:?}: {reason}")]
+    InvalidAgentCommand { command: String, reason: String },
+
+    #[error("failed to start the agent process {program:?}")]
+    AgentSpawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The container contract's health check failed: the process exited or never answered
+    /// `/ping` with Healthy in time.
+    #[error("the agent process (pid {pid}) did not become healthy: {reason}")]
+    AgentNotHealthy { pid: u32, reason: String },
+
+    #[error("the session's agent process ended before it could serve the invocation")]
+    AgentProcessEnded,
 }
 
 impl Error {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::lifecycle::Rejection;
+use crate::lifecycle::{Rejection, StopRejection};
 
 /// Carries the runtime session ID on requests and responses, and to the agent.
 pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -83,6 +83,17 @@ impl From<Rejection> for ServiceError {
             Rejection::InternalError => ErrorKind::InternalServer,
             Rejection::Crashed { .. } => ErrorKind::RuntimeClient,
             Rejection::SessionNotFound => ErrorKind::ResourceNotFound,
+        };
+        Self::new(kind, rejection.to_string())
+    }
+}
+
+impl From<StopRejection> for ServiceError {
+    fn from(rejection: StopRejection) -> Self {
+        let kind = match rejection {
+            StopRejection::Throttled => ErrorKind::Throttling,
+            StopRejection::InternalError => ErrorKind::InternalServer,
+            StopRejection::SessionNotFound => ErrorKind::ResourceNotFound,
         };
         Self::new(kind, rejection.to_string())
     }

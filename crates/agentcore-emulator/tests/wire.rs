@@ -1,78 +1,19 @@
 //! Wire-level tests: the real `aws-sdk-bedrockagentcore` client against the emulator over
 //! HTTP on 127.0.0.1, plus a tiny agent behind it for forwarding.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionState};
-use agentcore_emulator::{Emulator, EmulatorConfig, FaultsUpdate, RunningEmulator};
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_bedrockagentcore::Client;
-use aws_sdk_bedrockagentcore::config::Credentials;
-use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::{InvokeAgentRuntimeError, InvokeAgentRuntimeOutput};
+use agentcore_emulator::{Emulator, EmulatorConfig, FaultsUpdate};
+use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::InvokeAgentRuntimeError;
 use aws_sdk_bedrockagentcore::operation::stop_runtime_session::StopRuntimeSessionError;
 use aws_sdk_bedrockagentcore::primitives::Blob;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-
-const ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/wire_test-abc123";
-
-fn session(n: u32) -> String {
-    format!("wire-test-session-{n:020}")
-}
-
-/// Latency off: these tests are about the protocol, not timing.
-fn fast(lifecycle: LifecycleConfig) -> EmulatorConfig {
-    EmulatorConfig {
-        lifecycle: LifecycleConfig {
-            latency_scale: 0.0,
-            ..lifecycle
-        },
-        seed: Some(1),
-        ..EmulatorConfig::default()
-    }
-}
-
-async fn start(cfg: EmulatorConfig) -> (RunningEmulator, Client) {
-    let emulator = Emulator::spawn(cfg).await.expect("emulator starts");
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .endpoint_url(emulator.endpoint_url())
-        // A retried throttle would only slow the test down and hide the first answer.
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
-    (emulator, Client::new(&sdk))
-}
-
-/// Plain HTTP for the admin API; a proxy from the environment must not see loopback traffic.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-async fn invoke(
-    client: &Client,
-    session_id: &str,
-    payload: &Value,
-) -> Result<InvokeAgentRuntimeOutput, InvokeAgentRuntimeError> {
-    client
-        .invoke_agent_runtime()
-        .agent_runtime_arn(ARN)
-        .qualifier("DEFAULT")
-        .runtime_session_id(session_id)
-        .content_type("application/json")
-        .payload(Blob::new(payload.to_string()))
-        .send()
-        .await
-        .map_err(|e| e.into_service_error())
-}
-
-async fn body_json(output: InvokeAgentRuntimeOutput) -> Value {
-    let bytes = output.response.collect().await.unwrap().into_bytes();
-    serde_json::from_slice(&bytes).unwrap()
-}
+use support::*;
 
 #[tokio::test]
 async fn invoke_returns_the_agent_payload_and_echoes_the_session_id() {
@@ -351,47 +292,6 @@ async fn latency_is_slept_before_the_answer() {
     emulator.shutdown().await.unwrap();
 }
 
-/// What the test agent saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    session_header: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-/// An agent on the AgentCore container contract that records what reached it.
-async fn recording_agent(status: u16) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = seen.clone();
-    let app = axum::Router::new()
-        .route(
-            "/ping",
-            axum::routing::get(|| async { axum::Json(json!({"status": "Healthy"})) }),
-        )
-        .route(
-            "/invocations",
-            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                recorded.lock().unwrap().push(Seen {
-                    session_header: header("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"),
-                    content_type: header("content-type"),
-                    body: body.to_vec(),
-                });
-                async move {
-                    (
-                        axum::http::StatusCode::from_u16(status).unwrap(),
-                        [("content-type", "text/plain")],
-                        "from the agent",
-                    )
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
 #[tokio::test]
 async fn forwarding_passes_the_session_header_payload_and_content_type_to_the_agent() {
     let (agent_url, seen) = recording_agent(200).await;
@@ -413,6 +313,54 @@ async fn forwarding_passes_the_session_header_payload_and_content_type_to_the_ag
     assert_eq!(seen[0].session_header.as_deref(), Some(id.as_str()));
     assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
     assert_eq!(seen[0].body, br#"{"doc":1}"#);
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn forwarding_passes_the_contract_headers_and_not_the_callers_credentials() {
+    let (agent_url, seen) = recording_agent(200).await;
+    let (emulator, client) = start(EmulatorConfig {
+        agent_url: Some(agent_url),
+        agent_timeout: Duration::from_secs(5),
+        ..fast(LifecycleConfig::default())
+    })
+    .await;
+
+    client
+        .invoke_agent_runtime()
+        .agent_runtime_arn(ARN)
+        .runtime_session_id(session(5))
+        .content_type("application/json")
+        .accept("application/json")
+        .trace_id("Root=1-00000000-000000000000000000000001")
+        .runtime_user_id("user-1")
+        .payload(Blob::new("{}"))
+        .customize()
+        .mutate_request(|request| {
+            request
+                .headers_mut()
+                .insert("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Tenant", "tenant-1");
+        })
+        .send()
+        .await
+        .unwrap();
+
+    let headers = seen.lock().unwrap()[0].headers.clone();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("accept"), "application/json");
+    assert_eq!(header("x-amzn-trace-id"), "Root=1-00000000-000000000000000000000001");
+    assert_eq!(header("x-amzn-bedrock-agentcore-runtime-user-id"), "user-1");
+    assert_eq!(header("x-amzn-bedrock-agentcore-runtime-custom-tenant"), "tenant-1");
+    assert_eq!(header("x-amzn-bedrock-agentcore-runtime-request-id").len(), 36);
+    for absent in ["authorization", "x-amz-date", "x-amz-user-agent"] {
+        assert!(!headers.contains_key(absent), "{absent} reached the agent");
+    }
     emulator.shutdown().await.unwrap();
 }
 

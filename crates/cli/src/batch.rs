@@ -1,6 +1,7 @@
-//! `warmpool batch submit <folder>` and `warmpool batch status <batchId>`: a batch as a user
-//! sees it. Submit uploads the folder's files under `incoming/<batchId>/`, then the manifest
-//! last (its notification means "complete"); status reads the tracking row.
+//! A batch as a user sees it, for `warmpool batch submit <folder>` and
+//! `warmpool batch status <batchId>` (their flags are in `cmd/batch/`). Submit uploads the
+//! folder's files under `incoming/<batchId>/`, then the manifest last (its notification means
+//! "complete"); status reads the tracking row.
 
 use crate::error::CliError;
 use crate::table::{Table, duration_ms};
@@ -9,7 +10,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
-use warmpool_core::aws::DynamoTrackingTable;
 use warmpool_core::batch::ports::{DocumentStore, TrackingTable};
 use warmpool_core::batch::{BatchId, BatchRow, MANIFEST_NAME, ObjectRef};
 use warmpool_core::manifest::{BatchLimits, Manifest, ManifestDocument};
@@ -191,15 +191,18 @@ pub fn render_submission(submission: &Submission) -> String {
     table.render()
 }
 
-/// The row, waiting up to `wait` for it to exist and finish.
-pub async fn status(
-    table: &DynamoTrackingTable,
+/// The row, waiting up to `wait` for it to exist and finish; each reading is handed to
+/// `observe` (what a progress line shows).
+pub async fn status<T: TrackingTable>(
+    table: &T,
     batch_id: &BatchId,
     wait: Duration,
+    mut observe: impl FnMut(Option<&BatchRow>),
 ) -> Result<Option<BatchRow>, CliError> {
     let until = Instant::now() + wait;
     loop {
         let row = table.get(batch_id).await?;
+        observe(row.as_ref());
         let finished = row.as_ref().is_some_and(|r| r.status.is_terminal());
         if finished || Instant::now() + POLL > until {
             return Ok(row);
@@ -349,5 +352,34 @@ mod tests {
         assert!(text.contains("250 ms after acceptance"), "{text}");
         assert!(text.contains("results/case-9/attempt-1.json"), "{text}");
         assert!(text.contains("microVM           warm"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn status_waits_for_the_row_to_finish_and_shows_each_reading() {
+        use warmpool_core::batch::fakes::MemoryTable;
+        let table = std::sync::Arc::new(MemoryTable::default());
+        let id = BatchId::parse("case-9").unwrap();
+        let mut row = BatchRow::new_running(id.clone(), vec![], 3, SessionId::generate(), 1_000, 61_000);
+        let writer = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                table.insert(row.clone());
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                row.status = BatchStatus::Succeeded;
+                table.insert(row);
+            })
+        };
+        let mut readings = Vec::new();
+        let found = status(&*table, &id, Duration::from_secs(10), |r| {
+            readings.push(r.map(|r| r.status))
+        })
+        .await
+        .unwrap();
+        writer.await.unwrap();
+        assert_eq!(found.map(|r| r.status), Some(BatchStatus::Succeeded));
+        assert_eq!(readings.first(), Some(&None));
+        assert!(readings.contains(&Some(BatchStatus::Running)), "{readings:?}");
+        assert_eq!(readings.last(), Some(&Some(BatchStatus::Succeeded)));
     }
 }

@@ -10,6 +10,7 @@ use crate::claim::GetSessionClient;
 use crate::emulator_admin::{LastInvocations, Warmth};
 use crate::error::{CliError, bounded};
 use crate::percentile::Tail;
+use crate::progress::Progress;
 use crate::table::{Table, ratio};
 use futures::StreamExt;
 use serde::Serialize;
@@ -196,10 +197,12 @@ pub struct Comparison<'a> {
 }
 
 impl Comparison<'_> {
-    pub async fn run(&self, route: Route, n: usize) -> Vec<Sample> {
+    /// The `n` invocations of `route`, counting each finished one on `progress`.
+    pub async fn run(&self, route: Route, n: usize, progress: &Progress) -> Vec<Sample> {
         futures::stream::iter(0..n)
             .map(|_| self.one(route))
             .buffer_unordered(self.concurrency.max(1))
+            .inspect(|_| progress.inc(1))
             .collect()
             .await
     }

@@ -26,7 +26,10 @@ impl Warmth {
     }
 }
 
-/// One session as the emulator reports it; only the fields this crate reads.
+/// One session as the emulator reports it (`agentcore_emulator::lifecycle::SessionView`); only
+/// the fields this crate reads. Declared here rather than used from the emulator because the
+/// emulator's view types only serialize (docs/decisions/0503); a test reads the emulator's own
+/// values with these, so the two cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRecord {
@@ -117,20 +120,55 @@ impl EmulatorAdmin {
 mod tests {
     use super::*;
 
+    use agentcore_emulator::lifecycle::{InvocationRecord as Call, SessionState, SessionView};
+
+    /// A session in the emulator's own type; `calls` are (at, cold, generation).
+    fn view(id: &str, state: SessionState, calls: &[(u64, bool, u32)]) -> SessionView {
+        let history: Vec<Call> = calls
+            .iter()
+            .map(|&(at_ms, cold, generation)| Call {
+                at_ms,
+                cold,
+                generation,
+            })
+            .collect();
+        SessionView {
+            session_id: id.to_string(),
+            created_at_ms: 1,
+            last_invoked_at_ms: history.last().map_or(1, |c| c.at_ms),
+            invocation_count: history.len() as u64,
+            generation: history.last().map_or(0, |c| c.generation),
+            state,
+            history,
+        }
+    }
+
+    /// What `GET /admin/sessions` serves (the emulator's values, serialized as it does), read
+    /// back with this crate's types.
     fn records() -> Vec<SessionRecord> {
-        serde_json::from_str(
-            r#"[
-              {"sessionId":"pooled","createdAtMs":1,"lastInvokedAtMs":9,"invocationCount":2,
-               "generation":1,"state":"active",
-               "history":[{"atMs":1,"cold":true,"generation":1},{"atMs":9,"cold":false,"generation":1}]},
-              {"sessionId":"expired-then-reused","createdAtMs":1,"lastInvokedAtMs":9,"invocationCount":2,
-               "generation":2,"state":"active",
-               "history":[{"atMs":1,"cold":true,"generation":1},{"atMs":9,"cold":true,"generation":2}]},
-              {"sessionId":"never-invoked","createdAtMs":1,"lastInvokedAtMs":1,"invocationCount":0,
-               "generation":0,"state":"stopped","history":[]}
-            ]"#,
-        )
-        .unwrap()
+        let served = serde_json::to_string(&[
+            view("pooled", SessionState::Active, &[(1, true, 1), (9, false, 1)]),
+            view(
+                "expired-then-reused",
+                SessionState::Active,
+                &[(1, true, 1), (9, true, 2)],
+            ),
+            view("never-invoked", SessionState::Stopped, &[]),
+        ])
+        .unwrap();
+        serde_json::from_str(&served).unwrap()
+    }
+
+    #[test]
+    fn the_emulators_own_view_reads_back_field_for_field() {
+        let record = records().remove(1);
+        assert_eq!(record.session_id, "expired-then-reused");
+        let calls = [(1, true, 1), (9, true, 2)].map(|(at_ms, cold, generation)| InvocationRecord {
+            at_ms,
+            cold,
+            generation,
+        });
+        assert_eq!(record.history, calls.to_vec());
     }
 
     #[test]

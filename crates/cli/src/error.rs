@@ -111,16 +111,24 @@ where
             service.code().unwrap_or("unknown error"),
             service.message().unwrap_or("no message")
         ),
-        None => {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message = format!("{message}: {cause}");
-                source = cause.source();
-            }
-            message
-        }
+        None => chain(error),
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root cause`. A cause whose text the
+/// line already holds is left out: many errors repeat their source in their own message.
+/// The one printer of error chains in this crate (`main` reports failures with it).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message = format!("{message}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// Maps an SQS SDK failure of `operation` to [`CliError::Sqs`], keeping the source.
@@ -147,5 +155,37 @@ where
     match tokio::time::timeout(after, future).await {
         Ok(result) => result.map_err(CliError::from),
         Err(_) => Err(CliError::TimedOut { what, after }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |inner, text| Some(Layer(text, inner.map(Box::new))))
+            .unwrap_or(Layer("", None))
+    }
+
+    #[test]
+    fn a_chain_reads_outer_to_root_on_one_line() {
+        let error = layers(&["CreateQueue failed", "dispatch failure", "connection refused"]);
+        assert_eq!(
+            chain(&error),
+            "CreateQueue failed: dispatch failure: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let error = layers(&["admin endpoint failed: timed out", "timed out"]);
+        assert_eq!(chain(&error), "admin endpoint failed: timed out");
     }
 }

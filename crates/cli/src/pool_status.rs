@@ -14,6 +14,7 @@ use crate::table::{Table, duration_ms};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Duration;
+use tokio::time::Instant;
 use warmpool_core::clock::millis;
 use warmpool_core::maintenance::{Action, MaintenanceRules};
 use warmpool_core::pool::Freshness;
@@ -47,6 +48,27 @@ pub async fn peek<Q: PoolQueue>(queue: &Q, sample: u32) -> Result<Vec<String>, C
         idle_rounds = if bodies.len() == before { idle_rounds + 1 } else { 0 };
     }
     Ok(bodies)
+}
+
+/// Reads the depth every `poll` until at least `at_least` sessions are visible or `wait` has
+/// passed, handing each reading to `observe`; returns the last reading. Not reaching the depth
+/// is no error: the report that follows says where the pool stands.
+pub async fn wait_for_depth<Q: PoolQueue>(
+    queue: &Q,
+    at_least: u32,
+    wait: Duration,
+    poll: Duration,
+    mut observe: impl FnMut(PoolDepth),
+) -> Result<PoolDepth, CliError> {
+    let until = Instant::now() + wait;
+    loop {
+        let depth = queue.depth().await?;
+        observe(depth);
+        if depth.visible >= u64::from(at_least) || Instant::now() + poll > until {
+            return Ok(depth);
+        }
+        tokio::time::sleep(poll).await;
+    }
 }
 
 /// Sessions that are stale now, or will be within the horizon, split by which limit.
@@ -428,5 +450,79 @@ mod tests {
     async fn a_peek_takes_no_more_than_the_sample() {
         let queue = repeating(10);
         assert_eq!(peek(&queue, 4).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_depth_ends_once_enough_sessions_are_visible() {
+        let pool = std::sync::Arc::new(warmpool_core::fakes::MemoryPool::default());
+        let filler = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    pool.push(&PooledSession::new(SessionId::generate(), NOW, NOW));
+                }
+            })
+        };
+        let mut readings = Vec::new();
+        let depth = wait_for_depth(&pool, 3, Duration::from_secs(10), Duration::from_millis(5), |d| {
+            readings.push(d.visible)
+        })
+        .await
+        .unwrap();
+        filler.await.unwrap();
+        assert_eq!(depth.visible, 3);
+        assert_eq!(readings.first(), Some(&0));
+        assert_eq!(readings.last(), Some(&3));
+        assert!(readings.windows(2).all(|w| w[0] <= w[1]), "{readings:?}");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_depth_gives_up_after_the_wait_with_the_last_reading() {
+        let pool = warmpool_core::fakes::MemoryPool::default();
+        pool.push(&PooledSession::new(SessionId::generate(), NOW, NOW));
+        let started = std::time::Instant::now();
+        let depth = wait_for_depth(&pool, 5, Duration::from_millis(60), Duration::from_millis(10), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(depth.visible, 1);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A queue whose attribute reads fail, as SQS's do when unreachable or throttled.
+    struct UnreadableDepth;
+
+    impl PoolQueue for UnreadableDepth {
+        async fn receive(&self, _: u8, _: Duration, _: Duration) -> Result<Vec<Received>, warmpool_core::QueueError> {
+            Ok(vec![])
+        }
+        async fn delete(&self, _: &str) -> Result<(), warmpool_core::QueueError> {
+            panic!("a wait must never delete")
+        }
+        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::QueueError> {
+            panic!("a wait must never enqueue")
+        }
+        async fn depth(&self) -> Result<PoolDepth, warmpool_core::QueueError> {
+            Err(warmpool_core::QueueError::new(
+                "GetQueueAttributes",
+                warmpool_core::error::QueueErrorKind::Throttled,
+                "slow down",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_depth_read_ends_the_wait_with_the_error_at_once() {
+        let started = std::time::Instant::now();
+        let waited = wait_for_depth(
+            &UnreadableDepth,
+            5,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            |_| panic!("no reading to show"),
+        )
+        .await;
+        assert!(matches!(waited, Err(CliError::Queue(_))), "{waited:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

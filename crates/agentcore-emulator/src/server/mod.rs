@@ -3,37 +3,35 @@
 //!
 //! The model sits under one `std::sync::Mutex` and reads a wall clock (milliseconds since the
 //! server started). Admission is decided under the lock; the sampled latency is slept and the
-//! agent called outside it, so slow invocations never serialize the others.
+//! agent called outside it, so slow invocations never serialize the others. In per-session
+//! mode a reaper task ends the processes of sessions the clock has ended (see `reaper`).
+
+mod connection;
+mod reaper;
+mod routes;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::agent::Agent;
-use crate::lifecycle::{Ended, Faults, LifecycleConfig, Model, Rejection, SessionView, Stats};
-use crate::wire::{self, ErrorKind, SESSION_HEADER, ServiceError};
+use crate::agent::process::ProcessStats;
+use crate::agent::{Agent, AgentCommand, AgentSettings};
+use crate::lifecycle::{Ended, Faults, LifecycleConfig, Model, SessionView, Stats};
+use crate::wire::{self, ErrorKind, ServiceError};
+use connection::CuttableListener;
 
-/// AgentCore's payload limit for InvokeAgentRuntime.
-const PAYLOAD_LIMIT: usize = 100 * 1024 * 1024;
 /// How long `shutdown` waits for in-flight invocations before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -43,11 +41,16 @@ pub struct EmulatorConfig {
     /// Must be a loopback address; port 0 picks a free port.
     pub listen: SocketAddr,
     pub lifecycle: LifecycleConfig,
-    /// Base URL of an agent serving the AgentCore container contract (`POST /invocations`).
-    /// `None` answers with the built-in agent.
+    /// Base URL of one agent serving the AgentCore container contract (`POST /invocations`)
+    /// for every session. `None` (and no `agent_command`) answers with the built-in agent.
     pub agent_url: Option<String>,
+    /// One agent process per session, started from this command on the session's first
+    /// invocation; exclusive with `agent_url`.
+    pub agent_command: Option<AgentCommand>,
     /// Bounds one forwarded invocation; AgentCore's synchronous limit is 15 minutes.
     pub agent_timeout: Duration,
+    /// Bounds a per-session cold start: process start until `/ping` answers Healthy.
+    pub agent_start_timeout: Duration,
     /// Runtime ARNs that exist; any other well-formed ARN is ResourceNotFoundException.
     /// Empty accepts every well-formed ARN.
     pub runtime_arns: Vec<String>,
@@ -61,14 +64,17 @@ impl Default for EmulatorConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             lifecycle: LifecycleConfig::default(),
             agent_url: None,
+            agent_command: None,
             agent_timeout: Duration::from_secs(15 * 60),
+            agent_start_timeout: Duration::from_secs(30),
             runtime_arns: Vec::new(),
             seed: None,
         }
     }
 }
 
-/// Body of `POST /admin/faults`; absent fields keep their current value.
+/// Body of `POST /admin/faults`; absent fields keep their current value, and a `next*` count
+/// replaces the count still pending.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultsUpdate {
@@ -78,6 +84,34 @@ pub struct FaultsUpdate {
     /// Crash these sessions' microVMs now.
     #[serde(default)]
     pub crash_sessions: Vec<String>,
+    pub lost_answer_rate: Option<f64>,
+    pub late_answer_rate: Option<f64>,
+    pub late_answer_ms: Option<u64>,
+    pub next_lost_answers: Option<u32>,
+    pub next_late_answers: Option<u32>,
+    pub stop_throttle_rate: Option<f64>,
+    pub stop_error_rate: Option<f64>,
+    pub next_stop_throttles: Option<u32>,
+    pub next_stop_errors: Option<u32>,
+}
+
+impl FaultsUpdate {
+    fn apply(&self, current: Faults) -> Faults {
+        Faults {
+            error_rate: self.error_rate.unwrap_or(current.error_rate),
+            crash_rate: self.crash_rate.unwrap_or(current.crash_rate),
+            throttle_all: self.throttle_all.unwrap_or(current.throttle_all),
+            lost_answer_rate: self.lost_answer_rate.unwrap_or(current.lost_answer_rate),
+            late_answer_rate: self.late_answer_rate.unwrap_or(current.late_answer_rate),
+            late_answer_ms: self.late_answer_ms.unwrap_or(current.late_answer_ms),
+            next_lost_answers: self.next_lost_answers.unwrap_or(current.next_lost_answers),
+            next_late_answers: self.next_late_answers.unwrap_or(current.next_late_answers),
+            stop_throttle_rate: self.stop_throttle_rate.unwrap_or(current.stop_throttle_rate),
+            stop_error_rate: self.stop_error_rate.unwrap_or(current.stop_error_rate),
+            next_stop_throttles: self.next_stop_throttles.unwrap_or(current.next_stop_throttles),
+            next_stop_errors: self.next_stop_errors.unwrap_or(current.next_stop_errors),
+        }
+    }
 }
 
 /// Answer to `POST /admin/faults`: the faults now in force and which of the requested
@@ -104,7 +138,12 @@ impl Emulator {
         for arn in &cfg.runtime_arns {
             wire::validate_runtime_arn(arn).map_err(|e| Error::invalid_config("runtime_arns", e.message))?;
         }
-        let agent = Agent::new(cfg.agent_url.as_deref(), cfg.agent_timeout)?;
+        let agent = Agent::new(AgentSettings {
+            url: cfg.agent_url.as_deref(),
+            command: cfg.agent_command.as_ref(),
+            timeout: cfg.agent_timeout,
+            start_timeout: cfg.agent_start_timeout,
+        })?;
         let seed = cfg.seed.unwrap_or_else(|| rand::rng().random());
 
         let bind_error = |source| Error::Bind {
@@ -114,6 +153,7 @@ impl Emulator {
         let listener = TcpListener::bind(cfg.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
 
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let app = Arc::new(App {
             inner: Mutex::new(Inner {
                 model: Model::new(cfg.lifecycle),
@@ -122,30 +162,46 @@ impl Emulator {
             started: Instant::now(),
             agent,
             runtime_arns: cfg.runtime_arns.into_iter().collect(),
+            shutdown: shutdown_rx.clone(),
         });
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async {
+        let service = routes::router(app.clone()).into_make_service_with_connect_info::<connection::Connection>();
+        let mut stopping = shutdown_rx.clone();
+        let server = axum::serve(CuttableListener(listener), service).with_graceful_shutdown(async move {
             // A dropped sender ends the wait too: that is what makes the handle drop-safe.
-            let _ = shutdown_rx.await;
+            let _ = stopping.wait_for(|stop| *stop).await;
         });
-        let task = tokio::spawn(async move { server.await });
-        info!(%addr, seed, agent = ?cfg.agent_url, "agentcore emulator listening");
+        let reaper = app
+            .agent
+            .processes()
+            .map(|pool| tokio::spawn(reaper::run(app.clone(), pool.clone(), shutdown_rx)));
+        let task = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let served = server.await;
+                if let Some(reaper) = reaper {
+                    reaper.abort();
+                }
+                app.agent.shutdown().await;
+                served
+            })
+        };
+        info!(%addr, seed, agent = ?cfg.agent_url, agent_command = ?cfg.agent_command, "agentcore emulator listening");
         Ok(RunningEmulator {
             addr,
             app,
-            shutdown: Some(shutdown_tx),
+            shutdown: shutdown_tx,
             task: Some(task),
         })
     }
 }
 
 /// A running emulator. Dropping it stops the server in the background; [`Self::shutdown`]
-/// stops it and waits.
+/// stops it and waits. Either way no per-session agent process outlives it.
 #[derive(Debug)]
 pub struct RunningEmulator {
     addr: SocketAddr,
     app: Arc<App>,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -168,6 +224,11 @@ impl RunningEmulator {
         self.app.with_model(|model, _, _| model.stats())
     }
 
+    /// The per-session processes' counters; `None` unless `agent_command` is set.
+    pub fn agent_processes(&self) -> Option<ProcessStats> {
+        self.app.agent.processes().map(|pool| pool.stats())
+    }
+
     /// Also tells the agent, in the background, which sessions crashed.
     pub fn set_faults(&self, update: FaultsUpdate) -> Result<FaultsReport, Error> {
         let report = self.app.set_faults(update)?;
@@ -178,15 +239,14 @@ impl RunningEmulator {
         Ok(report)
     }
 
-    /// Stops accepting, lets in-flight requests finish for a short grace, then cuts them off.
+    /// Stops accepting, lets in-flight requests finish for a short grace, then cuts them off,
+    /// and stops every per-session agent process.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
         let Some(mut task) = self.task.take() else {
             return Ok(());
         };
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
             Ok(Ok(served)) => served.map_err(Error::Serve),
             Ok(Err(join)) => Err(Error::Serve(std::io::Error::other(join))),
             Err(_) => {
@@ -194,15 +254,16 @@ impl RunningEmulator {
                 task.abort();
                 Ok(())
             }
-        }
+        };
+        // Already done by the server task unless it was cut off; ending twice is harmless.
+        self.app.agent.shutdown().await;
+        served
     }
 }
 
 impl Drop for RunningEmulator {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
     }
 }
 
@@ -212,6 +273,8 @@ struct App {
     started: Instant,
     agent: Agent,
     runtime_arns: HashSet<String>,
+    /// Turns true when the emulator stops; a late answer stops waiting then.
+    shutdown: watch::Receiver<bool>,
 }
 
 #[derive(Debug)]
@@ -259,12 +322,7 @@ impl App {
 
     fn set_faults(&self, update: FaultsUpdate) -> Result<FaultsReport, Error> {
         self.with_model(|model, _, now| {
-            let current = model.faults();
-            let faults = Faults {
-                error_rate: update.error_rate.unwrap_or(current.error_rate),
-                crash_rate: update.crash_rate.unwrap_or(current.crash_rate),
-                throttle_all: update.throttle_all.unwrap_or(current.throttle_all),
-            };
+            let faults = update.apply(model.faults());
             faults.validate()?;
             model.set_faults(faults);
             let crashed_sessions = update
@@ -278,136 +336,4 @@ impl App {
             })
         })
     }
-}
-
-fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/runtimes/{arn}/invocations", post(invoke))
-        .route("/runtimes/{arn}/stopruntimesession", post(stop))
-        .route("/admin/sessions", get(admin_sessions))
-        .route("/admin/stats", get(admin_stats))
-        .route("/admin/faults", post(admin_faults))
-        .route("/admin/reset", post(admin_reset))
-        .fallback(unknown_operation)
-        .layer(DefaultBodyLimit::max(PAYLOAD_LIMIT))
-        .with_state(app)
-}
-
-async fn invoke(
-    State(app): State<Arc<App>>,
-    arn: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    payload: Bytes,
-) -> Result<Response, ServiceError> {
-    app.check_runtime(arn)?;
-    let session_id = wire::session_id(&headers)?;
-    let admission = match app.with_model(|model, rng, now| model.invoke(&session_id, now, rng)) {
-        Ok(admission) => admission,
-        Err(rejection) => {
-            info!(session_id = %session_id, %rejection, "invocation rejected");
-            if matches!(rejection, Rejection::Crashed { .. }) {
-                app.agent.session_ended(&session_id, Ended::Crashed).await;
-            }
-            return Err(rejection.into());
-        }
-    };
-    tokio::time::sleep(admission.latency).await;
-
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let reply = app
-        .agent
-        .invoke(&session_id, content_type, payload)
-        .await
-        .map_err(|err| {
-            let message = error_chain(&err);
-            warn!(session_id = %session_id, error = %message, "agent failed");
-            ServiceError::new(ErrorKind::RuntimeClient, message)
-        })?;
-    info!(
-        session_id = %session_id,
-        cold = admission.cold,
-        generation = admission.generation,
-        latency_ms = u64::try_from(admission.latency.as_millis()).unwrap_or(u64::MAX),
-        "invoked"
-    );
-    let content_type =
-        HeaderValue::from_str(&reply.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    Ok(with_session_header(
-        (StatusCode::OK, [(CONTENT_TYPE, content_type)], reply.body).into_response(),
-        &session_id,
-    ))
-}
-
-async fn stop(
-    State(app): State<Arc<App>>,
-    arn: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ServiceError> {
-    app.check_runtime(arn)?;
-    let session_id = wire::session_id(&headers)?;
-    app.with_model(|model, _, now| model.stop(&session_id, now))?;
-    app.agent.session_ended(&session_id, Ended::Stopped).await;
-    info!(session_id = %session_id, "session stopped");
-    Ok(with_session_header(
-        (
-            StatusCode::OK,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            "{}",
-        )
-            .into_response(),
-        &session_id,
-    ))
-}
-
-async fn admin_sessions(State(app): State<Arc<App>>) -> Json<Vec<SessionView>> {
-    Json(app.with_model(|model, _, now| model.sessions(now)))
-}
-
-async fn admin_stats(State(app): State<Arc<App>>) -> Json<Stats> {
-    Json(app.with_model(|model, _, _| model.stats()))
-}
-
-async fn admin_faults(
-    State(app): State<Arc<App>>,
-    update: Result<Json<FaultsUpdate>, JsonRejection>,
-) -> Result<Json<FaultsReport>, ServiceError> {
-    let Json(update) = update.map_err(|e| ServiceError::validation(e.body_text()))?;
-    let report = app
-        .set_faults(update)
-        .map_err(|e| ServiceError::validation(e.to_string()))?;
-    app.crashed(&report.crashed_sessions).await;
-    info!(faults = ?report.faults, crashed = ?report.crashed_sessions, "faults set");
-    Ok(Json(report))
-}
-
-async fn admin_reset(State(app): State<Arc<App>>) -> StatusCode {
-    app.with_model(|model, _, now| model.reset(now));
-    info!("emulator reset");
-    StatusCode::NO_CONTENT
-}
-
-async fn unknown_operation() -> ServiceError {
-    ServiceError::new(ErrorKind::UnknownOperation, "no such operation")
-}
-
-fn with_session_header(mut response: Response, session_id: &str) -> Response {
-    // The ID came from a header, so it is always a valid header value.
-    if let Some(value) = wire::session_header_value(session_id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(SESSION_HEADER), value);
-    }
-    response
-}
-
-/// The agent's failure with its causes, since the caller only sees this message.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -1,0 +1,170 @@
+//! What the CLI's end-to-end tests run the `warmpool` binary against, all on 127.0.0.1: moto
+//! (SQS, S3, DynamoDB) as a child process, the AgentCore emulator and a Lambda Invoke API
+//! (the CLI's own relay) in-process. Everything started here stops with the test binary.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/cli-test-agent";
+
+/// `warmpool` with a clean AWS environment: test credentials, one region, and `endpoints`
+/// (`AWS_ENDPOINT_URL_*` name, URL) as the only places it may reach.
+pub fn warmpool(endpoints: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warmpool"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("AGENT") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs([
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ])
+        .envs(endpoints.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` to its end (bounded: every command the tests run bounds its own calls) on a
+/// blocking thread, so the in-process services keep serving meanwhile.
+pub async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().expect("run warmpool"))
+        .await
+        .expect("warmpool runner")
+}
+
+/// Runs `command`, requires success, and parses its stdout as one JSON document.
+pub async fn run_json(command: Command) -> (serde_json::Value, String) {
+    let output = run(command).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "warmpool failed: {stderr}\nstdout: {stdout}");
+    let json =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}"));
+    (json, stderr)
+}
+
+/// A child process killed when dropped, whatever the test did.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_loopback_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// moto, once per test binary, through `scripts/moto_server.py` under `.venv/bin/python`. It
+/// runs under a shell that waits on our stdin pipe, so it stops when this process exits, by a
+/// panic or a signal too.
+pub fn moto() -> &'static str {
+    static MOTO: OnceLock<(String, Child)> = OnceLock::new();
+    &MOTO.get_or_init(start_moto).0
+}
+
+fn start_moto() -> (String, Child) {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} not found: run scripts/bootstrap.sh (make test does)",
+        python.display()
+    );
+    let port = free_loopback_port();
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" "$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
+        .arg(&python)
+        .arg(workspace_root().join("scripts/moto_server.py"))
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start moto");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto did not start on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (format!("http://{addr}"), child)
+}
+
+/// The AgentCore emulator in-process, with fast but still cold-versus-warm latencies.
+pub async fn emulator() -> agentcore_emulator::RunningEmulator {
+    agentcore_emulator::Emulator::spawn(agentcore_emulator::EmulatorConfig {
+        lifecycle: agentcore_emulator::lifecycle::LifecycleConfig {
+            latency_scale: 0.01,
+            ..Default::default()
+        },
+        seed: Some(7),
+        ..Default::default()
+    })
+    .await
+    .expect("start the AgentCore emulator")
+}
+
+/// A Lambda Invoke API on loopback whose `get-session` answers each claim with the session
+/// `next` names, in get-session's own answer type. The claim side of the pool has its own
+/// wire tests; here it only has to answer the way get-session does.
+pub async fn get_session(
+    next: impl Fn() -> warmpool_core::pool::ClaimedSession + Send + Sync + 'static,
+) -> cli::relay::RunningRelay {
+    let next = Arc::new(next);
+    let dispatch: cli::relay::Dispatch = Arc::new(move |function, _payload| {
+        let next = next.clone();
+        Box::pin(async move {
+            if function != "get-session" {
+                return Err(format!("Function not found: {function}"));
+            }
+            serde_json::to_vec(&next()).map_err(|e| e.to_string())
+        })
+    });
+    cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+        .await
+        .expect("start the Invoke API")
+}
+
+/// Reads `child`'s stdout up to and including a line that is just `}`: the end of a pretty
+/// JSON document from a command that keeps running afterwards. Bounded by `within`.
+pub fn first_json_document(child: &mut Child, within: Duration) -> serde_json::Value {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line == "}" {
+                break;
+            }
+        }
+        let _ = send.send(text);
+    });
+    let text = receive.recv_timeout(within).expect("a JSON document on stdout in time");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
