@@ -3,8 +3,8 @@
 //! 127.0.0.1. Lifetimes are scaled down to seconds, in the emulator and in the functions'
 //! `SESSION_*` settings alike.
 
-use agentcore_emulator::RunningEmulator;
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionState};
+use agentcore_emulator::{FaultsUpdate, RunningEmulator};
 use lambda_runtime::LambdaEvent;
 use replenish::RunReport;
 use std::sync::Arc;
@@ -453,4 +453,27 @@ async fn stopping_a_session_the_emulator_no_longer_knows_counts_as_gone_and_is_n
         .await;
         assert!(matches!(outcome, StopOutcome::Gone { tries: 1 }), "{outcome:?}");
     }
+}
+
+#[tokio::test]
+async fn a_retirement_stop_throttled_twice_and_failed_once_is_retried_until_the_session_stops() {
+    let queue = pool_queue("throttled-stop").await;
+    let emulator = emulator(emulator_lifecycle(60, 300)).await;
+    let id = warm_pooled(&queue, &emulator, 290_000, 20_000).await;
+    emulator
+        .set_faults(FaultsUpdate {
+            next_stop_throttles: Some(2),
+            next_stop_errors: Some(1),
+            ..FaultsUpdate::default()
+        })
+        .expect("stop faults");
+    let function = replenish_over(&queue, agent_runtime(&emulator));
+
+    let sweep = run(&function, SCHEDULE).await.sweep.expect("a sweep");
+
+    assert_eq!((sweep.retired, sweep.stop_failures), (1, 0), "{sweep:?}");
+    let stats = emulator.stats();
+    assert_eq!((stats.stop_throttles, stats.stop_errors, stats.stops), (2, 1, 1));
+    let sessions = emulator.sessions();
+    assert_eq!(session_view(&sessions, &id).state, SessionState::Stopped);
 }

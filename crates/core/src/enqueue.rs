@@ -57,7 +57,8 @@ pub enum Sent {
 }
 
 /// Sends `session` to the pool, resending while the outcome is unknown: see the module
-/// documentation. No try starts after `deadline`, and each is bounded by it.
+/// documentation. No try starts, or is waited for, after `deadline` or
+/// [`DEDUPLICATION_SAFE_WINDOW`] past the first.
 pub async fn send_to_pool<Q: PoolQueue>(
     queue: &Q,
     session: &PooledSession,
@@ -71,7 +72,9 @@ pub async fn send_to_pool<Q: PoolQueue>(
     let mut tries = 0;
     loop {
         tries += 1;
-        let left = deadline.saturating_duration_since(Instant::now());
+        // Abandoned before the window closes, too: a resend SQS took after five minutes would
+        // deliver the session again, perhaps after a claimer handed the first copy out.
+        let left = last_start.saturating_duration_since(Instant::now());
         let error = match within(left, queue.enqueue(session)).await {
             Some(Ok(())) => return Sent::Confirmed,
             Some(Err(error)) => error,
