@@ -3,21 +3,23 @@
 //! 127.0.0.1. Lifetimes are scaled down to seconds, in the emulator and in the functions'
 //! `SESSION_*` settings alike.
 
-use agentcore_emulator::RunningEmulator;
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionState};
+use agentcore_emulator::{FaultsUpdate, RunningEmulator};
 use lambda_runtime::LambdaEvent;
 use replenish::RunReport;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use warmpool_core::aws::SqsPoolQueue;
+use warmpool_core::aws::{AgentCoreRuntime, SqsPoolQueue};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::maintenance::{MaintenanceRules, SweepLimits, sweep};
+use warmpool_core::maintenance::{MaintenanceRules, SweepLimits, SweepWindow, sweep};
 use warmpool_core::pool::{ClaimPolicy, Claimer, Lifecycle, OnEmpty, Source};
-use warmpool_core::ports::{AgentRuntime, PoolQueue};
-use warmpool_core::session::{PooledSession, SessionId};
+use warmpool_core::ports::{AgentRuntime, PoolMaintenance, PoolQueue, ReplenishTrigger};
+use warmpool_core::session::{LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
+use warmpool_core::stop::{STOP_BACKOFF, StopOutcome, stop_until_gone};
+use warmpool_tests::faults::{self, Fault, FaultInjector};
 use warmpool_tests::*;
 
 const SCHEDULE: &str = include_str!("../../events/replenish-schedule.json");
@@ -40,7 +42,13 @@ async fn settled(relay: &cli::relay::RunningRelay) {
         .expect("top-up runs finished");
 }
 
-async fn run(function: &ReplenishFunction, event: &str) -> RunReport {
+async fn run<A, Q, C, T>(function: &replenish::Replenish<A, Q, C, T>, event: &str) -> RunReport
+where
+    A: AgentRuntime,
+    Q: PoolMaintenance,
+    C: Clock,
+    T: ReplenishTrigger,
+{
     let payload = serde_json::from_str(event).expect("event JSON");
     function
         .handle(LambdaEvent::new(payload, lambda_runtime::Context::default()))
@@ -204,7 +212,8 @@ async fn a_sweep_never_hides_more_than_its_bound_and_releases_what_it_does_not_t
         })
     };
     let deadline = SystemClock.now_ms() + 60_000;
-    let report = sweep(&queue, &agent, &SystemClock, &rules, &limits, 0, deadline).await;
+    let window = SweepWindow::new(deadline, Duration::from_secs(60));
+    let report = sweep(&queue, &agent, &SystemClock, &rules, &limits, 0, window).await;
     sweeping.store(false, Ordering::SeqCst);
     watcher.await.expect("watcher");
 
@@ -306,4 +315,165 @@ async fn a_prewarm_window_raises_an_adaptive_pool_above_its_maximum_while_it_las
     assert_eq!(pooled.len(), 6, "the top-up reached the window's target");
     let elsewhere = drain_pooled(&other_queue).await;
     assert_eq!(elsewhere.len(), 2, "the pool without the window stopped at its maximum");
+}
+
+/// Heartbeat due 15 s after a ping, idle timeout 60 s, max lifetime 300 s: long enough that a
+/// test's run is never near a limit it does not aim at.
+const LONG: [(&str, &str); 9] = [
+    ("RETIRE_SPREAD_SECS", "1"),
+    ("SESSION_IDLE_TIMEOUT_SECS", "60"),
+    ("SESSION_MAX_LIFETIME_SECS", "300"),
+    ("SESSION_SAFETY_MARGIN_SECS", "1"),
+    ("HEARTBEAT_FRACTION", "0.25"),
+    ("MAINTENANCE_INTERVAL_SECS", "2"),
+    ("SWEEP_TIME_BUDGET_SECS", "1"),
+    ("POOL_TARGET", "1"),
+    ("FALLBACK_BUDGET_SECS", "20"),
+];
+
+type FaultyReplenish = replenish::Replenish<AgentCoreRuntime, SqsPoolQueue, SystemClock, RecordingTrigger>;
+
+/// replenish in-process over `queue` and `agent`; its top-up events are only recorded.
+fn replenish_over(queue: &SqsPoolQueue, agent: AgentCoreRuntime) -> FaultyReplenish {
+    let mut pairs = vec![
+        ("POOL_QUEUE_URL", queue.queue_url()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
+        ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
+    ];
+    pairs.extend_from_slice(&LONG);
+    let config = replenish::Config::from_env(&Env::from_pairs(pairs)).expect("replenish config");
+    replenish::Replenish::new(config, agent, queue.clone(), SystemClock, RecordingTrigger::default())
+}
+
+/// The AgentCore client as the functions build it (no SDK retries), with `faults` attached.
+fn agent_with_faults(emulator: &RunningEmulator, faults: &FaultInjector) -> AgentCoreRuntime {
+    let sdk = sdk_config(&emulator.endpoint_url());
+    let config = aws_sdk_bedrockagentcore::config::Builder::from(&sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .interceptor(faults.clone())
+        .build();
+    AgentCoreRuntime::new(
+        aws_sdk_bedrockagentcore::Client::from_conf(config),
+        RUNTIME_ARN,
+        "DEFAULT",
+    )
+}
+
+/// A session that is warm at the emulator, pooled with the given ages.
+async fn warm_pooled(
+    queue: &SqsPoolQueue,
+    emulator: &RunningEmulator,
+    created_ago_ms: u64,
+    pinged_ago_ms: u64,
+) -> SessionId {
+    let id = SessionId::generate();
+    agent_runtime(emulator)
+        .invoke(&id, WARMUP_PAYLOAD)
+        .await
+        .expect("warm the session");
+    let now = SystemClock.now_ms();
+    queue
+        .enqueue(&PooledSession::new(
+            id.clone(),
+            now - created_ago_ms,
+            now - pinged_ago_ms,
+        ))
+        .await
+        .expect("pool it");
+    id
+}
+
+#[tokio::test]
+async fn a_heartbeat_whose_pool_send_lost_its_answer_keeps_the_session_pooled_once_and_running() {
+    let faults = FaultInjector::default();
+    let sqs = faults::sqs_client(&sdk_config(&Moto::shared().endpoint), &faults);
+    let queue = SqsPoolQueue::new(sqs, create_pool_queue(&sqs_client(), "lost-heartbeat").await);
+    let emulator = emulator(emulator_lifecycle(60, 300)).await;
+    let id = warm_pooled(&queue, &emulator, 20_000, 20_000).await;
+    let function = replenish_over(&queue, agent_runtime(&emulator));
+    let sent_at = SystemClock.now_ms();
+    faults.next("SendMessage", Fault::DropAnswer, 1);
+
+    let sweep = run(&function, SCHEDULE).await.sweep.expect("a sweep");
+
+    assert_eq!(faults.injected("SendMessage", Fault::DropAnswer), 1);
+    assert_eq!((sweep.heartbeats, sweep.heartbeat_failures), (1, 0), "{sweep:?}");
+    let sessions = emulator.sessions();
+    assert_eq!(
+        session_view(&sessions, &id).state,
+        SessionState::Active,
+        "the heartbeat stopped a session whose message is in the pool"
+    );
+    let pooled = drain_pooled(&queue).await;
+    assert_eq!(pooled.len(), 1, "pooled once: {pooled:?}");
+    assert_eq!(pooled[0].session_id, id);
+    assert!(pooled[0].last_ping_at >= sent_at, "with its new ping time");
+}
+
+#[tokio::test]
+async fn a_retirement_stop_that_landed_but_lost_its_answer_is_retried_and_the_session_counts_as_stopped() {
+    let queue = pool_queue("lost-stop").await;
+    let emulator = emulator(emulator_lifecycle(60, 300)).await;
+    // 290 s old of 300: retired now (usable 9 s more, next look in 17 s).
+    let id = warm_pooled(&queue, &emulator, 290_000, 20_000).await;
+    let faults = FaultInjector::default();
+    faults.next("StopRuntimeSession", Fault::LoseAnswer, 1);
+    let function = replenish_over(&queue, agent_with_faults(&emulator, &faults));
+
+    let sweep = run(&function, SCHEDULE).await.sweep.expect("a sweep");
+
+    assert_eq!(faults.injected("StopRuntimeSession", Fault::LoseAnswer), 1);
+    assert_eq!((sweep.retired, sweep.stop_failures), (1, 0), "{sweep:?}");
+    let sessions = emulator.sessions();
+    assert_eq!(session_view(&sessions, &id).state, SessionState::Stopped);
+    assert_eq!(
+        emulator.stats().stops,
+        1,
+        "the first try stopped it; the retry found it gone"
+    );
+    assert!(drain_pooled(&queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn stopping_a_session_the_emulator_no_longer_knows_counts_as_gone_and_is_not_retried() {
+    let emulator = emulator(fast_lifecycle()).await;
+    let agent = agent_runtime(&emulator);
+    let ended = SessionId::generate();
+    agent.invoke(&ended, WARMUP_PAYLOAD).await.expect("warm");
+    agent.stop(&ended).await.expect("first stop");
+    let never = SessionId::generate();
+    for id in [&ended, &never] {
+        let outcome = stop_until_gone(
+            &agent,
+            id,
+            Duration::from_secs(5),
+            &STOP_BACKOFF,
+            &LogKey::development(),
+        )
+        .await;
+        assert!(matches!(outcome, StopOutcome::Gone { tries: 1 }), "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_retirement_stop_throttled_twice_and_failed_once_is_retried_until_the_session_stops() {
+    let queue = pool_queue("throttled-stop").await;
+    let emulator = emulator(emulator_lifecycle(60, 300)).await;
+    let id = warm_pooled(&queue, &emulator, 290_000, 20_000).await;
+    emulator
+        .set_faults(FaultsUpdate {
+            next_stop_throttles: Some(2),
+            next_stop_errors: Some(1),
+            ..FaultsUpdate::default()
+        })
+        .expect("stop faults");
+    let function = replenish_over(&queue, agent_runtime(&emulator));
+
+    let sweep = run(&function, SCHEDULE).await.sweep.expect("a sweep");
+
+    assert_eq!((sweep.retired, sweep.stop_failures), (1, 0), "{sweep:?}");
+    let stats = emulator.stats();
+    assert_eq!((stats.stop_throttles, stats.stop_errors, stats.stops), (2, 1, 1));
+    let sessions = emulator.sessions();
+    assert_eq!(session_view(&sessions, &id).state, SessionState::Stopped);
 }

@@ -6,6 +6,7 @@ use agentcore_emulator::{Emulator, EmulatorConfig, FaultsUpdate};
 use get_session::{GetSession, GetSessionError};
 use lambda_runtime::LambdaEvent;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use warmpool_core::quota::CreationPacer;
 use warmpool_core::session::{PooledSession, SessionId};
 use warmpool_core::trigger::DeferredTrigger;
 use warmpool_core::warmup::{WarmupPolicy, warm_new_sessions};
+use warmpool_tests::faults::{self, Fault, FaultInjector};
 use warmpool_tests::*;
 
 fn get_session_config(queue: &SqsPoolQueue, fallback: bool) -> get_session::Config {
@@ -170,9 +172,10 @@ async fn a_throttled_warmup_is_not_enqueued_until_the_throttle_lifts() {
         .unwrap();
     let agent = agent_runtime(&emulator);
     let policy = WarmupPolicy {
-        concurrency: 1,
+        concurrency: std::num::NonZeroUsize::MIN,
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(100),
+        ..WarmupPolicy::default()
     };
 
     let warming = {
@@ -406,4 +409,120 @@ async fn invoking_through_the_pool_lands_on_a_warm_microvm_and_a_fresh_id_lands_
     assert_eq!(history(&fresh), vec![true]);
     wait_for_relay(&relay).await;
     assert_eq!(depth(&queue).await.total(), 2, "the claimed session was replaced");
+}
+
+/// A pool queue whose SQS client carries `faults` (see `warmpool_tests::faults`).
+async fn faulty_pool_queue(prefix: &str) -> (SqsPoolQueue, FaultInjector) {
+    let faults = FaultInjector::default();
+    let sqs = faults::sqs_client(&sdk_config(&Moto::shared().endpoint), &faults);
+    let url = create_pool_queue(&sqs_client(), prefix).await;
+    (SqsPoolQueue::new(sqs, url), faults)
+}
+
+#[tokio::test]
+async fn a_warm_session_whose_pool_send_lost_its_answer_at_sqs_is_pooled_once_and_left_running() {
+    // Dropped: the send landed and the connection closed. Lost: it landed and every one of the
+    // SDK's three attempts was answered with a 500.
+    for (fault, attempts) in [(Fault::DropAnswer, 1), (Fault::LoseAnswer, 3)] {
+        let (queue, faults) = faulty_pool_queue("lost-send").await;
+        let emulator = emulator(fast_lifecycle()).await;
+        faults.next("SendMessage", fault, attempts);
+
+        let report = warm_new_sessions(
+            1,
+            &agent_runtime(&emulator),
+            &queue,
+            &SystemClock,
+            &WarmupPolicy::default(),
+            &CreationPacer::unlimited(),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+
+        assert_eq!(faults.injected("SendMessage", fault), attempts, "{fault:?}");
+        let pooled = drain_pooled(&queue).await;
+        assert_eq!(pooled.len(), 1, "{fault:?}: the session is in the pool once");
+        let sessions = emulator.sessions();
+        assert_eq!(
+            session_view(&sessions, &pooled[0].session_id).state,
+            SessionState::Active,
+            "{fault:?}: the pooled session was stopped: a caller would get a cold start"
+        );
+        assert_eq!(emulator.stats().stops, 0, "{fault:?}");
+        assert_eq!(
+            (report.enqueued, report.enqueue_failures),
+            (1, 0),
+            "{fault:?}: {report:?}"
+        );
+    }
+}
+
+fn raw_pool_message(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &SqsPoolQueue,
+    body: String,
+    group: &str,
+) -> impl Future<Output = ()> {
+    let request = sqs
+        .send_message()
+        .queue_url(queue.queue_url())
+        .message_body(body)
+        .message_group_id(group)
+        .message_deduplication_id(format!("{group}-1"));
+    async move {
+        request.send().await.expect("send a raw pool message");
+    }
+}
+
+#[tokio::test]
+async fn forged_pool_messages_are_never_handed_out_by_get_session() {
+    let queue = pool_queue("forged").await;
+    let sqs = sqs_client();
+    let now = SystemClock.now_ms();
+    // A dead session made to look pinged an hour from now, and an ID too long for SQS's
+    // deduplication ID once a ping time is appended.
+    let ahead = PooledSession::new(SessionId::generate(), now, now + 3_600_000);
+    queue.enqueue(&ahead).await.unwrap();
+    let long_id = "a".repeat(108);
+    let long = format!(r#"{{"v":1,"sessionId":"{long_id}","createdAt":{now},"lastPingAt":{now}}}"#);
+    raw_pool_message(&sqs, &queue, long, "long-id").await;
+    let function = GetSession::new(
+        &get_session_config(&queue, true),
+        queue.clone(),
+        RecordingTrigger::default(),
+        SystemClock,
+    );
+
+    let answer = function.handle(no_event()).await.unwrap();
+
+    assert_eq!(answer.source, Source::Fresh);
+    assert_ne!(answer.session_id, ahead.session_id);
+    assert_ne!(answer.session_id.as_str(), long_id);
+    assert_eq!(depth(&queue).await.total(), 0, "both removed as malformed");
+}
+
+#[tokio::test]
+async fn get_session_hands_out_no_pooled_session_with_less_than_its_minimum_lifetime_left() {
+    let queue = pool_queue("min-lifetime").await;
+    let now = SystemClock.now_ms();
+    // Max lifetime 28 800 s less the 60 s margin: 200 s left, below the default 300 s.
+    let ending = PooledSession::new(SessionId::generate(), now - 28_540_000, now - 1_000);
+    queue.enqueue(&ending).await.unwrap();
+    let roomy = PooledSession::new(SessionId::generate(), now - 1_000, now - 1_000);
+    queue.enqueue(&roomy).await.unwrap();
+    let function = GetSession::new(
+        &get_session_config(&queue, false),
+        queue.clone(),
+        RecordingTrigger::default(),
+        SystemClock,
+    );
+
+    let answer = function.handle(no_event()).await.unwrap();
+
+    assert_eq!(answer.session_id, roomy.session_id);
+    assert_eq!(
+        depth(&queue).await.total(),
+        0,
+        "the short-lived session left the pool too"
+    );
 }

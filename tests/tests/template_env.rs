@@ -49,8 +49,9 @@ const CONSUMERS: [(&str, Parse); 6] = [
 ];
 
 /// Settings several consumers read: whoever reads one must set it, and all to the same value.
-const SHARED: [&str; 8] = [
+const SHARED: [&str; 9] = [
     "BATCH_PENDING_TIMEOUT_SECS",
+    "SESSION_LOG_KEY",
     "SESSION_IDLE_TIMEOUT_SECS",
     "SESSION_MAX_LIFETIME_SECS",
     "SESSION_SAFETY_MARGIN_SECS",
@@ -62,7 +63,7 @@ const SHARED: [&str; 8] = [
 
 /// Parameter sets the template is checked under: the defaults and each pool-target mode (the
 /// mode decides which variables replenish gets).
-const SCENARIOS: [(&str, &[(&str, &str)]); 5] = [
+const SCENARIOS: [(&str, &[(&str, &str)]); 7] = [
     ("defaults", &[]),
     (
         "scheduled target",
@@ -86,6 +87,14 @@ const SCENARIOS: [(&str, &[(&str, &str)]); 5] = [
     (
         "slow maintenance, longer idle timeout",
         &[("MaintenanceIntervalSecs", "300"), ("SessionIdleTimeoutSecs", "1200")],
+    ),
+    (
+        "an operator's own session log key",
+        &[("SessionLogKey", "0f4c1d7e9b2a4c88a1d3e5f7")],
+    ),
+    (
+        "the longest claim wait in the shortest get-session timeout",
+        &[("ClaimWaitSecs", "5"), ("GetSessionTimeoutSecs", "10")],
     ),
 ];
 
@@ -747,6 +756,131 @@ fn the_batch_queue_redrives_after_the_count_the_invoker_expects_and_outwaits_it(
         assert_eq!(
             environment["RECORD_CONCURRENCY"], batch_size,
             "{scenario}: records at once vs batch size"
+        );
+    });
+}
+
+/// A parameter's numeric bound (`MinValue` / `MaxValue`).
+fn bound(stack: &Stack, parameter: &str, which: &str) -> u64 {
+    let spec = &stack.template["Parameters"][parameter];
+    let value = spec.get(which).unwrap_or_else(|| panic!("{parameter} has no {which}"));
+    stack.number(value)
+}
+
+#[test]
+fn get_session_is_told_its_own_timeout_and_every_accepted_claim_wait_fits_inside_it() {
+    each_scenario(|scenario, stack| {
+        let properties = &stack.resource("GetSessionFunction")["Properties"];
+        let environment = stack.environment("GetSessionFunction");
+        assert_eq!(
+            environment.get("GET_SESSION_TIMEOUT_SECS").map(String::as_str),
+            Some(stack.string(&properties["Timeout"]).as_str()),
+            "{scenario}: get-session's GET_SESSION_TIMEOUT_SECS vs its Timeout"
+        );
+    });
+    // CloudFormation rules cannot compare numbers: the ranges must make every pair safe. The
+    // extremes are a scenario above, so get-session's own check accepts them too.
+    let stack = Stack::new(&[]);
+    let longest_wait = bound(&stack, "ClaimWaitSecs", "MaxValue");
+    let shortest_timeout = bound(&stack, "GetSessionTimeoutSecs", "MinValue");
+    assert!(
+        longest_wait + 1 < shortest_timeout,
+        "a {longest_wait} s claim wait does not fit in a {shortest_timeout} s timeout"
+    );
+    assert!(
+        bound(&stack, "ClaimWaitSecs", "MaxValue") <= 20,
+        "SQS long polls wait at most 20 s"
+    );
+}
+
+#[test]
+fn counts_that_must_be_positive_cannot_be_deployed_as_zero() {
+    let stack = Stack::new(&[]);
+    for parameter in [
+        "ClaimMaxDiscards",
+        "MaxCreationsPerRun",
+        "MaxCountPerTrigger",
+        "WarmupConcurrency",
+    ] {
+        assert!(
+            bound(&stack, parameter, "MinValue") >= 1,
+            "{parameter} accepts 0, which the functions refuse at init"
+        );
+    }
+}
+
+/// The role ARNs a queue policy's Deny leaves out, as logical IDs of `!GetAtt <Role>.Arn`.
+fn excepted_roles(stack: &Stack, policy: &str) -> BTreeSet<String> {
+    let statements = &stack.resource(policy)["Properties"]["PolicyDocument"]["Statement"];
+    let mut roles = BTreeSet::new();
+    for statement in items(statements) {
+        if statement["Effect"].as_str() != Some("Deny") {
+            continue;
+        }
+        let Some(arns) = statement
+            .get("Condition")
+            .and_then(|c| c.get("ArnNotEquals"))
+            .and_then(|c| c.get("aws:PrincipalArn"))
+        else {
+            continue;
+        };
+        for arn in items(arns) {
+            let (function, target) = intrinsic(arn).expect("a role named by !GetAtt");
+            assert_eq!(function, "Fn::GetAtt", "{policy}: {arn:?}");
+            let dotted = match target {
+                Value::Sequence(parts) => format!("{}.{}", stack.string(&parts[0]), stack.string(&parts[1])),
+                other => stack.string(other),
+            };
+            let (role, attribute) = dotted.split_once('.').expect("Role.Arn");
+            assert_eq!((stack.kind(role), attribute), ("AWS::IAM::Role", "Arn"), "{policy}");
+            roles.insert(role.to_string());
+        }
+    }
+    roles
+}
+
+/// Roles with any statement on the pool queue's ARN.
+fn roles_using(stack: &Stack, queue: &str) -> BTreeSet<String> {
+    let arn = stack.attribute(queue, "Arn");
+    let mut roles = BTreeSet::new();
+    for (id, resource) in stack.resources() {
+        if resource["Type"].as_str() != Some("AWS::IAM::Role") {
+            continue;
+        }
+        for policy in items(&resource["Properties"]["Policies"]) {
+            for statement in items(&policy["PolicyDocument"]["Statement"]) {
+                let resources = match stack.eval(&statement["Resource"]) {
+                    Some(Evaluated::List(list)) => list.into_iter().map(Evaluated::into_string).collect(),
+                    Some(Evaluated::Str(one)) => vec![one],
+                    None => Vec::new(),
+                };
+                if resources.contains(&arn) {
+                    roles.insert(id.to_string());
+                }
+            }
+        }
+    }
+    roles
+}
+
+#[test]
+fn the_pool_queue_admits_exactly_the_roles_that_use_it() {
+    each_scenario(|scenario, stack| {
+        let policies: Vec<&str> = stack
+            .resources()
+            .filter(|(_, r)| r["Type"].as_str() == Some("AWS::SQS::QueuePolicy"))
+            .filter(|(_, r)| {
+                items(&r["Properties"]["Queues"])
+                    .iter()
+                    .any(|q| matches!(intrinsic(q), Some((f, arg)) if f == "Ref" && arg.as_str() == Some("PoolQueue")))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(policies.len(), 1, "{scenario}: the pool queue's policies: {policies:?}");
+        assert_eq!(
+            excepted_roles(stack, policies[0]),
+            roles_using(stack, "PoolQueue"),
+            "{scenario}: roles the pool queue's policy lets through vs roles whose policies use the queue"
         );
     });
 }

@@ -10,6 +10,17 @@ pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// `future`'s output, or `None` once `limit` has passed. The timer is armed only if the future
+/// does not complete on its first poll, so in-memory adapters and the simulation (which polls
+/// without a runtime) never need one.
+pub async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    if let std::task::Poll::Ready(output) = futures::poll!(future.as_mut()) {
+        return Some(output);
+    }
+    tokio::time::timeout(limit, future).await.ok()
+}
+
 /// Milliseconds since the Unix epoch: the unit of `createdAt` and `lastPingAt`.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> u64;
@@ -51,5 +62,22 @@ impl Clock for ManualClock {
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[test]
+    fn a_future_ready_at_once_needs_no_timer_and_no_runtime() {
+        assert_eq!(within(Duration::ZERO, async { 7 }).now_or_never(), Some(Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_future_still_pending_at_the_limit_gives_none() {
+        let never = futures::future::pending::<()>();
+        assert_eq!(within(Duration::from_millis(10), never).await, None);
     }
 }

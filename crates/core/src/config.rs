@@ -6,9 +6,20 @@
 
 use crate::error::ConfigError;
 use crate::pool::{ClaimPolicy, Lifecycle, OnEmpty};
+use crate::session::LogKey;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::warn;
+
+/// `n`, or 1 for 0: for defaults written as literals.
+pub const fn at_least_one(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
+}
 
 /// A snapshot of environment variables.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +56,16 @@ impl Env {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// A count that must be positive: zero is refused with the variable's name.
+    pub fn positive_or(&self, key: &'static str, default: NonZeroU32) -> Result<NonZeroU32, ConfigError> {
+        let value: u32 = self.parse_or(key, default.get())?;
+        NonZeroU32::new(value).ok_or_else(|| ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            reason: "must be at least 1".into(),
+        })
     }
 
     pub fn secs_or(&self, key: &'static str, default_secs: u64) -> Result<Duration, ConfigError> {
@@ -87,6 +108,26 @@ impl Lifecycle {
     }
 }
 
+pub const SESSION_LOG_KEY: &str = "SESSION_LOG_KEY";
+
+impl LogKey {
+    /// `SESSION_LOG_KEY`: the secret that keys session IDs in logs, at least 16 characters.
+    /// Unset (local runs), the public development key is used and a warning says so; the
+    /// template always sets it (docs/decisions/0203).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let Some(secret) = env.optional(SESSION_LOG_KEY) else {
+            warn!("{SESSION_LOG_KEY} is not set: session IDs are logged under the public development key");
+            return Ok(Self::development());
+        };
+        Self::new(&secret).map_err(|e| ConfigError::Invalid {
+            key: SESSION_LOG_KEY,
+            // Never echo a secret, even a rejected one.
+            value: "<redacted>".into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 pub const CLAIM_WAIT: &str = "CLAIM_WAIT_SECS";
 pub const CLAIM_VISIBILITY: &str = "CLAIM_VISIBILITY_TIMEOUT_SECS";
 pub const CLAIM_MAX_DISCARDS: &str = "CLAIM_MAX_DISCARDS";
@@ -94,8 +135,10 @@ pub const FRESH_FALLBACK: &str = "FRESH_FALLBACK";
 pub const REPLACE_FRESH_FALLBACKS: &str = "REPLACE_FRESH_FALLBACKS";
 
 impl ClaimPolicy {
-    /// `CLAIM_WAIT_SECS` (1), `CLAIM_VISIBILITY_TIMEOUT_SECS` (30), `CLAIM_MAX_DISCARDS` (10),
-    /// `FRESH_FALLBACK` (true), `REPLACE_FRESH_FALLBACKS` (false) and the session lifecycle.
+    /// `CLAIM_WAIT_SECS` (1), `CLAIM_VISIBILITY_TIMEOUT_SECS` (30), `CLAIM_MAX_DISCARDS` (10, at
+    /// least 1), `FRESH_FALLBACK` (true), `REPLACE_FRESH_FALLBACKS` (false) and the session
+    /// lifecycle. The minimum lifetime and the log key are the claimer's own
+    /// ([`ClaimPolicy::with_min_lifetime`], [`LogKey::from_env`]).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let wait = env.secs_or(CLAIM_WAIT, defaults.wait.as_secs())?;
@@ -123,9 +166,10 @@ impl ClaimPolicy {
             lifecycle: Lifecycle::from_env(env)?,
             wait,
             visibility,
-            max_discards: env.parse_or(CLAIM_MAX_DISCARDS, defaults.max_discards)?,
+            max_discards: env.positive_or(CLAIM_MAX_DISCARDS, defaults.max_discards)?,
             on_empty,
             replace_fresh_fallbacks: env.parse_or(REPLACE_FRESH_FALLBACKS, defaults.replace_fresh_fallbacks)?,
+            ..defaults
         })
     }
 }
@@ -170,6 +214,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_claim_that_may_discard_nothing_is_refused_at_init() {
+        let env = Env::from_pairs([(CLAIM_MAX_DISCARDS, "0")]);
+        let error = ClaimPolicy::from_env(&env).unwrap_err().to_string();
+        assert!(error.contains(CLAIM_MAX_DISCARDS), "{error}");
+    }
+
+    #[test]
+    fn a_log_key_from_the_environment_is_used_and_a_short_one_is_refused_without_echoing_it() {
+        let key = LogKey::from_env(&Env::from_pairs([(SESSION_LOG_KEY, "0123456789abcdef0123")])).unwrap();
+        assert_eq!(key, LogKey::new("0123456789abcdef0123").unwrap());
+        assert_eq!(LogKey::from_env(&Env::default()).unwrap(), LogKey::development());
+        let error = LogKey::from_env(&Env::from_pairs([(SESSION_LOG_KEY, "hunter2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(SESSION_LOG_KEY) && !error.contains("hunter2"), "{error}");
     }
 
     #[test]

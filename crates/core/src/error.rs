@@ -63,7 +63,11 @@ pub enum AgentErrorKind {
     Server,
     /// The agent inside the session failed (RuntimeClientError) or crashed.
     Agent,
-    /// ValidationException, ResourceNotFoundException, AccessDeniedException, ...: never retried.
+    /// ResourceNotFoundException. On StopRuntimeSession: the session has ended already (or
+    /// never existed), which is what a stop wants. On InvokeAgentRuntime: the runtime or its
+    /// endpoint does not exist (an unknown session ID is not an error there: it cold-starts).
+    NotFound,
+    /// ValidationException, AccessDeniedException, ...: never retried.
     Rejected,
 }
 

@@ -22,6 +22,10 @@ pub struct MemoryPool {
     clock: Arc<dyn Clock>,
     failing_deletes: AtomicU32,
     failing_enqueues: AtomicU32,
+    refused_enqueues: AtomicU32,
+    unanswered_enqueues: AtomicU32,
+    /// Sends seen, landed or not: what the caller tried.
+    send_attempts: AtomicU32,
     stale_receipts_accepted: AtomicBool,
 }
 
@@ -49,6 +53,9 @@ struct Message {
     receipt: Option<String>,
 }
 
+/// How long SQS remembers a deduplication ID.
+const DEDUPLICATION_WINDOW_MS: u64 = 5 * 60 * 1_000;
+
 #[derive(Debug, Default)]
 struct PoolState {
     /// By send order.
@@ -57,6 +64,8 @@ struct PoolState {
     /// Every receipt ever issued, for [`MemoryPool::accept_stale_receipts`].
     issued: HashMap<String, u64>,
     next_id: u64,
+    /// (group, deduplication ID) -> when a send with it was first accepted.
+    deduplication: HashMap<(String, String), u64>,
 }
 
 impl PoolState {
@@ -75,6 +84,9 @@ impl MemoryPool {
             clock,
             failing_deletes: AtomicU32::new(0),
             failing_enqueues: AtomicU32::new(0),
+            refused_enqueues: AtomicU32::new(0),
+            unanswered_enqueues: AtomicU32::new(0),
+            send_attempts: AtomicU32::new(0),
             stale_receipts_accepted: AtomicBool::new(false),
         }
     }
@@ -136,8 +148,42 @@ impl MemoryPool {
         self.stale_receipts_accepted.store(true, Ordering::SeqCst);
     }
 
+    /// The next `n` sends fail with a transport error before they reach the queue.
     pub fn fail_next_enqueues(&self, n: u32) {
         self.failing_enqueues.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` sends are refused for good (a 4xx): nothing lands.
+    pub fn refuse_next_enqueues(&self, n: u32) {
+        self.refused_enqueues.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` sends land (deduplication applies) and then lose their answer: the caller
+    /// sees a transport error.
+    pub fn lose_next_enqueue_answers(&self, n: u32) {
+        self.unanswered_enqueues.store(n, Ordering::SeqCst);
+    }
+
+    /// Every send the pool saw, including failed and deduplicated ones.
+    pub fn send_attempts(&self) -> u32 {
+        self.send_attempts.load(Ordering::SeqCst)
+    }
+
+    /// A send as SQS FIFO takes it: a deduplication ID accepted in the last five minutes in the
+    /// same group is acknowledged without delivering a second message.
+    fn accept(&self, session: &PooledSession) {
+        let now = self.clock.now_ms();
+        let key = (session.message_group_id().to_string(), session.deduplication_id());
+        {
+            let mut state = self.state.lock().unwrap();
+            match state.deduplication.get(&key) {
+                Some(first) if now.saturating_sub(*first) < DEDUPLICATION_WINDOW_MS => return,
+                _ => {
+                    state.deduplication.insert(key, now);
+                }
+            }
+        }
+        self.push(session);
     }
 }
 
@@ -217,6 +263,7 @@ impl PoolQueue for MemoryPool {
     }
 
     async fn enqueue(&self, session: &PooledSession) -> Result<(), QueueError> {
+        self.send_attempts.fetch_add(1, Ordering::SeqCst);
         if take_failure(&self.failing_enqueues) {
             return Err(QueueError::new(
                 "enqueue",
@@ -224,7 +271,21 @@ impl PoolQueue for MemoryPool {
                 "injected enqueue failure",
             ));
         }
-        self.push(session);
+        if take_failure(&self.refused_enqueues) {
+            return Err(QueueError::new(
+                "enqueue",
+                QueueErrorKind::Rejected,
+                "injected refusal: AccessDenied",
+            ));
+        }
+        self.accept(session);
+        if take_failure(&self.unanswered_enqueues) {
+            return Err(QueueError::new(
+                "enqueue",
+                QueueErrorKind::Transport,
+                "injected lost answer: the send landed",
+            ));
+        }
         Ok(())
     }
 
@@ -300,8 +361,10 @@ impl ReplenishTrigger for RecordingTrigger {
 #[derive(Debug, Default)]
 pub struct ScriptedAgent {
     script: Mutex<VecDeque<AgentErrorKind>>,
+    stop_script: Mutex<VecDeque<AgentErrorKind>>,
     invocations: Mutex<Vec<(SessionId, Vec<u8>)>>,
     stopped: Mutex<Vec<SessionId>>,
+    stop_calls: Mutex<Vec<(SessionId, String)>>,
 }
 
 impl ScriptedAgent {
@@ -310,12 +373,24 @@ impl ScriptedAgent {
         self.script.lock().unwrap().extend(kinds);
     }
 
+    /// The next StopRuntimeSession calls fail with these kinds, in order (`NotFound`: the
+    /// session had ended already).
+    pub fn fail_stops_with(&self, kinds: impl IntoIterator<Item = AgentErrorKind>) {
+        self.stop_script.lock().unwrap().extend(kinds);
+    }
+
     pub fn invocations(&self) -> Vec<(SessionId, Vec<u8>)> {
         self.invocations.lock().unwrap().clone()
     }
 
+    /// Sessions whose stop succeeded, in order.
     pub fn stopped(&self) -> Vec<SessionId> {
         self.stopped.lock().unwrap().clone()
+    }
+
+    /// Every stop call, failed ones included, with its client token.
+    pub fn stop_calls(&self) -> Vec<(SessionId, String)> {
+        self.stop_calls.lock().unwrap().clone()
     }
 }
 
@@ -332,7 +407,58 @@ impl AgentRuntime for ScriptedAgent {
     }
 
     async fn stop(&self, session_id: &SessionId) -> Result<(), AgentError> {
+        self.stop_with_token(session_id, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    async fn stop_with_token(&self, session_id: &SessionId, client_token: &str) -> Result<(), AgentError> {
+        self.stop_calls
+            .lock()
+            .unwrap()
+            .push((session_id.clone(), client_token.to_string()));
+        if let Some(kind) = self.stop_script.lock().unwrap().pop_front() {
+            return Err(AgentError::new("stop", kind, "scripted stop failure"));
+        }
         self.stopped.lock().unwrap().push(session_id.clone());
         Ok(())
+    }
+}
+
+/// Log lines written while the guard lives on this thread (a current-thread runtime keeps a
+/// test's tasks on it), for tests that check what reaches the logs.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }

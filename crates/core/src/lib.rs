@@ -4,6 +4,8 @@
 //! - [`session`]: session IDs and the pool message format;
 //! - [`pool`]: freshness rules and the claim algorithm (usable in-process by a trusted service);
 //! - [`warmup`]: warming new sessions and enqueueing them only once warm;
+//! - [`enqueue`]: the pool send, resent while its outcome is unknown;
+//! - [`stop`]: StopRuntimeSession retried until the session is gone;
 //! - [`ports`]: the small capability traits the rules need, with [`aws`] adapters behind them;
 //! - [`trigger`]: the replenish trigger that never blocks nor fails a claim;
 //! - [`maintenance`]: heartbeats, retirement and trimming of pooled sessions (the sweep);
@@ -18,6 +20,7 @@ pub mod aws;
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod enqueue;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
@@ -29,6 +32,7 @@ pub mod ports;
 pub mod quota;
 pub mod schedule;
 pub mod session;
+pub mod stop;
 pub mod target;
 pub mod trigger;
 pub mod warmup;

@@ -7,9 +7,13 @@
 //! - heartbeat: delete, ping with the warmup sentinel, re-enqueue with the new `lastPingAt`
 //!   (hence a fresh deduplication ID). Deleting first means a crash in between leaks a session
 //!   (cost), never puts one in the pool twice (data). A failed ping drops the session;
-//! - retire (near max lifetime) and trim (above target): delete, then StopRuntimeSession, so
-//!   the microVM stops billing memory now rather than at its idle timeout;
-//! - stale or malformed: delete (a stale microVM ends by itself within the safety margin).
+//!   The re-enqueue is resent while its outcome is unknown ([`crate::enqueue`]): the session
+//!   is stopped only when the pool refused it for good, never while its message may be there;
+//! - retire (near max lifetime) and trim (above target): delete, then StopRuntimeSession
+//!   retried until the session is gone ([`crate::stop`]), so the microVM stops billing memory
+//!   now rather than at its idle timeout;
+//! - stale or malformed (timestamps beyond the clock-skew allowance included): delete (a stale
+//!   microVM ends by itself within the safety margin).
 //!
 //! Replacements are not the sweep's business: the scheduled run tops the pool up to its target
 //! afterwards, through the creation budget, and a retired session counts as missing there.
@@ -22,17 +26,20 @@
 //! still refuse it once stale (invariant 2) and the top-up replaces it.
 
 use crate::clock::{Clock, millis};
-use crate::config::Env;
+use crate::config::{Env, at_least_one};
+use crate::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::error::ConfigError;
 use crate::error::QueueError;
 use crate::pool::{Freshness, Lifecycle};
 use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance, Received};
-use crate::session::{PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::session::{LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::stop::stop_before;
 use crate::target::{Observation, Target, TargetPolicy};
-use crate::warmup::stop_quietly;
 use serde::Serialize;
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub const HEARTBEAT_FRACTION: &str = "HEARTBEAT_FRACTION";
@@ -180,14 +187,19 @@ pub struct SweepLimits {
     /// Visibility of what a sweep receives: long enough for one batch's deletes and pings; a
     /// crashed sweep hides nothing longer than this.
     pub visibility: Duration,
-    pub max_batches: u32,
+    pub max_batches: NonZeroU32,
     /// The sweep starts no batch after this much of the run.
     pub time_budget: Duration,
+    /// Resends of a heartbeat's pool message whose answer was lost.
+    pub send: SendRetry,
+    /// Session IDs appear in logs only as [`SessionId::log_id`] under this key.
+    pub log_key: LogKey,
 }
 
 impl SweepLimits {
-    /// `SWEEP_MAX_HIDDEN` (10), `SWEEP_VISIBILITY_SECS` (30), `SWEEP_MAX_BATCHES` (100) and
-    /// `SWEEP_TIME_BUDGET_SECS` (20; below the schedule's interval, so sweeps do not overlap).
+    /// `SWEEP_MAX_HIDDEN` (10), `SWEEP_VISIBILITY_SECS` (30), `SWEEP_MAX_BATCHES` (100, at least
+    /// 1), `SWEEP_TIME_BUDGET_SECS` (20; below the schedule's interval, so sweeps do not
+    /// overlap) and `SESSION_LOG_KEY`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let max_hidden: u8 = env.parse_or(SWEEP_MAX_HIDDEN, 10)?;
         if !(1..=10).contains(&max_hidden) {
@@ -208,8 +220,10 @@ impl SweepLimits {
         Ok(Self {
             max_hidden,
             visibility,
-            max_batches: env.parse_or(SWEEP_MAX_BATCHES, 100)?,
+            max_batches: env.positive_or(SWEEP_MAX_BATCHES, at_least_one(100))?,
             time_budget: env.secs_or(SWEEP_TIME_BUDGET, 20)?,
+            send: SendRetry::default(),
+            log_key: LogKey::from_env(env)?,
         })
     }
 }
@@ -234,8 +248,12 @@ pub struct SweepReport {
     pub seen: u32,
     pub released: u32,
     pub heartbeats: u32,
-    /// Pings or re-enqueues that failed: the session was dropped (and stopped if it may live).
+    /// Pings that failed or re-enqueues the pool refused: the session was dropped (and stopped
+    /// if it may live).
     pub heartbeat_failures: u32,
+    /// Re-enqueues never confirmed (answers lost): the session was left running, pooled or
+    /// idling out unseen. Not counted as removed: the next round sees the real depth.
+    pub unconfirmed: u32,
     pub retired: u32,
     pub trimmed: u32,
     pub stale_discarded: u32,
@@ -273,13 +291,14 @@ pub struct Settings {
     pub rules: MaintenanceRules,
     pub limits: SweepLimits,
     pub target: TargetPolicy,
-    /// New sessions one scheduled run may create at most.
-    pub max_creations_per_run: u32,
+    /// New sessions one scheduled run may create at most; zero would stop replacing retired
+    /// sessions.
+    pub max_creations_per_run: NonZeroU32,
 }
 
 impl Settings {
     /// The rules, the sweep limits, the target ([`TargetPolicy::from_env`]) and
-    /// `MAX_CREATIONS_PER_RUN` (50).
+    /// `MAX_CREATIONS_PER_RUN` (50, at least 1).
     pub fn from_env(env: &Env, lifecycle: Lifecycle) -> Result<Self, ConfigError> {
         let rules = MaintenanceRules::from_env(env, lifecycle)?;
         let limits = SweepLimits::from_env(env)?;
@@ -294,7 +313,7 @@ impl Settings {
             rules,
             limits,
             target: TargetPolicy::from_env(env)?,
-            max_creations_per_run: env.parse_or(MAX_CREATIONS_PER_RUN, 50)?,
+            max_creations_per_run: env.positive_or(MAX_CREATIONS_PER_RUN, at_least_one(50))?,
         })
     }
 }
@@ -425,21 +444,16 @@ where
     .await?;
     let surplus = surplus(sizing.target.value, sizing.depth);
     let deadline_ms = started_ms.saturating_add(millis(settings.limits.time_budget.min(remaining)));
-    let sweep = sweep(
-        queue,
-        agent,
-        clock,
-        &settings.rules,
-        &settings.limits,
-        surplus,
-        deadline_ms,
-    )
-    .await;
+    let window = SweepWindow {
+        start_by_ms: deadline_ms,
+        finish_by: Instant::now() + remaining,
+    };
+    let sweep = sweep(queue, agent, clock, &settings.rules, &settings.limits, surplus, window).await;
     let top_up = top_up(
         sizing.target.value,
         sizing.depth,
         &sweep,
-        settings.max_creations_per_run,
+        settings.max_creations_per_run.get(),
     );
     Ok(Round { sizing, sweep, top_up })
 }
@@ -447,13 +461,32 @@ where
 enum Outcome {
     Heartbeat,
     HeartbeatFailed,
+    HeartbeatUnconfirmed,
     Removed { action: Action, stopped: bool },
     MalformedRemoved,
     Lost,
 }
 
+/// When a sweep must be done: it starts no batch at or after `start_by_ms` (on the sweep's
+/// clock), and no resend or stop retry outlasts `finish_by` (the run's own deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct SweepWindow {
+    pub start_by_ms: u64,
+    pub finish_by: Instant,
+}
+
+impl SweepWindow {
+    /// No batch after `start_by_ms`; retries for at most `retries_for` of real time.
+    pub fn new(start_by_ms: u64, retries_for: Duration) -> Self {
+        Self {
+            start_by_ms,
+            finish_by: Instant::now() + retries_for,
+        }
+    }
+}
+
 /// Applies the rules to the pool, a batch of at most `limits.max_hidden` messages at a time,
-/// until the queue shows nothing new, the batch limit, or `deadline_ms` on `clock`.
+/// until the queue shows nothing new, the batch limit, or the end of `window`.
 /// `surplus` is how far the pool is above its target: that many due sessions are trimmed.
 pub async fn sweep<Q, A, C>(
     queue: &Q,
@@ -462,7 +495,7 @@ pub async fn sweep<Q, A, C>(
     rules: &MaintenanceRules,
     limits: &SweepLimits,
     mut surplus: u32,
-    deadline_ms: u64,
+    window: SweepWindow,
 ) -> SweepReport
 where
     Q: PoolMaintenance,
@@ -471,8 +504,8 @@ where
 {
     let mut report = SweepReport::default();
     let mut seen = HashSet::new();
-    for _ in 0..limits.max_batches {
-        if clock.now_ms() >= deadline_ms {
+    for _ in 0..limits.max_batches.get() {
+        if clock.now_ms() >= window.start_by_ms {
             report.ended = SweepEnd::Deadline;
             return report;
         }
@@ -500,7 +533,7 @@ where
         let mut work = Vec::new();
         for message in batch {
             // Seen before in this sweep: released already, so nothing new to decide.
-            let parsed = PooledSession::parse(&message.body);
+            let parsed = PooledSession::parse_at(&message.body, now);
             let action = match &parsed {
                 _ if new == 0 => Action::Keep,
                 Err(_) => Action::Discard(Freshness::Fresh),
@@ -531,28 +564,18 @@ where
                 }
             }
         }
+        let care = Care {
+            log_key: &limits.log_key,
+            send: &limits.send,
+            finish_by: window.finish_by,
+        };
         let outcomes = futures::future::join_all(
             work.into_iter()
-                .map(|(message, session, action)| act(queue, agent, clock, message, session, action)),
+                .map(|(message, session, action)| act(queue, agent, clock, message, session, action, &care)),
         )
         .await;
         for outcome in outcomes {
-            match outcome {
-                Outcome::Heartbeat => report.heartbeats += 1,
-                Outcome::HeartbeatFailed => report.heartbeat_failures += 1,
-                Outcome::MalformedRemoved => report.malformed_discarded += 1,
-                Outcome::Lost => report.lost += 1,
-                Outcome::Removed { action, stopped } => {
-                    match action {
-                        Action::Retire => report.retired += 1,
-                        Action::Trim => report.trimmed += 1,
-                        _ => report.stale_discarded += 1,
-                    }
-                    if !stopped {
-                        report.stop_failures += 1;
-                    }
-                }
-            }
+            report.tally(outcome);
         }
         if new == 0 {
             report.ended = SweepEnd::Converged;
@@ -563,6 +586,38 @@ where
     report
 }
 
+impl SweepReport {
+    fn tally(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Heartbeat => self.heartbeats += 1,
+            Outcome::HeartbeatFailed => self.heartbeat_failures += 1,
+            Outcome::HeartbeatUnconfirmed => {
+                self.heartbeats += 1;
+                self.unconfirmed += 1;
+            }
+            Outcome::MalformedRemoved => self.malformed_discarded += 1,
+            Outcome::Lost => self.lost += 1,
+            Outcome::Removed { action, stopped } => {
+                match action {
+                    Action::Retire => self.retired += 1,
+                    Action::Trim => self.trimmed += 1,
+                    _ => self.stale_discarded += 1,
+                }
+                if !stopped {
+                    self.stop_failures += 1;
+                }
+            }
+        }
+    }
+}
+
+/// What the work on one message needs besides the ports.
+struct Care<'a> {
+    log_key: &'a LogKey,
+    send: &'a SendRetry,
+    finish_by: Instant,
+}
+
 async fn act<Q, A, C>(
     queue: &Q,
     agent: &A,
@@ -570,6 +625,7 @@ async fn act<Q, A, C>(
     message: Received,
     session: Option<PooledSession>,
     action: Action,
+    care: &Care<'_>,
 ) -> Outcome
 where
     Q: PoolMaintenance,
@@ -584,42 +640,54 @@ where
         warn!(message_id = %message.message_id, "removed a malformed pool message");
         return Outcome::MalformedRemoved;
     };
+    let shown = session.session_id.log_id(care.log_key);
     match action {
-        Action::Heartbeat => heartbeat(queue, agent, clock, session).await,
+        Action::Heartbeat => heartbeat(queue, agent, clock, session, care).await,
         Action::Retire | Action::Trim => {
-            let stopped = stop_quietly(agent, &session.session_id).await;
-            info!(session_id = %session.session_id, ?action, "session let go");
+            let stopped = stop_before(agent, &session.session_id, care.finish_by, care.log_key)
+                .await
+                .ended();
+            info!(session = %shown, ?action, stopped, "session let go");
             Outcome::Removed { action, stopped }
         }
         _ => {
-            info!(session_id = %session.session_id, ?action, "stale session removed");
+            info!(session = %shown, ?action, "stale session removed");
             Outcome::Removed { action, stopped: true }
         }
     }
 }
 
-async fn heartbeat<Q, A, C>(queue: &Q, agent: &A, clock: &C, session: PooledSession) -> Outcome
+async fn heartbeat<Q, A, C>(queue: &Q, agent: &A, clock: &C, session: PooledSession, care: &Care<'_>) -> Outcome
 where
     Q: PoolMaintenance,
     A: AgentRuntime,
     C: Clock,
 {
+    let shown = session.session_id.log_id(care.log_key);
     // Taken before the ping: AgentCore's idle timer restarts no earlier than this. Strictly
     // later than the last ping, so the deduplication ID is new even on a coarse clock.
-    let ping_at = clock.now_ms().max(session.last_ping_at + 1);
+    let ping_at = clock.now_ms().max(session.last_ping_at.saturating_add(1));
     if let Err(error) = agent.invoke(&session.session_id, WARMUP_PAYLOAD).await {
-        warn!(session_id = %session.session_id, %error, "heartbeat failed; dropping the session");
+        warn!(session = %shown, %error, "heartbeat failed; dropping the session");
         if error.may_have_created_session() {
-            stop_quietly(agent, &session.session_id).await;
+            stop_before(agent, &session.session_id, care.finish_by, care.log_key).await;
         }
         return Outcome::HeartbeatFailed;
     }
     let pinged = PooledSession::new(session.session_id, session.created_at, ping_at);
-    match queue.enqueue(&pinged).await {
-        Ok(()) => Outcome::Heartbeat,
-        Err(error) => {
-            warn!(session_id = %pinged.session_id, %error, "heartbeat re-enqueue failed; stopping the session");
-            stop_quietly(agent, &pinged.session_id).await;
+    match send_to_pool(queue, &pinged, care.send, care.finish_by, care.log_key).await {
+        Sent::Confirmed => Outcome::Heartbeat,
+        Sent::Unconfirmed(error) => {
+            warn!(
+                session = %shown,
+                %error,
+                "heartbeat re-enqueue never confirmed; it may be pooled, so the session is left running"
+            );
+            Outcome::HeartbeatUnconfirmed
+        }
+        Sent::Refused(error) => {
+            warn!(session = %shown, %error, "the pool refused the heartbeat's re-enqueue; stopping the session");
+            stop_before(agent, &pinged.session_id, care.finish_by, care.log_key).await;
             Outcome::HeartbeatFailed
         }
     }
@@ -653,9 +721,22 @@ mod tests {
         SweepLimits {
             max_hidden,
             visibility: Duration::from_secs(30),
-            max_batches: 100,
+            max_batches: at_least_one(100),
             time_budget: Duration::from_secs(20),
+            send: SendRetry {
+                max_tries: 4,
+                backoff: crate::quota::Backoff {
+                    base: Duration::from_millis(1),
+                    cap: Duration::from_millis(4),
+                },
+            },
+            log_key: LogKey::development(),
         }
+    }
+
+    /// No batch after `start_by_ms`; ten seconds of real time for retries.
+    fn window(start_by_ms: u64) -> SweepWindow {
+        SweepWindow::new(start_by_ms, Duration::from_secs(10))
     }
 
     #[test]
@@ -811,7 +892,7 @@ mod tests {
                 &rules(),
                 &limits(max_hidden),
                 surplus,
-                NOW + 20 * S,
+                window(NOW + 20 * S),
             )
             .await
         }
@@ -854,14 +935,95 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_heartbeat_whose_re_enqueue_fails_stops_the_session_and_never_duplicates_it() {
+    async fn a_heartbeat_whose_re_enqueue_is_refused_stops_the_session_and_never_duplicates_it() {
         let f = fixture();
         f.pool.push(&session(1_000, 500));
-        f.pool.fail_next_enqueues(1);
+        f.pool.refuse_next_enqueues(1);
         let report = f.sweep(10, 0).await;
         assert_eq!(report.heartbeat_failures, 1);
         assert!(f.pool.is_empty());
         assert_eq!(f.agent.stopped().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_whose_re_enqueue_lost_its_answer_keeps_the_session_pooled_once() {
+        let f = fixture();
+        let due = session(1_000, 500);
+        f.pool.push(&due);
+        f.pool.lose_next_enqueue_answers(1);
+        let report = f.sweep(10, 0).await;
+        assert!(f.agent.stopped().is_empty(), "{report:?}");
+        assert_eq!(report.heartbeats, 1);
+        let pooled = f.pool.sessions();
+        assert_eq!(pooled.len(), 1);
+        assert_eq!(
+            (pooled[0].session_id.clone(), pooled[0].last_ping_at),
+            (due.session_id, NOW)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retired_session_whose_stop_is_throttled_is_stopped_on_a_retry_with_the_same_token() {
+        let f = fixture();
+        let old = session(28_300, 500);
+        f.pool.push(&old);
+        f.agent
+            .fail_stops_with([AgentErrorKind::Throttled, AgentErrorKind::Server]);
+        let report = f.sweep(10, 0).await;
+        assert_eq!((report.retired, report.stop_failures), (1, 0), "{report:?}");
+        assert_eq!(f.agent.stopped(), vec![old.session_id.clone()]);
+        let calls = f.agent.stop_calls();
+        assert_eq!(calls.len(), 3);
+        assert!(calls.iter().all(|(_, token)| *token == calls[0].1));
+    }
+
+    #[tokio::test]
+    async fn a_stop_answered_not_found_means_the_session_is_gone_and_a_refusal_is_not_retried() {
+        let f = fixture();
+        f.pool.push(&session(28_300, 500));
+        f.agent.fail_stops_with([AgentErrorKind::NotFound]);
+        let gone = f.sweep(10, 0).await;
+        assert_eq!((gone.retired, gone.stop_failures), (1, 0), "{gone:?}");
+        assert_eq!(f.agent.stop_calls().len(), 1);
+
+        f.pool.push(&session(28_300, 500));
+        f.agent.fail_stops_with([AgentErrorKind::Rejected]);
+        let refused = f.sweep(10, 0).await;
+        assert_eq!(refused.stop_failures, 1, "{refused:?}");
+        assert_eq!(f.agent.stop_calls().len(), 2, "access denied is not retried");
+    }
+
+    #[tokio::test]
+    async fn a_pool_message_stamped_far_in_the_future_is_removed_as_malformed() {
+        let f = fixture();
+        f.pool
+            .push(&PooledSession::new(SessionId::generate(), NOW, NOW + 3_600 * S));
+        f.pool
+            .push(&PooledSession::new(SessionId::generate(), u64::MAX, u64::MAX));
+        let report = f.sweep(10, 0).await;
+        assert_eq!(report.malformed_discarded, 2, "{report:?}");
+        assert!(f.pool.is_empty());
+        assert!(f.agent.invocations().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sweep_logs_never_carry_a_full_session_id() {
+        let (logs, _guard) = crate::fakes::CapturedLogs::start();
+        let f = fixture();
+        let sessions = [session(1_000, 500), session(28_300, 500), session(2_000, 900)];
+        for s in &sessions {
+            f.pool.push(s);
+        }
+        f.agent.fail_with([AgentErrorKind::Agent]);
+        f.sweep(10, 0).await;
+        let text = logs.text();
+        assert!(text.contains("heartbeat failed") && text.contains("let go"), "{text}");
+        for s in &sessions {
+            assert!(
+                !text.contains(s.session_id.as_str()),
+                "a full session id in the logs: {text}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -945,13 +1107,13 @@ mod tests {
         for _ in 0..30 {
             f.pool.push(&session(1_000, 500));
         }
-        let late = sweep(&f.pool, &f.agent, &f.clock, &rules(), &limits(10), 0, NOW).await;
+        let late = sweep(&f.pool, &f.agent, &f.clock, &rules(), &limits(10), 0, window(NOW)).await;
         assert_eq!((late.ended, late.batches), (SweepEnd::Deadline, 0));
         let one = SweepLimits {
-            max_batches: 1,
+            max_batches: at_least_one(1),
             ..limits(10)
         };
-        let capped = sweep(&f.pool, &f.agent, &f.clock, &rules(), &one, 0, NOW + S).await;
+        let capped = sweep(&f.pool, &f.agent, &f.clock, &rules(), &one, 0, window(NOW + S)).await;
         assert_eq!((capped.ended, capped.heartbeats), (SweepEnd::BatchLimit, 10));
     }
 
@@ -968,7 +1130,7 @@ mod tests {
             rules: rules(),
             limits: limits(10),
             target: TargetPolicy::Static(5),
-            max_creations_per_run: 50,
+            max_creations_per_run: at_least_one(50),
         };
         let round = round(&f.pool, &f.agent, &f.clock, &settings, None, Duration::from_secs(20))
             .await

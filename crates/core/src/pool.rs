@@ -4,8 +4,9 @@
 use crate::clock::{Clock, millis};
 use crate::error::QueueError;
 use crate::ports::{PoolQueue, ReplenishTrigger};
-use crate::session::{PooledSession, SessionId};
+use crate::session::{LogKey, PooledSession, SessionId};
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -45,17 +46,34 @@ impl Lifecycle {
     /// Invariant 2: a pooled ID is usable only if both deadlines, less the margin, lie ahead.
     /// An expired ID does not fail when invoked, it silently cold-starts, so this rule is the
     /// only protection against a hidden cold start.
+    ///
+    /// Saturating throughout: timestamps come from messages, and a hostile `u64::MAX` must
+    /// neither panic nor wrap around into the past. (Timestamps in the future are refused
+    /// before this rule, by [`PooledSession::parse_at`].)
     pub fn freshness(&self, session: &PooledSession, now_ms: u64) -> Freshness {
-        let margin = self.safety_margin.as_millis() as u64;
-        let idle_deadline = session.last_ping_at + self.idle_timeout.as_millis() as u64;
-        let lifetime_deadline = session.created_at + self.max_lifetime.as_millis() as u64;
-        if lifetime_deadline.saturating_sub(margin) <= now_ms {
+        let margin = millis(self.safety_margin);
+        let idle_deadline = session.last_ping_at.saturating_add(millis(self.idle_timeout));
+        if self.usable_until(session) <= now_ms {
             Freshness::LifetimeExpired
         } else if idle_deadline.saturating_sub(margin) <= now_ms {
             Freshness::IdleExpired
         } else {
             Freshness::Fresh
         }
+    }
+
+    /// The last moment the session may be handed out for its age: `createdAt` + max lifetime
+    /// less the margin.
+    pub fn usable_until(&self, session: &PooledSession) -> u64 {
+        session
+            .created_at
+            .saturating_add(millis(self.max_lifetime))
+            .saturating_sub(millis(self.safety_margin))
+    }
+
+    /// How much of its max lifetime (less the margin) the session has left at `now_ms`.
+    pub fn lifetime_left(&self, session: &PooledSession, now_ms: u64) -> Duration {
+        Duration::from_millis(self.usable_until(session).saturating_sub(now_ms))
     }
 }
 
@@ -75,9 +93,13 @@ pub struct ClaimPolicy {
     pub wait: Duration,
     /// How long a received message stays hidden while we decide and delete.
     pub visibility: Duration,
-    /// Upper bound on unusable messages (stale, malformed, lost deletes) one claim works
-    /// through before it treats the pool as empty.
-    pub max_discards: u32,
+    /// Upper bound on unusable messages (stale, short-lived, malformed, lost deletes) one
+    /// claim works through before it treats the pool as empty. Zero would turn the pool off.
+    pub max_discards: NonZeroU32,
+    /// The lifetime the claimer needs left: a pooled session whose `createdAt` + max lifetime
+    /// less the margin comes before now + this is not handed out (see
+    /// [`ClaimPolicy::with_min_lifetime`]).
+    pub min_lifetime: Duration,
     pub on_empty: OnEmpty,
     /// A claim that falls back to a fresh session also asks for one more pooled session. A
     /// fallback is demand the pool did not meet; replacing only what was taken from the pool
@@ -85,6 +107,28 @@ pub struct ClaimPolicy {
     /// scheduled run would grow it. Asking one per fallback grows it by exactly the unmet
     /// demand, within a warmup time, so it cannot overshoot what claims asked for.
     pub replace_fresh_fallbacks: bool,
+    /// Session IDs appear in logs only as [`SessionId::log_id`] under this key.
+    pub log_key: LogKey,
+}
+
+impl ClaimPolicy {
+    /// The same policy for a claimer that needs `min_lifetime` of session left: get-session
+    /// its `CLAIM_MIN_LIFETIME_SECS`, the invoker its batch deadline plus a margin.
+    ///
+    /// A pooled session with less left is treated as stale: its message is deleted and
+    /// replaced, and the session is not stopped. The claim path has no AgentCore capability
+    /// (get-session's role cannot stop sessions), and nobody can reach the session once its
+    /// message is gone, so it ends within min(idle timeout, `min_lifetime`): a bounded cost,
+    /// never a hand-out (docs/decisions/0205).
+    pub fn with_min_lifetime(self, min_lifetime: Duration) -> Self {
+        Self { min_lifetime, ..self }
+    }
+
+    /// Whether any pooled session could satisfy this policy: a minimum lifetime at or beyond
+    /// max lifetime less the margin would send every claim to a fresh session.
+    pub fn can_be_served(&self) -> bool {
+        self.min_lifetime < self.lifecycle.max_lifetime.saturating_sub(self.lifecycle.safety_margin)
+    }
 }
 
 impl Default for ClaimPolicy {
@@ -93,9 +137,11 @@ impl Default for ClaimPolicy {
             lifecycle: Lifecycle::default(),
             wait: Duration::from_secs(1),
             visibility: Duration::from_secs(30),
-            max_discards: 10,
+            max_discards: crate::config::at_least_one(10),
+            min_lifetime: Duration::ZERO,
             on_empty: OnEmpty::Fresh,
             replace_fresh_fallbacks: false,
+            log_key: LogKey::development(),
         }
     }
 }
@@ -133,12 +179,21 @@ pub struct ClaimedSession {
 pub struct Claim {
     pub session: ClaimedSession,
     pub stale_discarded: u32,
+    /// Fresh, but with less lifetime left than the claimer needs ([`ClaimPolicy::min_lifetime`]).
+    pub short_lived_discarded: u32,
     pub malformed_discarded: u32,
     /// Messages whose delete failed: not ours any more, never handed out.
     pub lost_deletes: u32,
     /// Pool messages this claim removed (claimed or discarded): each needs a replacement.
     pub consumed: u32,
     pub trigger_failed: bool,
+}
+
+impl Claim {
+    /// Unusable messages this claim worked through.
+    pub fn discarded(&self) -> u32 {
+        self.stale_discarded + self.short_lived_discarded + self.malformed_discarded + self.lost_deletes
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,12 +259,13 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         let mut claim = Claim {
             session: self.fresh_session(),
             stale_discarded: 0,
+            short_lived_discarded: 0,
             malformed_discarded: 0,
             lost_deletes: 0,
             consumed: 0,
             trigger_failed: false,
         };
-        while claim.stale_discarded + claim.malformed_discarded + claim.lost_deletes < policy.max_discards {
+        while claim.discarded() < policy.max_discards.get() {
             let received_at = self.clock.now_ms();
             let received = self
                 .queue
@@ -219,21 +275,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             let Some(message) = received.into_iter().next() else {
                 break;
             };
-            let usable = match PooledSession::parse(&message.body) {
-                Err(reason) => {
-                    warn!(message_id = %message.message_id, %reason, "discarding malformed pool message");
-                    claim.malformed_discarded += 1;
-                    None
-                }
-                Ok(session) => match policy.lifecycle.freshness(&session, self.clock.now_ms()) {
-                    Freshness::Fresh => Some(session),
-                    stale => {
-                        info!(session_id = %session.session_id, freshness = ?stale, "discarding stale pool session");
-                        claim.stale_discarded += 1;
-                        None
-                    }
-                },
-            };
+            let usable = self.judge(&message.body, &message.message_id, &mut claim);
             // Invariant 1: the delete is the claim. Only a successful delete proves that
             // no other caller holds (or will receive) this message.
             if let Err(error) = self.queue.delete(&message.receipt).await {
@@ -261,6 +303,41 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             OnEmpty::Fresh => Ok(claim),
             OnEmpty::Fail => Err((ClaimError::PoolEmpty, claim.consumed)),
         }
+    }
+
+    /// The session in `body` if it may be handed out; otherwise why not, counted in `claim`.
+    fn judge(&self, body: &str, message_id: &str, claim: &mut Claim) -> Option<PooledSession> {
+        let policy = &self.policy;
+        let now = self.clock.now_ms();
+        let session = match PooledSession::parse_at(body, now) {
+            Ok(session) => session,
+            Err(reason) => {
+                warn!(message_id, %reason, "discarding malformed pool message");
+                claim.malformed_discarded += 1;
+                return None;
+            }
+        };
+        let session_log = session.session_id.log_id(&policy.log_key);
+        match policy.lifecycle.freshness(&session, now) {
+            Freshness::Fresh => {}
+            stale => {
+                info!(session = %session_log, freshness = ?stale, "discarding stale pool session");
+                claim.stale_discarded += 1;
+                return None;
+            }
+        }
+        let left = policy.lifecycle.lifetime_left(&session, now);
+        if left < policy.min_lifetime {
+            info!(
+                session = %session_log,
+                lifetime_left_ms = millis(left),
+                needed_ms = millis(policy.min_lifetime),
+                "discarding a pool session too close to its max lifetime for this claimer"
+            );
+            claim.short_lived_discarded += 1;
+            return None;
+        }
+        Some(session)
     }
 
     /// Whether the delete that just succeeded came while the message was surely still hidden
@@ -508,6 +585,96 @@ mod tests {
 
         assert_eq!(claim.session.source, Source::Pool);
         assert!(claim.trigger_failed);
+    }
+
+    #[tokio::test]
+    async fn a_pool_message_stamped_in_the_future_beyond_the_skew_allowance_is_malformed_not_handed_out() {
+        let pool = MemoryPool::default();
+        let forged = PooledSession::new(SessionId::generate(), NOW, NOW + 3_600_000);
+        pool.push(&forged);
+        let created_ahead = PooledSession::new(SessionId::generate(), NOW + 3_600_000, NOW + 3_600_000);
+        pool.push(&created_ahead);
+        // A clock a minute ahead of ours is skew, not forgery.
+        let skewed = PooledSession::new(SessionId::generate(), NOW + 60_000, NOW + 60_000);
+        pool.push(&skewed);
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.session_id, skewed.session_id);
+        assert_eq!(claim.malformed_discarded, 2);
+        assert_eq!(claimer.trigger.requests(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn hostile_timestamps_at_the_end_of_u64_neither_panic_nor_reach_a_caller() {
+        let pool = MemoryPool::default();
+        pool.push(&PooledSession::new(SessionId::generate(), u64::MAX, u64::MAX));
+        pool.push(&PooledSession::new(SessionId::generate(), 0, u64::MAX));
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.source, Source::Fresh);
+        assert_eq!(claim.malformed_discarded + claim.stale_discarded, 2);
+        let extreme = Lifecycle {
+            idle_timeout: Duration::MAX,
+            max_lifetime: Duration::MAX,
+            safety_margin: Duration::MAX,
+        };
+        let hostile = PooledSession::new(SessionId::generate(), u64::MAX, u64::MAX);
+        assert_ne!(extreme.freshness(&hostile, u64::MAX), Freshness::Fresh);
+        assert_eq!(lifecycle().freshness(&hostile, 0), Freshness::Fresh, "no wrap-around");
+    }
+
+    #[tokio::test]
+    async fn a_claimer_needing_more_lifetime_than_a_session_has_left_gets_another_and_the_short_one_is_replaced() {
+        let pool = MemoryPool::default();
+        // 28_800 s of lifetime less the 60 s margin less 28_300 s of age: 440 s left.
+        let short = session(28_300, 10);
+        let long = session(100, 10);
+        pool.push(&short);
+        pool.push(&long);
+        let mut claimer = claimer(pool, OnEmpty::Fresh);
+        claimer.policy = claimer.policy.with_min_lifetime(Duration::from_secs(441));
+
+        let claim = claimer.claim().await.unwrap();
+
+        assert_eq!(claim.session.session_id, long.session_id);
+        assert_eq!((claim.short_lived_discarded, claim.consumed), (1, 2));
+        assert_eq!(claimer.queue.len(), 0, "the short-lived session left the pool");
+        assert_eq!(claimer.trigger.requests(), vec![2], "and is replaced");
+    }
+
+    #[tokio::test]
+    async fn a_session_with_exactly_the_needed_lifetime_left_is_handed_out() {
+        let pool = MemoryPool::default();
+        let exact = session(28_300, 10);
+        pool.push(&exact);
+        let mut claimer = claimer(pool, OnEmpty::Fail);
+        claimer.policy = claimer.policy.with_min_lifetime(Duration::from_secs(440));
+        assert_eq!(claimer.claim().await.unwrap().session.session_id, exact.session_id);
+    }
+
+    #[tokio::test]
+    async fn claim_logs_never_carry_a_full_session_id() {
+        let (logs, _guard) = crate::fakes::CapturedLogs::start();
+        let pool = MemoryPool::default();
+        let stale = session(1000, 900);
+        let fresh = session(10, 5);
+        pool.push(&stale);
+        pool.push(&fresh);
+        let claimer = claimer(pool, OnEmpty::Fresh);
+
+        claimer.claim().await.unwrap();
+
+        let text = logs.text();
+        assert!(text.contains("stale"), "the discard is logged: {text}");
+        let shown = stale.session_id.log_id(&claimer.policy.log_key).to_string();
+        assert!(text.contains(&shown), "by its log id {shown}: {text}");
+        for id in [&stale.session_id, &fresh.session_id] {
+            assert!(!text.contains(id.as_str()), "a full session id in the logs: {text}");
+        }
     }
 
     #[tokio::test]

@@ -59,6 +59,15 @@ pub trait PoolMaintenance: PoolQueue {
 }
 
 /// The AgentCore Runtime data plane.
+///
+/// Stopping, the contract: [`Self::stop`] and [`Self::stop_with_token`] are ONE
+/// StopRuntimeSession call each, and one call can be throttled, fail with a 5xx, or stop the
+/// session and lose its answer. A caller that needs the session to end (a session nobody may
+/// use again: a retired or unpooled one, or a batch attempt's that is over) calls
+/// [`crate::stop::stop_until_gone`] instead: it retries with full-jitter backoff and the same
+/// client token on every try (StopRuntimeSession is idempotent for one token) until the
+/// session stopped or is known gone ([`AgentErrorKind::NotFound`](crate::AgentErrorKind)),
+/// within the caller's time budget, and never retries a refusal (access denied, validation).
 pub trait AgentRuntime: Send + Sync {
     fn invoke(
         &self,
@@ -66,7 +75,20 @@ pub trait AgentRuntime: Send + Sync {
         payload: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send;
 
+    /// One StopRuntimeSession call under a client token of its own.
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send;
+
+    /// One StopRuntimeSession call under the caller's client token, so that a retry is the
+    /// same request to AgentCore. Adapters that have no token to send (test doubles) fall
+    /// back to [`Self::stop`].
+    fn stop_with_token(
+        &self,
+        session_id: &SessionId,
+        client_token: &str,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = client_token;
+        self.stop(session_id)
+    }
 }
 
 /// Asks the replenish function to warm `count` new sessions.
@@ -110,6 +132,13 @@ impl<A: AgentRuntime + ?Sized> AgentRuntime for std::sync::Arc<A> {
     }
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send {
         (**self).stop(session_id)
+    }
+    fn stop_with_token(
+        &self,
+        session_id: &SessionId,
+        client_token: &str,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        (**self).stop_with_token(session_id, client_token)
     }
 }
 

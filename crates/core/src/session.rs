@@ -1,18 +1,39 @@
-//! Session IDs and the pool message format (DESIGN.md section 3).
+//! Session IDs, the pool message format (DESIGN.md section 3), and the keyed hash that stands
+//! for a session ID in logs.
 
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
+use std::time::Duration;
 
 /// The payload that warms a session; agents short-circuit it before doing any work.
 pub const WARMUP_PAYLOAD: &[u8] = br#"{"type":"warmup"}"#;
 
+/// SQS's limit on `MessageGroupId` and `MessageDeduplicationId`.
+const SQS_ID_LIMIT: usize = 128;
+/// Decimal digits of `u64::MAX`, the longest `lastPingAt`.
+const MAX_TIMESTAMP_DIGITS: usize = 20;
 const MIN_LEN: usize = 33;
-const MAX_LEN: usize = 256;
+/// The deduplication ID is `<id>:<lastPingAt>`: 107 + 1 + 20 = 128 for any timestamp at all,
+/// so no pooled session can ever be refused by SQS for its ID's length.
+const MAX_LEN: usize = SQS_ID_LIMIT - 1 - MAX_TIMESTAMP_DIGITS;
+const _: () = assert!(MAX_LEN + 1 + MAX_TIMESTAMP_DIGITS <= SQS_ID_LIMIT && MIN_LEN <= MAX_LEN);
 
-/// An AgentCore `runtimeSessionId`: 33..=256 characters of `[A-Za-z0-9_-]`.
+/// How far ahead of our clock a pool message's timestamps may be before the message counts as
+/// malformed. Lambda hosts keep time through the Amazon Time Sync Service (skew in
+/// milliseconds); five minutes forgives a badly drifting host and still refuses a forged
+/// `lastPingAt` that would keep a dead session looking fresh for hours.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// An AgentCore `runtimeSessionId`: 33..=107 characters of `[A-Za-z0-9_-]`.
 ///
-/// The character set is narrower than what AgentCore accepts on purpose: the ID also becomes
-/// the SQS `MessageGroupId` and part of the deduplication ID, which allow fewer characters.
+/// Narrower than what AgentCore accepts (33..=256, more characters) on purpose: the ID also
+/// becomes the SQS `MessageGroupId` and, with `":"` and `lastPingAt`, the deduplication ID,
+/// both limited to 128 characters of a smaller alphabet.
+///
+/// The ID is a bearer secret (anyone allowed to invoke the runtime can attach to it): never
+/// log it; log [`SessionId::log_id`] instead.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);
@@ -46,6 +67,68 @@ impl SessionId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What logs carry instead of the ID: the same ID gives the same value under one key, so
+    /// log lines still correlate, and without the key nobody can tell which ID it stands for.
+    pub fn log_id(&self, key: &LogKey) -> LogId {
+        key.hash(self.0.as_bytes())
+    }
+}
+
+/// The deployment's key for [`LogId`]s (`SESSION_LOG_KEY`, see
+/// [`LogKey::from_env`](crate::config)). Kept as 64 bytes derived from the configured secret:
+/// exactly one HMAC-SHA256 block, so any secret length works the same way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LogKey([u8; 64]);
+
+/// Secrets shorter than this are refused: they could be found by trying.
+pub const MIN_LOG_KEY_LEN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a session log key needs at least {MIN_LOG_KEY_LEN} characters, got {0}")]
+pub struct ShortLogKey(pub usize);
+
+impl LogKey {
+    pub fn new(secret: &str) -> Result<Self, ShortLogKey> {
+        let len = secret.chars().count();
+        if len < MIN_LOG_KEY_LEN {
+            return Err(ShortLogKey(len));
+        }
+        Ok(Self(Sha512::digest(secret.as_bytes()).into()))
+    }
+
+    /// The key of local runs that set none: public, so it hides nothing from a reader who
+    /// knows this code; deployments set their own (see docs/decisions/0203).
+    pub fn development() -> Self {
+        Self(Sha512::digest(b"agentcore-warmpool local development session log key").into())
+    }
+
+    fn hash(&self, bytes: &[u8]) -> LogId {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&self.0.into());
+        mac.update(bytes);
+        let digest = mac.finalize().into_bytes();
+        let mut short = [0u8; 8];
+        short.copy_from_slice(&digest[..8]);
+        LogId(short)
+    }
+}
+
+/// Shows which key is in force (a hash of a constant under it), never the key.
+impl fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogKey(fingerprint {})", self.hash(b"fingerprint"))
+    }
+}
+
+/// A session ID as logs show it: the first 64 bits of HMAC-SHA256(key, id), as 16 hex digits.
+/// 64 bits keep accidental collisions out of reach for any pool's lifetime of IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogId([u8; 8]);
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -87,6 +170,8 @@ pub enum MalformedPoolMessage {
     Version(u8),
     #[error("pool message has lastPingAt before createdAt")]
     PingBeforeCreation,
+    #[error("pool message has {field} {ahead_ms} ms ahead of this clock, beyond the skew allowance")]
+    FromTheFuture { field: &'static str, ahead_ms: u64 },
 }
 
 impl PooledSession {
@@ -108,6 +193,24 @@ impl PooledSession {
         }
         if session.last_ping_at < session.created_at {
             return Err(MalformedPoolMessage::PingBeforeCreation);
+        }
+        Ok(session)
+    }
+
+    /// [`Self::parse`], and timestamps no further ahead of `now_ms` than
+    /// [`CLOCK_SKEW_ALLOWANCE`]. Everything that acts on a pool message reads it this way: a
+    /// `lastPingAt` in the future would keep a session that died long ago looking fresh.
+    pub fn parse_at(body: &str, now_ms: u64) -> Result<Self, MalformedPoolMessage> {
+        let session = Self::parse(body)?;
+        let latest = now_ms.saturating_add(crate::clock::millis(CLOCK_SKEW_ALLOWANCE));
+        // lastPingAt >= createdAt (checked above), so lastPingAt is the one to test first.
+        for (field, at) in [("lastPingAt", session.last_ping_at), ("createdAt", session.created_at)] {
+            if at > latest {
+                return Err(MalformedPoolMessage::FromTheFuture {
+                    field,
+                    ahead_ms: at - now_ms,
+                });
+            }
         }
         Ok(session)
     }
@@ -142,11 +245,67 @@ mod tests {
     }
 
     #[test]
+    fn an_id_too_long_for_an_sqs_deduplication_id_with_any_ping_time_is_refused() {
+        assert_eq!(SessionId::parse("a".repeat(129)), Err(InvalidSessionId::Length(129)));
+        assert_eq!(SessionId::parse("a".repeat(108)), Err(InvalidSessionId::Length(108)));
+        let longest = SessionId::parse("a".repeat(107)).unwrap();
+        let session = PooledSession::new(longest, u64::MAX, u64::MAX);
+        assert_eq!(session.deduplication_id().len(), 128);
+        assert!(session.message_group_id().len() <= 128);
+    }
+
+    #[test]
     fn ids_outside_the_agentcore_length_range_are_rejected() {
         assert_eq!(SessionId::parse("a".repeat(32)), Err(InvalidSessionId::Length(32)));
         assert_eq!(SessionId::parse("a".repeat(257)), Err(InvalidSessionId::Length(257)));
         assert!(SessionId::parse("a".repeat(33)).is_ok());
-        assert!(SessionId::parse("a".repeat(256)).is_ok());
+        assert!(SessionId::parse("a".repeat(107)).is_ok());
+    }
+
+    #[test]
+    fn timestamps_within_the_skew_allowance_pass_and_beyond_it_are_malformed() {
+        let now = 1_700_000_000_000;
+        let allowance = crate::clock::millis(CLOCK_SKEW_ALLOWANCE);
+        let body = |created, pinged| PooledSession::new(SessionId::generate(), created, pinged).to_body();
+        assert!(PooledSession::parse_at(&body(now, now + allowance), now).is_ok());
+        for hostile in [
+            body(now, now + allowance + 1),
+            body(now + allowance + 1, now + allowance + 1),
+            body(u64::MAX, u64::MAX),
+        ] {
+            assert!(
+                matches!(
+                    PooledSession::parse_at(&hostile, now),
+                    Err(MalformedPoolMessage::FromTheFuture { .. })
+                ),
+                "accepted {hostile}"
+            );
+        }
+        assert!(
+            PooledSession::parse_at(&body(0, u64::MAX), u64::MAX).is_ok(),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn a_log_id_is_stable_under_one_key_and_differs_between_keys_and_ids() {
+        let id = SessionId::generate();
+        let key = LogKey::new("a deployment's own secret").unwrap();
+        let other = LogKey::new("another deployment's secret").unwrap();
+        let shown = id.log_id(&key).to_string();
+        assert_eq!(shown.len(), 16);
+        assert!(shown.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id.log_id(&key), id.log_id(&key));
+        assert_ne!(id.log_id(&key), id.log_id(&other));
+        assert_ne!(id.log_id(&key), SessionId::generate().log_id(&key));
+        assert!(!format!("{key:?}").contains("secret"));
+        assert_ne!(format!("{key:?}"), format!("{other:?}"));
+    }
+
+    #[test]
+    fn a_short_log_key_is_refused() {
+        assert_eq!(LogKey::new("too-short"), Err(ShortLogKey(9)));
+        assert!(LogKey::new(&"k".repeat(MIN_LOG_KEY_LEN)).is_ok());
     }
 
     #[test]

@@ -1,48 +1,68 @@
 //! Warming new sessions: a `{"type":"warmup"}` invocation under a fresh ID, and the pool
 //! message only after it succeeded (invariant 3), with bounded, jittered retries, every attempt
 //! paced by the environment's share of the creation budget (invariant 4, see [`crate::quota`]).
+//! The pool message is resent while its outcome is unknown ([`crate::enqueue`]); a warm session
+//! is stopped only when the pool refused it for good ([`crate::stop`]).
 
 use crate::clock::Clock;
+use crate::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::error::AgentError;
 use crate::ports::{AgentRuntime, PoolQueue};
-use crate::quota::CreationPacer;
-use crate::session::{PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::quota::{Backoff, CreationPacer};
+use crate::session::{LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::stop::stop_before;
 use futures::StreamExt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+const DEFAULT_CONCURRENCY: NonZeroUsize = match NonZeroUsize::new(8) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WarmupPolicy {
     /// Warmups in flight at once within one run.
-    pub concurrency: usize,
+    pub concurrency: NonZeroUsize,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// Resends of a warm session's pool message whose answer was lost.
+    pub send: SendRetry,
+    /// Session IDs appear in logs only as [`SessionId::log_id`] under this key.
+    pub log_key: LogKey,
 }
 
 impl Default for WarmupPolicy {
     fn default() -> Self {
         Self {
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
+            send: SendRetry::default(),
+            log_key: LogKey::development(),
         }
     }
 }
 
 impl WarmupPolicy {
-    /// "Full jitter": uniform in [0, [`Self::backoff_ceiling`]], so concurrent runs that were
-    /// throttled together do not retry together.
+    fn retry(&self) -> Backoff {
+        Backoff {
+            base: self.backoff_base,
+            cap: self.backoff_cap,
+        }
+    }
+
+    /// Full jitter ([`Backoff::pause`]), so concurrent runs that were throttled together do
+    /// not retry together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling_ms = self.backoff_ceiling(attempt).as_millis() as u64;
-        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+        self.retry().pause(attempt)
     }
 
     /// min(cap, base * 2^attempt): the pure half of the backoff, for callers with their own RNG.
     pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
-        self.backoff_base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.backoff_cap)
+        self.retry().ceiling(attempt)
     }
 }
 
@@ -53,8 +73,11 @@ pub struct WarmupReport {
     pub failed: u32,
     /// Throttling / quota answers seen, including those later retried successfully.
     pub throttles: u32,
-    /// Warm sessions that could not be enqueued (stopped, so they cost nothing).
+    /// Warm sessions the pool refused for good (stopped, so they cost nothing).
     pub enqueue_failures: u32,
+    /// Warm sessions whose pool message may have landed but was never confirmed: left
+    /// running, in the pool or idling out unseen.
+    pub unconfirmed: u32,
     /// Not attempted: the creation budget had no slot left before the deadline.
     pub deferred: u32,
     /// Latency of each successful warmup invocation, in milliseconds.
@@ -63,6 +86,7 @@ pub struct WarmupReport {
 
 enum Outcome {
     Enqueued { latency_ms: u64, throttles: u32 },
+    Unconfirmed { latency_ms: u64, throttles: u32 },
     WarmupFailed { throttles: u32 },
     EnqueueFailed { throttles: u32 },
     Deferred { throttles: u32 },
@@ -87,7 +111,7 @@ where
 {
     let outcomes: Vec<Outcome> = futures::stream::iter(0..count)
         .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline))
-        .buffer_unordered(policy.concurrency.max(1))
+        .buffer_unordered(policy.concurrency.get())
         .collect()
         .await;
     let mut report = WarmupReport {
@@ -98,6 +122,11 @@ where
         match outcome {
             Outcome::Enqueued { latency_ms, throttles } => {
                 report.enqueued += 1;
+                report.throttles += throttles;
+                report.latencies_ms.push(latency_ms);
+            }
+            Outcome::Unconfirmed { latency_ms, throttles } => {
+                report.unconfirmed += 1;
                 report.throttles += throttles;
                 report.latencies_ms.push(latency_ms);
             }
@@ -127,13 +156,14 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     deadline: Instant,
 ) -> Outcome {
     let session_id = SessionId::generate();
+    let session = session_id.log_id(&policy.log_key);
     let mut throttles = 0;
     let mut attempt = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let latest_ms = clock.now_ms().saturating_add(remaining.as_millis() as u64);
         if !pacer.wait_turn(clock, latest_ms).await {
-            info!(%session_id, attempt, "no creation slot left before the deadline; the schedule will top up");
+            info!(%session, attempt, "no creation slot left before the deadline; the schedule will top up");
             return Outcome::Deferred { throttles };
         }
         // The earliest moment the microVM can exist: conservative for both lifetime limits.
@@ -142,25 +172,15 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
         match agent.invoke(&session_id, WARMUP_PAYLOAD).await {
             Ok(_) => {
                 let latency_ms = started.elapsed().as_millis() as u64;
-                let session = PooledSession::new(session_id, started_ms, started_ms);
-                return match queue.enqueue(&session).await {
-                    Ok(()) => {
-                        info!(session_id = %session.session_id, latency_ms, "warmed and enqueued");
-                        Outcome::Enqueued { latency_ms, throttles }
-                    }
-                    Err(error) => {
-                        warn!(session_id = %session.session_id, %error, "warm session could not be enqueued; stopping it");
-                        stop_quietly(agent, &session.session_id).await;
-                        Outcome::EnqueueFailed { throttles }
-                    }
-                };
+                let warm = PooledSession::new(session_id, started_ms, started_ms);
+                return enqueue_warm(agent, queue, policy, &warm, deadline, latency_ms, throttles).await;
             }
             Err(error) => {
                 throttles += u32::from(error.is_throttle());
                 let pause = policy.backoff(attempt);
                 attempt += 1;
                 if !error.is_retryable() || Instant::now() + pause >= deadline {
-                    give_up(agent, &session_id, &error, attempt).await;
+                    give_up(agent, &session_id, session, policy, &error, attempt, deadline).await;
                     return Outcome::WarmupFailed { throttles };
                 }
                 tokio::time::sleep(pause).await;
@@ -169,22 +189,52 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     }
 }
 
-async fn give_up<A: AgentRuntime>(agent: &A, session_id: &SessionId, error: &AgentError, attempts: u32) {
-    warn!(%session_id, %error, attempts, retryable = error.is_retryable(), "warmup failed; session not enqueued");
-    if error.may_have_created_session() {
-        stop_quietly(agent, session_id).await;
+/// Invariant 3, under lost answers: the session goes to the pool once; it is stopped only if
+/// the pool definitely refused it, never while its message may be there.
+async fn enqueue_warm<A: AgentRuntime, Q: PoolQueue>(
+    agent: &A,
+    queue: &Q,
+    policy: &WarmupPolicy,
+    warm: &PooledSession,
+    deadline: Instant,
+    latency_ms: u64,
+    throttles: u32,
+) -> Outcome {
+    let session = warm.session_id.log_id(&policy.log_key);
+    match send_to_pool(queue, warm, &policy.send, deadline, &policy.log_key).await {
+        Sent::Confirmed => {
+            info!(%session, latency_ms, "warmed and enqueued");
+            Outcome::Enqueued { latency_ms, throttles }
+        }
+        Sent::Refused(error) => {
+            warn!(%session, %error, "the pool refused the warm session; stopping it");
+            stop_before(agent, &warm.session_id, deadline, &policy.log_key).await;
+            Outcome::EnqueueFailed { throttles }
+        }
+        Sent::Unconfirmed(error) => {
+            warn!(
+                %session,
+                %error,
+                "warm session's pool send never confirmed; it may be pooled, so it is left running"
+            );
+            Outcome::Unconfirmed { latency_ms, throttles }
+        }
     }
 }
 
-/// Best effort: a session we will not use should stop billing memory now rather than at its
-/// idle timeout. A failure here costs money, never correctness. Returns whether it stopped.
-pub(crate) async fn stop_quietly<A: AgentRuntime>(agent: &A, session_id: &SessionId) -> bool {
-    match agent.stop(session_id).await {
-        Ok(()) => true,
-        Err(error) => {
-            info!(%session_id, %error, "stopping an unused session failed; it will idle out");
-            false
-        }
+async fn give_up<A: AgentRuntime>(
+    agent: &A,
+    session_id: &SessionId,
+    session: LogId,
+    policy: &WarmupPolicy,
+    error: &AgentError,
+    attempts: u32,
+    deadline: Instant,
+) {
+    warn!(%session, %error, attempts, retryable = error.is_retryable(), "warmup failed; session not enqueued");
+    // Never enqueued, so nobody can reach it: a microVM that may exist should stop billing.
+    if error.may_have_created_session() {
+        stop_before(agent, session_id, deadline, &policy.log_key).await;
     }
 }
 
@@ -197,9 +247,17 @@ mod tests {
 
     fn policy() -> WarmupPolicy {
         WarmupPolicy {
-            concurrency: 4,
+            concurrency: NonZeroUsize::new(4).unwrap(),
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(4),
+            send: SendRetry {
+                max_tries: 4,
+                backoff: Backoff {
+                    base: Duration::from_millis(1),
+                    cap: Duration::from_millis(4),
+                },
+            },
+            ..WarmupPolicy::default()
         }
     }
 
@@ -289,12 +347,84 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_warm_session_that_cannot_be_enqueued_is_stopped() {
+    async fn a_warm_session_the_pool_refused_for_good_is_stopped() {
         let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.fail_next_enqueues(1);
+        pool.refuse_next_enqueues(1);
         let report = warm(1, &agent, &pool).await;
         assert_eq!(report.enqueue_failures, 1);
+        assert_eq!(pool.send_attempts(), 1, "a refusal is not retried");
         assert_eq!(agent.stopped().len(), 1);
+        assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_warm_session_whose_send_lost_its_answer_is_resent_with_the_same_deduplication_id_and_never_stopped() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        pool.lose_next_enqueue_answers(1);
+        let report = warm(1, &agent, &pool).await;
+        assert!(agent.stopped().is_empty(), "its message is in the pool");
+        assert_eq!((report.enqueued, report.enqueue_failures), (1, 0));
+        assert_eq!(pool.send_attempts(), 2);
+        assert_eq!(pool.len(), 1, "the resend was deduplicated");
+    }
+
+    #[tokio::test]
+    async fn a_send_that_failed_before_it_landed_is_retried_into_the_pool() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        pool.fail_next_enqueues(2);
+        let report = warm(1, &agent, &pool).await;
+        assert_eq!(report.enqueued, 1);
+        assert!(agent.stopped().is_empty());
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_send_whose_answer_stays_lost_leaves_the_session_running_never_stopped() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        pool.lose_next_enqueue_answers(1_000);
+        let report = warm(1, &agent, &pool).await;
+        assert!(
+            agent.stopped().is_empty(),
+            "it may be pooled: stopping it would hand out a dead session"
+        );
+        assert_eq!(
+            (report.enqueued, report.unconfirmed, report.enqueue_failures),
+            (0, 1, 0)
+        );
+        assert_eq!(pool.len(), 1, "landed once, however often it was resent");
+    }
+
+    #[tokio::test]
+    async fn a_warm_session_the_pool_refused_is_stopped_through_a_throttled_stop() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        pool.refuse_next_enqueues(1);
+        agent.fail_stops_with([Throttled, Server]);
+        warm(1, &agent, &pool).await;
+        assert_eq!(agent.stopped().len(), 1);
+        let tokens: Vec<_> = agent.stop_calls().into_iter().map(|(_, token)| token).collect();
+        assert_eq!(tokens.len(), 3);
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "one client token for every try: {tokens:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn warmup_logs_never_carry_a_full_session_id() {
+        let (logs, _guard) = crate::fakes::CapturedLogs::start();
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with([Agent]);
+        warm(2, &agent, &pool).await;
+        let text = logs.text();
+        assert!(
+            text.contains("warmed and enqueued") && text.contains("warmup failed"),
+            "{text}"
+        );
+        for (id, _) in agent.invocations() {
+            assert!(!text.contains(id.as_str()), "a full session id in the logs: {text}");
+            let shown = id.log_id(&LogKey::development()).to_string();
+            assert!(text.contains(&shown), "{shown} missing: {text}");
+        }
     }
 
     fn one_per_second() -> CreationPacer {
@@ -326,9 +456,9 @@ mod tests {
     #[test]
     fn backoff_never_exceeds_its_cap() {
         let p = WarmupPolicy {
-            concurrency: 1,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(1),
+            ..WarmupPolicy::default()
         };
         for attempt in 0..40 {
             assert!(p.backoff(attempt) <= Duration::from_secs(1));

@@ -1,8 +1,17 @@
 //! get-session's configuration, parsed once at init.
 
+use std::time::Duration;
 use warmpool_core::ConfigError;
-use warmpool_core::config::Env;
+use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
 use warmpool_core::pool::ClaimPolicy;
+use warmpool_core::session::LogKey;
+
+pub const CLAIM_MIN_LIFETIME: &str = "CLAIM_MIN_LIFETIME_SECS";
+pub const TIMEOUT: &str = "GET_SESSION_TIMEOUT_SECS";
+
+/// What a claim needs besides its long poll: a receive and a delete at ~30 ms each, with room
+/// for a few discards and a slow round trip.
+const CLAIM_ROUND_TRIPS: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -12,17 +21,52 @@ pub struct Config {
     pub replenish_function_name: String,
     /// `CLAIM_WAIT_SECS`, `CLAIM_VISIBILITY_TIMEOUT_SECS`, `CLAIM_MAX_DISCARDS`,
     /// `FRESH_FALLBACK`, `REPLACE_FRESH_FALLBACKS` and the session lifecycle (see
-    /// [`ClaimPolicy::from_env`]).
+    /// [`ClaimPolicy::from_env`]); `CLAIM_MIN_LIFETIME_SECS` (300): the lifetime a session
+    /// handed to a caller has left at least; `SESSION_LOG_KEY`.
     pub claim: ClaimPolicy,
+    /// `GET_SESSION_TIMEOUT_SECS` (10): this function's own timeout. Lambda does not put it in
+    /// the environment, so the template sets this from the parameter that sets the timeout.
+    pub timeout: Duration,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let claim = ClaimPolicy::from_env(env)?;
+        let claim = ClaimPolicy {
+            log_key: LogKey::from_env(env)?,
+            ..ClaimPolicy::from_env(env)?
+        }
+        .with_min_lifetime(env.secs_or(CLAIM_MIN_LIFETIME, 300)?);
+        if !claim.can_be_served() {
+            return Err(ConfigError::Invalid {
+                key: CLAIM_MIN_LIFETIME,
+                value: claim.min_lifetime.as_secs().to_string(),
+                reason: format!(
+                    "must be below {MAX_LIFETIME} less {SAFETY_MARGIN} ({} s), or no pooled session is ever handed out",
+                    claim
+                        .lifecycle
+                        .max_lifetime
+                        .saturating_sub(claim.lifecycle.safety_margin)
+                        .as_secs()
+                ),
+            });
+        }
+        let timeout = env.secs_or(TIMEOUT, 10)?;
+        if claim.wait + CLAIM_ROUND_TRIPS >= timeout {
+            return Err(ConfigError::Invalid {
+                key: CLAIM_WAIT,
+                value: claim.wait.as_secs().to_string(),
+                reason: format!(
+                    "the long poll plus {} s for the receive and delete must end before {TIMEOUT} ({} s)",
+                    CLAIM_ROUND_TRIPS.as_secs(),
+                    timeout.as_secs()
+                ),
+            });
+        }
         Ok(Self {
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
             claim,
+            timeout,
         })
     }
 }
@@ -46,6 +90,34 @@ mod tests {
             ("FRESH_FALLBACK", "false"),
         ]);
         assert_eq!(Config::from_env(&env).unwrap().claim.on_empty, OnEmpty::Fail);
+    }
+
+    fn env_with(extra: &[(&'static str, &'static str)]) -> Env {
+        let mut pairs = vec![("POOL_QUEUE_URL", "q"), ("REPLENISH_FUNCTION_NAME", "r")];
+        pairs.extend_from_slice(extra);
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn a_claim_wait_that_does_not_fit_in_the_function_timeout_is_refused_with_both_names() {
+        for (wait, timeout) in [("10", "10"), ("12", "10"), ("9", "10")] {
+            let env = env_with(&[("CLAIM_WAIT_SECS", wait), ("GET_SESSION_TIMEOUT_SECS", timeout)]);
+            let error = Config::from_env(&env).unwrap_err().to_string();
+            assert!(
+                error.contains("CLAIM_WAIT_SECS") && error.contains("GET_SESSION_TIMEOUT_SECS"),
+                "{wait} s in {timeout} s: {error}"
+            );
+        }
+        let fits = env_with(&[("CLAIM_WAIT_SECS", "5"), ("GET_SESSION_TIMEOUT_SECS", "10")]);
+        assert!(Config::from_env(&fits).is_ok());
+    }
+
+    #[test]
+    fn a_minimum_lifetime_no_pooled_session_can_have_is_refused() {
+        let env = env_with(&[("CLAIM_MIN_LIFETIME_SECS", "28740")]);
+        let error = Config::from_env(&env).unwrap_err().to_string();
+        assert!(error.contains("CLAIM_MIN_LIFETIME_SECS"), "{error}");
+        assert!(Config::from_env(&env_with(&[("CLAIM_MIN_LIFETIME_SECS", "28739")])).is_ok());
     }
 
     #[test]

@@ -127,12 +127,13 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                     .millis_if("ClaimedSessionAge", age_ms)
                     .millis_if("ClaimedSessionIdle", idle_ms)
                     .count("StaleDiscarded", claim.stale_discarded)
+                    .count("ShortLivedDiscarded", claim.short_lived_discarded)
                     .count("MalformedDiscarded", claim.malformed_discarded)
                     .count("LostDeletes", claim.lost_deletes)
                     .count("ReplenishTriggerFailed", u32::from(claim.trigger_failed))
                     .emit(now);
                 info!(
-                    session_id = %claim.session.session_id,
+                    session = %claim.session.session_id.log_id(&self.claimer.policy.log_key),
                     source = ?claim.session.source,
                     correlation_id = request.correlation_id.as_deref().unwrap_or(""),
                     latency_ms,
@@ -243,6 +244,37 @@ mod tests {
             );
             assert!(!error.is_retryable());
         }
+    }
+
+    #[tokio::test]
+    async fn a_pooled_session_with_less_than_five_minutes_of_life_left_is_not_handed_out() {
+        let f = function(OnEmpty::Fresh);
+        // 28_800 s max lifetime, 60 s margin: 200 s left.
+        let old = PooledSession::new(SessionId::generate(), NOW - 28_540_000, NOW - 1_000);
+        f.claimer.queue.push(&old);
+
+        let answer = f.handle(event(serde_json::json!({}))).await.unwrap();
+
+        assert_eq!(answer.source, Source::Fresh);
+        assert_eq!(f.claimer.queue.len(), 0);
+        assert_eq!(f.claimer.trigger.requests(), vec![1], "its replacement was asked for");
+    }
+
+    #[tokio::test]
+    async fn the_claim_log_carries_a_keyed_hash_never_the_session_id() {
+        let (logs, _guard) = warmpool_core::fakes::CapturedLogs::start();
+        let f = function(OnEmpty::Fresh);
+        let pooled = PooledSession::new(SessionId::generate(), NOW - 1_000, NOW - 500);
+        f.claimer.queue.push(&pooled);
+
+        let answer = f.handle(event(serde_json::json!({}))).await.unwrap();
+
+        assert_eq!(answer.session_id, pooled.session_id, "the caller gets the full ID");
+        let text = logs.text();
+        assert!(text.contains("session claimed"), "{text}");
+        assert!(!text.contains(pooled.session_id.as_str()), "{text}");
+        let shown = pooled.session_id.log_id(&f.claimer.policy.log_key).to_string();
+        assert!(text.contains(&format!("session={shown}")), "{text}");
     }
 
     #[tokio::test]

@@ -1,13 +1,15 @@
 //! replenish's configuration, parsed once at init.
 
+use std::num::NonZeroUsize;
 use warmpool_core::ConfigError;
 use warmpool_core::aws::agentcore::check_runtime_arn;
 use warmpool_core::clock::millis;
-use warmpool_core::config::Env;
+use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::maintenance;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::quota::CreationBudget;
 use warmpool_core::schedule::RunBudget;
+use warmpool_core::session::LogKey;
 use warmpool_core::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone)]
@@ -28,9 +30,10 @@ pub struct Config {
     /// `HEARTBEAT_FRACTION`, `MAINTENANCE_INTERVAL_SECS`, `RETIRE_SPREAD_SECS`, `SWEEP_*`,
     /// `MAX_CREATIONS_PER_RUN` (see [`maintenance::Settings::from_env`]).
     pub maintenance: maintenance::Settings,
-    /// `MAX_COUNT_PER_TRIGGER` (100): the largest `{"count": n}` accepted.
+    /// `MAX_COUNT_PER_TRIGGER` (100, at least 1): the largest `{"count": n}` accepted.
     pub max_count_per_trigger: u32,
-    /// `WARMUP_CONCURRENCY` (8), `WARMUP_BACKOFF_BASE_MS` (100), `WARMUP_BACKOFF_CAP_MS` (5000).
+    /// `WARMUP_CONCURRENCY` (8, at least 1), `WARMUP_BACKOFF_BASE_MS` (100),
+    /// `WARMUP_BACKOFF_CAP_MS` (5000), `SESSION_LOG_KEY`.
     pub warmup: WarmupPolicy,
     /// `DEADLINE_MARGIN_MS` (2000): retries stop this long before the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the retry budget when no Lambda deadline is known.
@@ -40,14 +43,9 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let warmup_defaults = WarmupPolicy::default();
-        let concurrency: usize = env.parse_or("WARMUP_CONCURRENCY", warmup_defaults.concurrency)?;
-        if concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                key: "WARMUP_CONCURRENCY",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        let concurrency = env.positive_or("WARMUP_CONCURRENCY", at_least_one(8))?;
+        // A u32 always fits a usize on the targets Lambda runs.
+        let concurrency = NonZeroUsize::try_from(concurrency).unwrap_or(warmup_defaults.concurrency);
         let agent_runtime_arn = env.required("AGENT_RUNTIME_ARN")?;
         if let Err(reason) = check_runtime_arn(&agent_runtime_arn) {
             return Err(ConfigError::Invalid {
@@ -64,11 +62,13 @@ impl Config {
             qualifier: env.parse_or("AGENT_RUNTIME_QUALIFIER", "DEFAULT".to_string())?,
             creation_budget: CreationBudget::from_env(env)?,
             maintenance: maintenance::Settings::from_env(env, lifecycle)?,
-            max_count_per_trigger: env.parse_or("MAX_COUNT_PER_TRIGGER", 100)?,
+            max_count_per_trigger: env.positive_or("MAX_COUNT_PER_TRIGGER", at_least_one(100))?.get(),
             warmup: WarmupPolicy {
                 concurrency,
                 backoff_base: env.millis_or("WARMUP_BACKOFF_BASE_MS", millis(warmup_defaults.backoff_base))?,
                 backoff_cap: env.millis_or("WARMUP_BACKOFF_CAP_MS", millis(warmup_defaults.backoff_cap))?,
+                log_key: LogKey::from_env(env)?,
+                ..warmup_defaults
             },
             run_budget: RunBudget::from_env(env)?,
         })
@@ -97,6 +97,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn counts_that_must_be_positive_are_refused_at_zero_with_their_name() {
+        for key in [
+            "MAX_COUNT_PER_TRIGGER",
+            "MAX_CREATIONS_PER_RUN",
+            "SWEEP_MAX_BATCHES",
+            "WARMUP_CONCURRENCY",
+        ] {
+            let env = Env::from_pairs([
+                ("POOL_QUEUE_URL", "q"),
+                ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
+                (
+                    "AGENT_RUNTIME_ARN",
+                    "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a",
+                ),
+                (key, "0"),
+            ]);
+            match Config::from_env(&env) {
+                Err(error) => assert!(error.to_string().contains(key), "{key}: {error}"),
+                Ok(_) => panic!("{key}=0 was accepted"),
+            }
+        }
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct RunReport {
     pub failed: u32,
     pub throttles: u32,
     pub enqueue_failures: u32,
+    /// Warm sessions whose pool send was never confirmed: left running (see
+    /// [`WarmupReport::unconfirmed`]).
+    pub enqueue_unconfirmed: u32,
     /// Warmups left for a later run: no creation slot before the deadline.
     pub deferred: u32,
     /// Scheduled runs: sessions sent to other runs as `{"count": n}` events, and those whose
@@ -113,6 +116,7 @@ impl From<&WarmupReport> for RunReport {
             failed: r.failed,
             throttles: r.throttles,
             enqueue_failures: r.enqueue_failures,
+            enqueue_unconfirmed: r.unconfirmed,
             deferred: r.deferred,
             dispatched: 0,
             dispatch_failed: 0,
@@ -304,6 +308,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             .count("WarmupThrottles", warmup.throttles)
             .count("WarmupsDeferred", warmup.deferred)
             .count("EnqueueFailures", warmup.enqueue_failures)
+            .count("EnqueueUnconfirmed", warmup.unconfirmed)
             .millis_each("WarmupLatency", warmup.latencies_ms.iter().copied());
         if let Some((round, dispatched, dispatch_failed)) = round {
             let sweep = &round.sweep;
@@ -316,6 +321,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
                 .millis_if("PoolOldestWait", round.sizing.oldest_wait_ms)
                 .count("Heartbeats", sweep.heartbeats)
                 .count("HeartbeatFailures", sweep.heartbeat_failures)
+                .count("HeartbeatUnconfirmed", sweep.unconfirmed)
                 .count("Retirements", sweep.retired)
                 .count("Trimmed", sweep.trimmed)
                 .count("SweepStaleDiscarded", sweep.stale_discarded)

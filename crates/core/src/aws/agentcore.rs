@@ -46,6 +46,7 @@ where
         Some("ServiceQuotaExceededException") => AgentErrorKind::QuotaExceeded,
         Some("RuntimeClientError") => AgentErrorKind::Agent,
         Some("RetryableConflictException") => AgentErrorKind::Server,
+        Some("ResourceNotFoundException") => AgentErrorKind::NotFound,
         _ if failure.transport => AgentErrorKind::Server,
         _ => AgentErrorKind::Rejected,
     };
@@ -81,12 +82,19 @@ impl AgentRuntime for AgentCoreRuntime {
     }
 
     async fn stop(&self, session_id: &SessionId) -> Result<(), AgentError> {
+        self.stop_with_token(session_id, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// One try (the client has no SDK retries, see [`super::agentcore_client`]): the caller
+    /// retries with the same token ([`crate::stop::stop_until_gone`]).
+    async fn stop_with_token(&self, session_id: &SessionId, client_token: &str) -> Result<(), AgentError> {
         self.client
             .stop_runtime_session()
             .agent_runtime_arn(&self.runtime_arn)
             .qualifier(&self.qualifier)
             .runtime_session_id(session_id.as_str())
-            .client_token(uuid::Uuid::new_v4().to_string())
+            .client_token(client_token)
             .send()
             .await
             .map_err(|e| agent_error("stop", e))?;

@@ -81,7 +81,8 @@ where
 }
 
 /// The AgentCore client without SDK-level retries: warmups retry themselves, with jitter and
-/// within the function's deadline, and must see each throttle to count and pace it.
+/// within the function's deadline, and must see each throttle to count and pace it; stops
+/// retry themselves with one client token ([`crate::stop::stop_until_gone`]).
 pub fn agentcore_client(sdk: &aws_config::SdkConfig) -> aws_sdk_bedrockagentcore::Client {
     let config = aws_sdk_bedrockagentcore::config::Builder::from(sdk)
         .retry_config(aws_config::retry::RetryConfig::disabled())
