@@ -340,7 +340,7 @@ where
     );
     sessions.update_busy();
     drop(sessions);
-    info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, session_id = %attempt.session_id, "batch accepted");
+    info!(batch_id = %attempt.batch_id, attempt = attempt.attempt, session = %session_tag(&attempt.session_id), "batch accepted");
     Json(Accepted {
         status: Accepted::STATUS.into(),
         batch_id: attempt.batch_id,
@@ -366,6 +366,6 @@ async fn terminate<T, S, Q, P>(State(state): State<Arc<AppState<T, S, Q, P>>>, h
         None => false,
     };
     drop(sessions);
-    info!(%session_id, aborted, "session terminated by the emulator");
+    info!(session = %session_tag(&session_id), aborted, "session terminated by the emulator");
     Json(json!({ "aborted": aborted })).into_response()
 }

@@ -11,6 +11,7 @@ use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, 
 use warmpool_core::config::{CLAIM_MAX_DISCARDS, Env, FRESH_FALLBACK};
 use warmpool_core::manifest::BatchLimits;
 use warmpool_core::pool::{ClaimPolicy, OnEmpty};
+use warmpool_core::session::LogKey;
 
 pub const BATCH_FRESH_FALLBACK: &str = "BATCH_FRESH_FALLBACK";
 
@@ -127,12 +128,6 @@ impl Config {
             claim,
         })
     }
-
-    /// The session lifetime a batch needs left when it is claimed: its deadline, plus the
-    /// margin every claim keeps.
-    pub fn lifetime_needed(&self) -> Duration {
-        self.batch_deadline + self.claim.lifecycle.safety_margin
-    }
 }
 
 fn claim_policy(env: &Env, batch_deadline: Duration) -> Result<ClaimPolicy, ConfigError> {
@@ -143,7 +138,8 @@ fn claim_policy(env: &Env, batch_deadline: Duration) -> Result<ClaimPolicy, Conf
             "is get-session's setting; the invoker reads BATCH_FRESH_FALLBACK",
         ));
     }
-    let mut claim = ClaimPolicy::from_env(env)?;
+    let mut claim = ClaimPolicy::from_env(env)?.with_min_lifetime(batch_deadline);
+    claim.log_key = LogKey::from_env(env)?;
     claim.on_empty = if env.parse_or(BATCH_FRESH_FALLBACK, false)? {
         OnEmpty::Fresh
     } else {
@@ -207,7 +203,11 @@ pub(crate) mod tests {
         assert_eq!(config.batch_deadline, Duration::from_secs(900));
         assert_eq!(config.max_receive_count.get(), 5);
         assert_eq!(config.claim.on_empty, OnEmpty::Fail, "no fresh fallback unless asked");
-        assert_eq!(config.lifetime_needed(), Duration::from_secs(960));
+        assert_eq!(
+            config.claim.min_lifetime,
+            Duration::from_secs(900),
+            "a claimed session outlives the batch deadline, beyond the margin every claim keeps"
+        );
         let fresh = Config::from_env(&with(&[(BATCH_FRESH_FALLBACK, "true")])).unwrap();
         assert_eq!(fresh.claim.on_empty, OnEmpty::Fresh);
     }

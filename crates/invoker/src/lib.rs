@@ -337,6 +337,7 @@ where
             clock: &self.claimer.clock,
             retry_delay: self.config.retry_delay,
             pending_timeout: self.config.pending_timeout,
+            log_key: &self.claimer.policy.log_key,
         }
     }
 

@@ -11,7 +11,7 @@ use warmpool_core::batch::settle::stop_session;
 use warmpool_core::batch::write::{self, Written};
 use warmpool_core::batch::{Admission, BatchRow, BatchStatus, RunningAttempt, Transition, admit, bounded_error};
 use warmpool_core::clock::{Clock, millis};
-use warmpool_core::pool::{Claim, ClaimError, Source};
+use warmpool_core::pool::ClaimError;
 use warmpool_core::ports::{AgentRuntime, PoolQueue, ReplenishTrigger};
 
 /// The next step for a request, given the row.
@@ -53,7 +53,7 @@ where
     /// Starts the attempt `pending` (PENDING(n)) waits for, on a session of its own.
     async fn start_pending(&self, pending: &BatchRow, receive_count: u32) -> Result<Outcome, RecordError> {
         let batch_id = &pending.batch_id;
-        let claim = match self.claim_for_batch().await {
+        let claim = match self.claimer.claim().await {
             Ok(claim) => claim,
             Err(ClaimError::PoolEmpty) if receive_count >= self.config.max_receive_count.get() => {
                 info!(%batch_id, attempt = pending.attempt, "still no session on the last delivery; the detector hands the batch over");
@@ -85,7 +85,7 @@ where
         match write::transition(&self.table, &start).await {
             Ok(Written::Landed) => {}
             Ok(Written::Superseded(found)) => {
-                stop_session(&self.agent, &session_id).await;
+                stop_session(&self.agent, &session_id, &self.claimer.policy.log_key).await;
                 return Ok(Outcome::Duplicate {
                     batch_id: batch_id.clone(),
                     status: found.as_ref().map_or(BatchStatus::Running, |r| r.status),
@@ -93,7 +93,7 @@ where
                 });
             }
             Err(error) => {
-                stop_session(&self.agent, &session_id).await;
+                stop_session(&self.agent, &session_id, &self.claimer.policy.log_key).await;
                 return Err(error.into());
             }
         }
@@ -112,7 +112,7 @@ where
         });
         match self.hand_over(&attempt, &payload.to_bytes()).await {
             Ok(()) => {
-                info!(%batch_id, attempt = attempt.attempt, %session_id, source = ?claim.session.source, "batch started");
+                info!(%batch_id, attempt = attempt.attempt, session = %session_id.log_id(&self.claimer.policy.log_key), source = ?claim.session.source, "batch started");
                 Ok(Outcome::Started {
                     batch_id: batch_id.clone(),
                     attempt: attempt.attempt,
@@ -122,32 +122,6 @@ where
             }
             Err(failure) => self.after_failed_invocation(&running, failure).await,
         }
-    }
-
-    /// A claim from the batch pool of a session that lives at least as long as the batch may
-    /// run. A pooled session with less left is of no use to any batch: it is stopped (its
-    /// message is already gone) and the next one is tried, up to the claim's discard bound.
-    ///
-    /// TODO(lead-merge): replace the lifetime check here with the claimer's own
-    /// `ClaimPolicy` "lifetime needed" API (pool.rs) once it lands: pass
-    /// `self.config.lifetime_needed()` there and drop this loop.
-    async fn claim_for_batch(&self) -> Result<Claim, ClaimError> {
-        let needed = millis(self.config.lifetime_needed());
-        let max_lifetime = millis(self.claimer.policy.lifecycle.max_lifetime);
-        // `u32::from`: a `u32` today, a `NonZeroU32` once pool.rs types it so.
-        #[allow(clippy::useless_conversion)]
-        let tries = u32::from(self.claimer.policy.max_discards).max(1);
-        for _ in 0..tries {
-            let claim = self.claimer.claim().await?;
-            let session = &claim.session;
-            let left = (session.created_at + max_lifetime).saturating_sub(self.claimer.clock.now_ms());
-            if session.source == Source::Fresh || left >= needed {
-                return Ok(claim);
-            }
-            info!(session_id = %session.session_id, left_ms = left, needed_ms = needed, "pooled session too close to its end for a batch; stopping it");
-            stop_session(&self.agent, &session.session_id).await;
-        }
-        Err(ClaimError::PoolEmpty)
     }
 
     /// Invokes the agent, bounded, and checks that it accepted this very batch attempt.
@@ -196,7 +170,7 @@ where
             }),
             Err(source) => {
                 if let Some(session_id) = &running.session_id {
-                    stop_session(&self.agent, session_id).await;
+                    stop_session(&self.agent, session_id, &self.claimer.policy.log_key).await;
                 }
                 warn!(batch_id = %running.batch_id, error = %source, "could not settle the failed hand-over; the detector will");
                 Err(RecordError::Settle {

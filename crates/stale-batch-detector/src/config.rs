@@ -7,6 +7,7 @@ use warmpool_core::aws::dynamodb::TrackingLayout;
 use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
 use warmpool_core::config::Env;
 use warmpool_core::schedule::RunBudget;
+use warmpool_core::session::LogKey;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,6 +34,8 @@ pub struct Config {
     pub run_budget: RunBudget,
     /// `TRACKING_SHARDS`, `TRACKING_RETENTION_DAYS`: as the invoker's.
     pub layout: TrackingLayout,
+    /// `SESSION_LOG_KEY`: session IDs appear in logs only as keyed hashes.
+    pub log_key: LogKey,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Config {
             pending_timeout,
             run_budget: RunBudget::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
+            log_key: LogKey::from_env(env)?,
         })
     }
 }

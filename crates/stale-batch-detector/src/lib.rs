@@ -33,6 +33,7 @@ use warmpool_core::error::TableError;
 use warmpool_core::metrics::MetricSet;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::schedule::is_scheduled_event;
+use warmpool_core::session::LogKey;
 
 pub const FUNCTION: &str = "stale-batch-detector";
 
@@ -129,7 +130,8 @@ fn parse_trigger(payload: &Value) -> Result<(), DetectorError> {
 
 /// Why an attempt is being failed, for the row's `lastError` and the failure notice: the
 /// agent's own reason if it gave this attempt up (see [`agent_gave_up`]), else the deadline.
-fn reason(row: &BatchRow, now_ms: u64) -> String {
+/// The session appears as its keyed hash: `lastError` reaches the failure notice's readers.
+fn reason(row: &BatchRow, now_ms: u64, log_key: &LogKey) -> String {
     let late_by = now_ms.saturating_sub(row.deadline.unwrap_or(now_ms));
     match &row.last_error {
         Some(error) if error.starts_with(&agent_gave_up(row.attempt, "")) => error.clone(),
@@ -140,7 +142,9 @@ fn reason(row: &BatchRow, now_ms: u64) -> String {
         _ => format!(
             "attempt {} on session {} passed its deadline {late_by} ms ago",
             row.attempt,
-            row.session_id.as_ref().map_or("-", |s| s.as_str()),
+            row.session_id
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |s| s.log_id(log_key).to_string()),
         ),
     }
 }
@@ -176,6 +180,7 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
             clock: &self.clock,
             retry_delay: self.config.retry_delay,
             pending_timeout: self.config.pending_timeout,
+            log_key: &self.config.log_key,
         }
     }
 
@@ -221,7 +226,11 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
                 Err(error) => Acted::Failed(error.to_string()),
             },
             Due::Readable(row) if matches!(row.status, BatchStatus::Running | BatchStatus::Pending) => {
-                match self.retrier().fail_attempt(row, &reason(row, now)).await {
+                match self
+                    .retrier()
+                    .fail_attempt(row, &reason(row, now, &self.config.log_key))
+                    .await
+                {
                     Ok(settlement) => Acted::Attempt(settlement),
                     Err(error) => Acted::Failed(error.to_string()),
                 }

@@ -12,7 +12,9 @@ use super::{AfterFailure, BatchId, BatchRow, BatchStatus, Change, Transition, bo
 use crate::clock::{Clock, millis};
 use crate::error::{QueueError, TableError};
 use crate::ports::AgentRuntime;
-use crate::session::SessionId;
+use crate::quota::Backoff;
+use crate::session::{LogKey, SessionId};
+use crate::stop::stop_until_gone;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -74,6 +76,8 @@ pub struct Retrier<'a, T, Q, A, C> {
     pub retry_delay: Duration,
     /// How long a handed-over attempt may wait for a session before it counts as failed.
     pub pending_timeout: Duration,
+    /// Session IDs appear in logs only as [`SessionId::log_id`] under this key.
+    pub log_key: &'a LogKey,
 }
 
 impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Retrier<'_, T, Q, A, C> {
@@ -132,7 +136,7 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Retrier<'_, T,
         if let Some(session_id) = &row.session_id
             && !matches!(settlement, Settlement::Failed { .. })
         {
-            stop_session(self.agent, session_id).await;
+            stop_session(self.agent, session_id, self.log_key).await;
         }
         Ok(settlement)
     }
@@ -145,7 +149,7 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Retrier<'_, T,
             return Err(SettleError::NotSettleable(row.batch_id.clone()));
         }
         let session_stopped = match &row.session_id {
-            Some(session_id) => stop_session(self.agent, session_id).await,
+            Some(session_id) => stop_session(self.agent, session_id, self.log_key).await,
             None => true,
         };
         let owes_notice = row.status == BatchStatus::Failed && row.notified_at.is_none();
@@ -202,17 +206,23 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Retrier<'_, T,
     }
 }
 
+/// How long one stop of a settled attempt's session keeps retrying (throttles, 5xx, lost
+/// answers), with one client token; what is left after it stays owed (`false`).
+pub const STOP_BUDGET: Duration = Duration::from_secs(10);
+
+const STOP_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(2),
+};
+
 /// Stops a session whose attempt is over, so it stops billing and holding an active-session
-/// slot. The runtime port retries a throttled stop; an error left after that is logged and
-/// reported (`false`), and the session is never used again either way.
-pub async fn stop_session<A: AgentRuntime>(agent: &A, session_id: &SessionId) -> bool {
-    match agent.stop(session_id).await {
-        Ok(()) => true,
-        Err(error) => {
-            info!(%session_id, %error, "stopping the session failed");
-            false
-        }
-    }
+/// slot, retrying until AgentCore says it ended or is gone ([`stop_until_gone`]). `false`: it
+/// may still run; the session is never used again either way, and a settled row's follow-up
+/// stays owed so the detector tries again.
+pub async fn stop_session<A: AgentRuntime>(agent: &A, session_id: &SessionId, log_key: &LogKey) -> bool {
+    stop_until_gone(agent, session_id, STOP_BUDGET, &STOP_BACKOFF, log_key)
+        .await
+        .ended()
 }
 
 #[cfg(test)]
@@ -229,6 +239,7 @@ mod tests {
         failure_queue: MemorySink,
         agent: ScriptedAgent,
         clock: ManualClock,
+        log_key: LogKey,
     }
 
     impl World {
@@ -239,6 +250,7 @@ mod tests {
                 failure_queue: MemorySink::default(),
                 agent: ScriptedAgent::default(),
                 clock: ManualClock::at(100_000),
+                log_key: LogKey::development(),
             }
         }
 
@@ -251,6 +263,7 @@ mod tests {
                 clock: &self.clock,
                 retry_delay: Duration::ZERO,
                 pending_timeout: Duration::from_secs(300),
+                log_key: &self.log_key,
             }
         }
 
