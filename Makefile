@@ -23,6 +23,7 @@ bench: bootstrap
 
 # Invariants under injected faults, counted; written to target/bench/soak.json (docs/testing.md).
 soak: bootstrap
+	cargo build -q -p document-agent
 	cargo run -q -p warmpool-tests --bin soak
 
 # The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and

@@ -3,14 +3,22 @@
 //! fed by a local SQS event source, the stale-batch detector on a schedule, and replenish
 //! behind the asynchronous Lambda relay. Every function runs with real SDK clients over HTTP.
 //!
-//! The invoker and the detector reach DynamoDB and AgentCore through clients carrying the
-//! stack's [`FaultInjector`] (no rules until a test adds some), so a test can lose their answers
-//! at the wire; the agent and the test's own reads go through clean clients.
+//! The invoker and the detector reach DynamoDB and AgentCore (and, with
+//! [`StackOptions::faults_on_sqs`], SQS) through clients carrying the stack's [`FaultInjector`]
+//! (no rules until a test adds some), so a test can lose their answers at the wire; the agent
+//! and the test's own reads go through clean clients.
+//!
+//! The agent runs in this process by default. [`AgentMode::PerSessionProcess`] has the emulator
+//! start the built `document-agent` binary once per session instead, as AgentCore gives each
+//! session its own microVM; the in-process agent then runs idle.
 //!
 //! Everything a stack starts stops when it is dropped; every wait here is bounded.
 
 use crate::faults::{self, FaultInjector};
-use crate::{Moto, RUNTIME_ARN, create_pool_queue, fill_through_replenish, replenish_behind_relay, sdk_config};
+use crate::{
+    Moto, RUNTIME_ARN, ReplenishFunction, create_pool_queue, fill_through_replenish, replenish_with_relay, sdk_config,
+};
+use agentcore_emulator::AgentCommand;
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
@@ -20,6 +28,7 @@ use document_agent::{RunRecord, RunSettings, RunningAgent, Services};
 use invoker::{Invoker, Outcome, batch_response};
 use stale_batch_detector::{Detector, RunReport};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +39,7 @@ use warmpool_core::aws::{
     AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
 use warmpool_core::batch::ports::TrackingTable;
+use warmpool_core::batch::settings::PENDING_TIMEOUT;
 use warmpool_core::batch::{BatchId, BatchRow, BatchStatus};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
@@ -96,6 +106,16 @@ impl DocumentProcessor for TestProcessor {
     }
 }
 
+/// Where the emulator sends invocations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AgentMode {
+    /// One document agent in this process serves every session (fast; shares memory).
+    #[default]
+    InProcess,
+    /// One `document-agent` process per session, started by the emulator from this binary.
+    PerSessionProcess { binary: PathBuf },
+}
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub max_attempts: u32,
@@ -118,6 +138,15 @@ pub struct StackOptions {
     /// scheduled top-up, so they let the invoker create a session when the pool is empty; the
     /// tests of the default (wait for a pooled session) turn it off.
     pub fresh_fallback: bool,
+    pub agent_mode: AgentMode,
+    /// The injector to attach (a seeded one for a soak); `None` attaches a fresh one.
+    pub faults: Option<FaultInjector>,
+    /// Attach the injector to the invoker's and the detector's SQS clients too.
+    pub faults_on_sqs: bool,
+    /// `BATCH_PENDING_TIMEOUT_SECS` of the invoker and the detector; `None` keeps the default.
+    pub pending_timeout_secs: Option<u64>,
+    /// More settings of the batch pool's replenish (`POOL_TARGET`, `CREATION_BUDGET_PER_SEC`, ...).
+    pub replenish_settings: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -137,6 +166,11 @@ impl Default for StackOptions {
             pollers: 2,
             creation_rate_per_sec: 200.0,
             fresh_fallback: true,
+            agent_mode: AgentMode::InProcess,
+            faults: None,
+            faults_on_sqs: false,
+            pending_timeout_secs: None,
+            replenish_settings: Vec::new(),
         }
     }
 }
@@ -150,6 +184,7 @@ pub struct BatchStack {
     pub table: DynamoTrackingTable,
     pub store: S3DocumentStore,
     pub emulator: RunningEmulator,
+    /// The in-process agent; idle in [`AgentMode::PerSessionProcess`].
     pub agent: RunningAgent,
     pub processor: TestProcessor,
     pub invoker: Arc<StackInvoker>,
@@ -158,21 +193,42 @@ pub struct BatchStack {
     pub invoker_log: InvokerLog,
     pub detector_reports: Arc<Mutex<Vec<RunReport>>>,
     pub options: StackOptions,
-    /// Faults of the invoker's and the detector's DynamoDB and AgentCore calls.
+    /// Faults of the invoker's and the detector's DynamoDB and AgentCore (and SQS) calls.
     pub faults: FaultInjector,
+    /// The batch pool's replenish, for a test that runs its schedule.
+    pub replenish: Arc<ReplenishFunction>,
+    pub pool: SqsPoolQueue,
     lambda: aws_sdk_lambda::Client,
     event_source: Option<RunningEventSource>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
     _relay: cli::relay::RunningRelay,
 }
 
-impl Drop for BatchStack {
+/// Tasks a stack runs on a schedule; aborted when the stack goes. `stopping` lets them finish
+/// the run in hand first ([`BatchStack::quiesce`]): a replenish run cut off mid-heartbeat could
+/// leave a session out of the pool and running.
+#[derive(Default)]
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Background {
+    fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+}
+
+impl Drop for Background {
     fn drop(&mut self) {
-        for task in &self.background {
+        for task in &self.tasks {
             task.abort();
         }
     }
 }
+
+/// Bounds how long [`BatchStack::quiesce`] waits for a scheduled run to end.
+const QUIESCE_WITHIN: Duration = Duration::from_secs(60);
 
 fn unique_name() -> String {
     format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -210,12 +266,13 @@ impl BatchStack {
                 0
             })),
         };
+        let agent_sqs = sqs.clone();
         let agent = document_agent::serve(
             ([127, 0, 0, 1], 0).into(),
             Services {
                 table: table.clone(),
                 store: store.clone(),
-                results: SqsMessageSink::new(sqs.clone(), &resources.results_queue_url),
+                results: SqsMessageSink::new(agent_sqs, &resources.results_queue_url),
                 processor: processor.clone(),
                 results_bucket: resources.documents_bucket.clone(),
                 results_prefix: "results/".into(),
@@ -232,7 +289,11 @@ impl BatchStack {
                 max_active_sessions: 10_000,
                 ..LifecycleConfig::default()
             },
-            agent_url: Some(agent.url()),
+            agent_url: (options.agent_mode == AgentMode::InProcess).then(|| agent.url()),
+            agent_command: match &options.agent_mode {
+                AgentMode::InProcess => None,
+                AgentMode::PerSessionProcess { binary } => Some(agent_command(binary, &moto.endpoint, &resources)),
+            },
             agent_timeout: Duration::from_secs(30),
             seed: Some(11),
             ..EmulatorConfig::default()
@@ -240,8 +301,13 @@ impl BatchStack {
         .await
         .expect("start the AgentCore emulator");
 
-        let (relay, lambda) = replenish_behind_relay(pool.clone(), &emulator).await;
-        let faults = FaultInjector::default();
+        let replenish_settings: Vec<(&str, &str)> = options
+            .replenish_settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (replenish, relay, lambda) = replenish_with_relay(pool.clone(), &emulator, &replenish_settings).await;
+        let faults = options.faults.clone().unwrap_or_default();
         let wired = Wired {
             table: DynamoTrackingTable::new(
                 faults::dynamodb_client(&sdk, &faults),
@@ -249,18 +315,15 @@ impl BatchStack {
                 Default::default(),
             ),
             agent: faulty_agent_runtime(&emulator, &faults),
+            sqs: if options.faults_on_sqs {
+                faults::sqs_client(&sdk, &faults)
+            } else {
+                sqs.clone()
+            },
         };
-        let invoker = Arc::new(invoker(
-            &options,
-            &resources,
-            &wired,
-            &store,
-            &sqs,
-            &pool,
-            lambda.clone(),
-        ));
+        let invoker = Arc::new(invoker(&options, &resources, &wired, &store, &pool, lambda.clone()));
         let detector_clock = SkewedClock::default();
-        let detector = Arc::new(detector(&options, &resources, &wired, &sqs, detector_clock.clone()));
+        let detector = Arc::new(detector(&options, &resources, &wired, detector_clock.clone()));
 
         if options.pool_sessions > 0 {
             fill_through_replenish(&lambda, options.pool_sessions).await;
@@ -281,9 +344,11 @@ impl BatchStack {
             detector_reports: Default::default(),
             options: options.clone(),
             faults,
+            replenish,
+            pool,
             lambda,
             event_source: None,
-            background: Vec::new(),
+            background: Background::default(),
             _relay: relay,
         };
         if options.pump {
@@ -335,14 +400,51 @@ impl BatchStack {
     /// The detector on a schedule.
     pub fn start_detector(&mut self, every: Duration) {
         let (detector, reports) = (self.detector.clone(), self.detector_reports.clone());
+        let stopping = self.background.stopping.clone();
         self.background.push(tokio::spawn(async move {
-            loop {
+            while !stopping.load(Ordering::SeqCst) {
                 tokio::time::sleep(every).await;
                 if let Ok(report) = detector.handle(scheduled()).await {
                     reports.lock().unwrap().push(report);
                 }
             }
         }));
+    }
+
+    /// The batch pool's replenish on its schedule (heartbeats, retirement, top-up to its target).
+    pub fn start_replenish_schedule(&mut self, every: Duration) {
+        let replenish = self.replenish.clone();
+        let stopping = self.background.stopping.clone();
+        self.background.push(tokio::spawn(async move {
+            let schedule: serde_json::Value =
+                serde_json::from_str(include_str!("../../events/replenish-schedule.json")).expect("schedule event");
+            while !stopping.load(Ordering::SeqCst) {
+                tokio::time::sleep(every).await;
+                let event = lambda_runtime::LambdaEvent::new(schedule.clone(), lambda_runtime::Context::default());
+                let _ = replenish.handle(event).await;
+            }
+        }));
+    }
+
+    /// Stops delivery, then lets each scheduled task finish its run in hand (bounded) and stops
+    /// it: afterwards nothing of the stack moves sessions or rows.
+    pub async fn quiesce(&mut self) {
+        self.event_source = None;
+        self.background.stopping.store(true, Ordering::SeqCst);
+        let until = Instant::now() + QUIESCE_WITHIN;
+        for task in &mut self.background.tasks {
+            let _ = tokio::time::timeout_at(until, task).await;
+        }
+        self.background.tasks.clear();
+    }
+
+    /// Stops delivering and scheduling, then the emulator (and with it every per-session agent
+    /// process), waiting for it.
+    pub async fn shutdown(self) {
+        drop(self.background);
+        drop(self.event_source);
+        let _ = self.emulator.shutdown().await;
+        let _ = self.agent.shutdown().await;
     }
 
     /// Uploads `files` for `batch` (documents, then the manifest), as `warmpool batch submit` does.
@@ -362,6 +464,11 @@ impl BatchStack {
 
     pub async fn row(&self, batch_id: &BatchId) -> Option<BatchRow> {
         self.table.get(batch_id).await.expect("read the tracking row")
+    }
+
+    /// The row, or `None` if it is not there or could not be read now (a soak keeps going).
+    pub async fn table_row(&self, batch_id: &BatchId) -> Option<BatchRow> {
+        self.table.get(batch_id).await.ok().flatten()
     }
 
     /// Waits until the row satisfies `done`; panics with the last row seen after `within`.
@@ -422,6 +529,31 @@ pub fn scheduled() -> lambda_runtime::LambdaEvent<serde_json::Value> {
 struct Wired {
     table: DynamoTrackingTable,
     agent: AgentCoreRuntime,
+    sqs: aws_sdk_sqs::Client,
+}
+
+/// The per-session command: `/usr/bin/env` sets the agent's configuration (and the SDK's
+/// endpoint and test credentials for moto), then runs the binary on the session's port.
+fn agent_command(binary: &std::path::Path, moto: &str, resources: &BatchResources) -> AgentCommand {
+    let settings = [
+        ("AGENT_LISTEN", "127.0.0.1:{port}".to_string()),
+        ("TRACKING_TABLE", resources.tracking_table.clone()),
+        ("RESULTS_QUEUE_URL", resources.results_queue_url.clone()),
+        ("RESULTS_BUCKET", resources.documents_bucket.clone()),
+        ("RESULTS_PREFIX", "results/".into()),
+        ("S3_FORCE_PATH_STYLE", "true".into()),
+        ("AWS_ENDPOINT_URL", moto.to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    let args = settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain([binary.display().to_string()]);
+    AgentCommand::new("/usr/bin/env", args)
 }
 
 /// The AgentCore client of [`crate::agent_runtime`], with `faults` attached.
@@ -443,10 +575,11 @@ fn invoker(
     resources: &BatchResources,
     wired: &Wired,
     store: &S3DocumentStore,
-    sqs: &aws_sdk_sqs::Client,
     pool: &SqsPoolQueue,
     lambda: aws_sdk_lambda::Client,
 ) -> StackInvoker {
+    let sqs = &wired.sqs;
+    let pending_timeout = options.pending_timeout_secs.map(|s| s.to_string());
     let numbers = [
         ("MAX_ATTEMPTS", options.max_attempts.to_string()),
         ("BATCH_DEADLINE_SECS", options.batch_deadline_secs.to_string()),
@@ -467,6 +600,7 @@ fn invoker(
         ("CLAIM_WAIT_SECS", "0"),
     ];
     pairs.extend(numbers.iter().map(|(k, v)| (*k, v.as_str())));
+    pairs.extend(pending_timeout.as_deref().map(|v| (PENDING_TIMEOUT, v)));
     let config = invoker::Config::from_env(&Env::from_pairs(pairs)).expect("invoker config");
     Invoker {
         table: wired.table.clone(),
@@ -485,21 +619,19 @@ fn invoker(
     }
 }
 
-fn detector(
-    options: &StackOptions,
-    resources: &BatchResources,
-    wired: &Wired,
-    sqs: &aws_sdk_sqs::Client,
-    clock: SkewedClock,
-) -> StackDetector {
+fn detector(options: &StackOptions, resources: &BatchResources, wired: &Wired, clock: SkewedClock) -> StackDetector {
+    let sqs = &wired.sqs;
     let retry_delay = options.retry_delay_secs.to_string();
-    let env = Env::from_pairs([
+    let pending_timeout = options.pending_timeout_secs.map(|s| s.to_string());
+    let mut pairs = vec![
         ("TRACKING_TABLE", resources.tracking_table.as_str()),
         ("BATCH_QUEUE_URL", &resources.batch_queue_url),
         ("FAILURE_QUEUE_URL", &resources.failure_queue_url),
         ("AGENT_RUNTIME_ARN", RUNTIME_ARN),
         ("RETRY_DELAY_SECS", &retry_delay),
-    ]);
+    ];
+    pairs.extend(pending_timeout.as_deref().map(|v| (PENDING_TIMEOUT, v)));
+    let env = Env::from_pairs(pairs);
     let config = stale_batch_detector::Config::from_env(&env).expect("detector config");
     Detector::new(
         config,

@@ -4,9 +4,10 @@
 
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
+use warmpool_tests::soak::batches::{self, BatchReport, BatchSoak};
 use warmpool_tests::soak::claims::{self, ClaimSoak};
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let soak = ClaimSoak::default();
@@ -22,14 +23,41 @@ async fn main() -> ExitCode {
     let mut figures = Map::new();
     figures.insert("claims".into(), json!(report.claims));
     figures.insert("double_handouts".into(), json!(report.double_handouts));
-    figures.insert(
-        "faults_injected".into(),
-        json!({ "claim_clock_jumps": report.clock_jumps }),
+    let mut faults = Map::new();
+    faults.insert("claim_clock_jumps".into(), json!(report.clock_jumps));
+
+    let batch_soak = BatchSoak::from_env();
+    if batch_soak.agent_binary.is_none() {
+        eprintln!("soak: target/debug/document-agent not built; the agent runs in-process (agent_mode)");
+    }
+    let batch = batches::run(&batch_soak).await;
+    println!(
+        "batches: {} ({} succeeded, {} failed), lost {}, attempts on two sessions {}, foreign result writes {}, \
+         late terminal {}, sessions left running {} ({:.1} s, agent {})",
+        batch.batches,
+        batch.succeeded,
+        batch.failed,
+        batch.lost_batches,
+        batch.attempts_on_two_sessions,
+        batch.foreign_result_writes,
+        batch.late_terminal_batches,
+        batch.sessions_left_running,
+        batch.wall_secs,
+        batch.agent_mode
     );
-    let must_be_zero = ["double_handouts"];
+    for finding in &batch.findings {
+        eprintln!("soak finding: {finding}");
+    }
+    figures.extend(batch.figures());
+    faults.extend(batch.faults_injected.clone());
+    figures.insert("faults_injected".into(), Value::Object(faults));
+    figures.insert("wall_secs".into(), json!(started.elapsed().as_secs_f64()));
+
+    let must_be_zero = ["double_handouts"].into_iter().chain(BatchReport::MUST_BE_ZERO);
     write(&figures);
-    if must_be_zero.iter().any(|k| figures[*k] != json!(0)) {
-        eprintln!("soak: an invariant was broken (see target/bench/soak.json)");
+    let broken: Vec<&str> = must_be_zero.filter(|k| figures[*k] != json!(0)).collect();
+    if !broken.is_empty() {
+        eprintln!("soak: invariants broken: {broken:?} (see target/bench/soak.json)");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
