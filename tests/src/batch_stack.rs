@@ -510,6 +510,20 @@ impl BatchStack {
     }
 
     /// Agent runs per batch ID.
+    /// The in-process agent's runs of `batch`, once there is at least one: the agent records a
+    /// run after its SUCCEEDED write returns, so a test that saw the row finish may be ahead of
+    /// the record. Bounded by `within`; empty if none came.
+    pub async fn runs_of(&self, batch: &BatchId, within: Duration) -> Vec<RunRecord> {
+        let until = Instant::now() + within;
+        loop {
+            let runs = self.runs_by_batch().remove(batch).unwrap_or_default();
+            if !runs.is_empty() || Instant::now() >= until {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn runs_by_batch(&self) -> HashMap<BatchId, Vec<RunRecord>> {
         let mut runs: HashMap<BatchId, Vec<RunRecord>> = HashMap::new();
         for run in self.agent.runs() {

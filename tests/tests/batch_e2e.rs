@@ -154,10 +154,10 @@ async fn an_uploaded_batch_runs_on_one_pooled_session_and_its_result_is_publishe
         .map(|h| h.cold)
         .collect();
     assert_eq!(history, vec![true, false], "warmed cold, then the batch landed warm");
-    let runs = stack.runs_by_batch();
-    assert_eq!(runs[&batch].len(), 1, "one run: {:?}", runs[&batch]);
+    let runs = stack.runs_of(&batch, Duration::from_secs(10)).await;
+    assert_eq!(runs.len(), 1, "one run: {runs:?}");
     assert_eq!(
-        (&runs[&batch][0].session_id, &runs[&batch][0].outcome),
+        (&runs[0].session_id, &runs[0].outcome),
         (&session, &RunOutcome::Recorded)
     );
 
