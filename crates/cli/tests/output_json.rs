@@ -291,8 +291,11 @@ async fn local_setup_batches_batch_submit_and_batch_status_print_json() {
     // No invoker runs here: the test writes the row the invoker would have.
     let id = warmpool_core::batch::BatchId::parse(batch_id.clone()).unwrap();
     let row = warmpool_core::batch::BatchRow::new_running(
-        id,
-        Vec::<warmpool_core::batch::PinnedDocument>::new(),
+        id.clone(),
+        vec![warmpool_core::batch::ObjectRef::new(
+            "documents",
+            format!("{}a.txt", id.incoming_prefix()),
+        )],
         3,
         SessionId::generate(),
         1_000,
