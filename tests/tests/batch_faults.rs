@@ -572,6 +572,12 @@ async fn when_the_answer_comes_after_the_invoke_timeout_and_the_stop_is_throttle
         sessions_of.values().all(|s| s.len() == 1),
         "an attempt on two sessions: {sessions_of:?}"
     );
+    let first = sessions_of[&1].iter().next().expect("attempt 1 ran on a session");
+    assert_eq!(
+        session_view(&stack.emulator.sessions(), first).state,
+        SessionState::Stopped,
+        "the first session's throttled stop was retried until it took effect"
+    );
     let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
     assert!(
         published
