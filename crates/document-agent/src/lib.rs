@@ -19,7 +19,6 @@
 pub mod config;
 pub mod ownership;
 pub mod processor;
-pub mod reason;
 pub mod run;
 pub mod server;
 

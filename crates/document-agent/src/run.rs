@@ -13,7 +13,6 @@
 use crate::config::RunSettings;
 use crate::ownership::{self, OwnedAttempt, RowDocument};
 use crate::processor::{Document, DocumentProcessor, DocumentRecord};
-use crate::reason::{MAX_REASON_BYTES, bounded};
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,6 +25,10 @@ use warmpool_core::batch::{
 };
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
+
+/// The longest reason the agent writes into `lastError` (and so the failure notice), in bytes,
+/// marker included: a processor or an S3 error can say anything at any length.
+pub const MAX_REASON_BYTES: usize = 1_000;
 
 /// Tries of each table call after the work is done (the ownership checks and the final
 /// write): a transport failure there would otherwise throw away a finished batch and make the
@@ -280,7 +283,7 @@ impl<T: TrackingTable, S: DocumentStore, Q: MessageSink, P: DocumentProcessor> S
     async fn give_up(&self, attempt: &RunningAttempt, reason: String) -> RunOutcome {
         // The detector keeps the text and puts it in the failure notice: bounded here, with
         // the prefix it recognises intact.
-        let reason = bounded(&reason, MAX_REASON_BYTES);
+        let reason = warmpool_core::batch::bounded(&reason, MAX_REASON_BYTES);
         warn!(batch_id = %attempt.batch_id, attempt = attempt.attempt, %reason, "giving the attempt up");
         let expire = Transition::of_running(
             attempt,

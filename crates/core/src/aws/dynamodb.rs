@@ -427,19 +427,9 @@ impl TrackingTable for DynamoTrackingTable {
     }
 
     async fn transition(&self, transition: &Transition) -> Result<(), TableError> {
-        let (update, condition, values) = self.update_of(transition);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("batchId", s(transition.batch_id.as_str()))
-            .update_expression(&update)
-            .condition_expression(&condition)
-            .set_expression_attribute_names(Some(names_used(&[&update, &condition])))
-            .set_expression_attribute_values(Some(values))
-            .send()
+        let update = self.update_of(transition);
+        self.conditional_update("transition", transition.batch_id.as_str(), update)
             .await
-            .map_err(|e| table_error("transition", e))?;
-        Ok(())
     }
 
     async fn overdue(&self, now_ms: u64, limit: usize, first_shard: u32) -> Result<Vec<Due>, TableError> {
@@ -485,18 +475,30 @@ impl TrackingTable for DynamoTrackingTable {
     }
 
     async fn quarantine(&self, row: &UnreadableRow, reason: &str, at: u64) -> Result<(), TableError> {
-        let (update, condition, values) = self.quarantine_of(row, reason, at);
+        let update = self.quarantine_of(row, reason, at);
+        self.conditional_update("quarantine", row.key.as_str(), update).await
+    }
+}
+
+impl DynamoTrackingTable {
+    /// One conditional `UpdateItem` of the row `key`: (update, condition, values).
+    async fn conditional_update(
+        &self,
+        operation: &'static str,
+        key: &str,
+        (update, condition, values): (String, String, Item),
+    ) -> Result<(), TableError> {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("batchId", s(row.key.as_str()))
+            .key("batchId", s(key))
             .update_expression(&update)
             .condition_expression(&condition)
             .set_expression_attribute_names(Some(names_used(&[&update, &condition])))
             .set_expression_attribute_values(Some(values))
             .send()
             .await
-            .map_err(|e| table_error("quarantine", e))?;
+            .map_err(|e| table_error(operation, e))?;
         Ok(())
     }
 }

@@ -61,10 +61,16 @@ fn clip(text: &str, max: usize) -> &str {
 /// character boundary and marked when cut. An agent's error or answer is not ours to bound,
 /// and an unbounded one would push a row past DynamoDB's item limit.
 pub fn bounded_error(text: &str) -> String {
-    if text.len() <= MAX_ERROR_BYTES {
+    bounded(text, MAX_ERROR_BYTES)
+}
+
+/// `text` if it fits in `max_bytes`; else its start, cut on a character boundary, and a marker
+/// that says it was cut, the whole within `max_bytes`.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
         return text.to_string();
     }
-    format!("{}{TRUNCATED}", clip(text, MAX_ERROR_BYTES - TRUNCATED.len()))
+    format!("{}{TRUNCATED}", clip(text, max_bytes.saturating_sub(TRUNCATED.len())))
 }
 
 /// A batch's ID: 1..=128 of `[A-Za-z0-9._-]`, starting with a letter or digit.
