@@ -426,29 +426,33 @@ impl AgentRuntime for ScriptedAgent {
 
 /// Log lines written while the guard lives on this thread (a current-thread runtime keeps a
 /// test's tasks on it), for tests that check what reaches the logs.
+///
+/// One process-wide subscriber routes each line to the capture of the thread that wrote it. A
+/// per-thread subscriber (`set_default`) is not enough: tracing caches each call site's interest
+/// globally, and a test on another thread that reaches a call site first, with no subscriber,
+/// can leave it switched off for everyone (seen as a flaky capture in CI).
 #[derive(Debug, Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
-impl CapturedLogs {
-    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
+/// Ends a capture on drop.
+#[derive(Debug)]
+pub struct CaptureGuard(());
 
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<CapturedLogs>> = const { std::cell::RefCell::new(None) };
 }
 
-impl std::io::Write for CapturedLogs {
+/// Writes to the capture of the current thread, or nowhere.
+#[derive(Debug, Clone, Copy)]
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        CAPTURE.with(|capture| {
+            if let Some(logs) = capture.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -456,9 +460,31 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+impl CapturedLogs {
+    pub fn start() -> (Self, CaptureGuard) {
+        static ROUTER: std::sync::Once = std::sync::Once::new();
+        ROUTER.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadCapture)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in tests");
+        });
+        let logs = Self::default();
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard(()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| *capture.borrow_mut() = None);
+    }
+}
+
