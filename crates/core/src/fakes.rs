@@ -469,8 +469,7 @@ impl CapturedLogs {
                 .with_ansi(false)
                 .with_max_level(tracing::Level::DEBUG)
                 .finish();
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in tests");
+            tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in tests");
         });
         let logs = Self::default();
         CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
@@ -487,4 +486,3 @@ impl Drop for CaptureGuard {
         CAPTURE.with(|capture| *capture.borrow_mut() = None);
     }
 }
-
