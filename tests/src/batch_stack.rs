@@ -34,17 +34,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use warmpool_core::aws::sqs_event::{SqsEvent, SqsRedelivery};
+use warmpool_core::aws::SqsRedelivery;
+use warmpool_core::aws::sqs_event::SqsEvent;
 use warmpool_core::aws::{
     AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
+use warmpool_core::batch::manifest::BatchLimits;
 use warmpool_core::batch::ports::TrackingTable;
 use warmpool_core::batch::settings::PENDING_TIMEOUT;
 use warmpool_core::batch::{BatchId, BatchRow, BatchStatus};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
-use warmpool_core::manifest::BatchLimits;
-use warmpool_core::pool::Claimer;
+use warmpool_core::pool::claim::Claimer;
 
 pub type StackInvoker = Invoker<
     DynamoTrackingTable,
@@ -239,7 +240,7 @@ impl BatchStack {
         let moto = Moto::shared();
         let sdk = sdk_config(&moto.endpoint);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let s3 = warmpool_core::aws::s3::client(&sdk, true);
+        let s3 = warmpool_core::aws::s3_client(&sdk, true);
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let settings = BatchQueueSettings {
             max_receive_count: options.max_receive_count,

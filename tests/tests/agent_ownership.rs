@@ -14,7 +14,7 @@ use warmpool_core::batch::{BatchId, BatchRow, BatchStatus};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::pool::Source;
+use warmpool_core::pool::claim::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
 use warmpool_tests::batch_stack::{BatchStack, StackOptions};
@@ -45,7 +45,7 @@ async fn claim_through_get_session(stack: &BatchStack) -> SessionId {
 }
 
 fn s3() -> aws_sdk_s3::Client {
-    warmpool_core::aws::s3::client(&sdk_config(&Moto::shared().endpoint), true)
+    warmpool_core::aws::s3_client(&sdk_config(&Moto::shared().endpoint), true)
 }
 
 /// Every result object of `batch`, with its bytes.

@@ -9,11 +9,12 @@ use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch
 use document_agent::RunOutcome;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::aws::running_shard;
 use warmpool_core::aws::{AgentCoreRuntime, DynamoTrackingTable, SqsMessageSink};
 use warmpool_core::batch::message::{BatchRequest, FailureNotice, ResultNotice};
 use warmpool_core::batch::ports::{DocumentStore, TrackingTable};
-use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, ObjectRef, running_shard};
+use warmpool_core::batch::settings::TrackingLayout;
+use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, ObjectRef};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::ports::AgentRuntime;
@@ -41,7 +42,7 @@ async fn fixture(extra: &[(&str, &str)]) -> Fixture {
     let moto = Moto::shared();
     let sdk = sdk_config(&moto.endpoint);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let s3 = warmpool_core::aws::s3::client(&sdk, true);
+    let s3 = warmpool_core::aws::s3_client(&sdk, true);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let name = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let settings = BatchQueueSettings {
@@ -462,7 +463,7 @@ async fn admission_pins_each_documents_version_and_size_on_a_versioned_bucket() 
         ..StackOptions::default()
     })
     .await;
-    let s3 = warmpool_core::aws::s3::client(&sdk_config(&Moto::shared().endpoint), true);
+    let s3 = warmpool_core::aws::s3_client(&sdk_config(&Moto::shared().endpoint), true);
     s3.put_bucket_versioning()
         .bucket(&stack.resources.documents_bucket)
         .versioning_configuration(

@@ -14,8 +14,9 @@ use warmpool_core::aws::{AgentCoreRuntime, SqsPoolQueue};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::maintenance::{MaintenanceRules, SweepLimits, SweepWindow, sweep};
-use warmpool_core::pool::{ClaimPolicy, Claimer, Lifecycle, OnEmpty, Source};
+use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::claim::{ClaimPolicy, Claimer, OnEmpty, Source};
+use warmpool_core::pool::maintenance::{MaintenanceRules, SweepLimits, SweepWindow, sweep};
 use warmpool_core::ports::{AgentRuntime, PoolMaintenance, PoolQueue, ReplenishTrigger};
 use warmpool_core::session::{LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
 use warmpool_core::stop::{STOP_BACKOFF, StopOutcome, stop_until_gone};
@@ -273,7 +274,7 @@ async fn concurrent_replenish_runs_stay_inside_the_creation_budget() {
     assert_eq!(stats.creations, 24);
     assert_eq!(stats.throttled, 0, "the emulator's quota never had to refuse one");
     // Exact slots give at most BUDGET in any second; network jitter can add at most one per
-    // run at a window's edge (see warmpool_core::quota).
+    // run at a window's edge (see warmpool_core::pool::quota).
     assert!(
         stats.max_creations_in_any_second <= BUDGET + RUNS,
         "{} in one second: {:?}",

@@ -15,12 +15,12 @@ use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::error::QueueError;
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty, Source};
+use warmpool_core::pool::claim::{ClaimError, ClaimPolicy, Claimer, OnEmpty, Source};
+use warmpool_core::pool::quota::CreationPacer;
+use warmpool_core::pool::trigger::DeferredTrigger;
+use warmpool_core::pool::warmup::{WarmupPolicy, warm_new_sessions};
 use warmpool_core::ports::{PoolDepth, PoolQueue, Received};
-use warmpool_core::quota::CreationPacer;
 use warmpool_core::session::{PooledSession, SessionId};
-use warmpool_core::trigger::DeferredTrigger;
-use warmpool_core::warmup::{WarmupPolicy, warm_new_sessions};
 use warmpool_tests::faults::{self, Fault, FaultInjector};
 use warmpool_tests::*;
 

@@ -10,9 +10,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
+use warmpool_core::batch::manifest::{BatchLimits, Manifest, ManifestDocument};
 use warmpool_core::batch::ports::{DocumentStore, TrackingTable};
 use warmpool_core::batch::{BatchId, BatchRow, MANIFEST_NAME, ObjectRef};
-use warmpool_core::manifest::{BatchLimits, Manifest, ManifestDocument};
 
 /// Files uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 4;

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use std::time::Duration;
-use warmpool_core::aws::dynamodb::RUNNING_INDEX;
+use warmpool_core::aws::RUNNING_INDEX;
 use warmpool_core::batch::{INCOMING_PREFIX, MANIFEST_NAME};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

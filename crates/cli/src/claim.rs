@@ -7,7 +7,7 @@ use aws_sdk_lambda::types::InvocationType;
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::time::Instant;
-use warmpool_core::pool::ClaimedSession;
+use warmpool_core::pool::claim::ClaimedSession;
 
 /// The error body a Lambda runtime reports: `{"errorType","errorMessage"}`.
 #[derive(Debug, Deserialize)]
@@ -88,7 +88,7 @@ pub fn parse_answer(function: &str, function_error: Option<&str>, payload: &[u8]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warmpool_core::pool::Source;
+    use warmpool_core::pool::claim::Source;
 
     const ID: &str = "0f0e8a4c-5a0e-4d8f-9a7d-2c1b3e4f5a6b";
 

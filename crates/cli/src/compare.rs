@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use warmpool_core::aws::AgentCoreRuntime;
 use warmpool_core::clock::millis;
 use warmpool_core::metrics::nearest_rank;
-use warmpool_core::pool::Source;
+use warmpool_core::pool::claim::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
 

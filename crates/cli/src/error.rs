@@ -3,8 +3,8 @@
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 use warmpool_core::error::BoxError;
+use warmpool_core::error::{AgentError, ConfigError, QueueError};
 use warmpool_core::error::{StoreError, TableError};
-use warmpool_core::{AgentError, ConfigError, QueueError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

@@ -16,11 +16,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 use warmpool_core::clock::millis;
-use warmpool_core::maintenance::{Action, MaintenanceRules};
 use warmpool_core::pool::Freshness;
+use warmpool_core::pool::maintenance::{Action, MaintenanceRules};
+use warmpool_core::pool::target::Target;
 use warmpool_core::ports::{PoolDepth, PoolQueue};
 use warmpool_core::session::PooledSession;
-use warmpool_core::target::Target;
 
 /// Receives a peek makes at most, whatever the sample size.
 const MAX_ROUNDS: u32 = 20;
@@ -247,9 +247,9 @@ fn render_target(target: Target) -> String {
 mod tests {
     use super::*;
     use warmpool_core::pool::Lifecycle;
+    use warmpool_core::pool::target::Mode;
     use warmpool_core::ports::Received;
     use warmpool_core::session::SessionId;
-    use warmpool_core::target::Mode;
 
     const NOW: u64 = 1_700_000_000_000;
     const S: u64 = 1_000;
@@ -406,17 +406,22 @@ mod tests {
     }
 
     impl PoolQueue for RepeatingQueue {
-        async fn receive(&self, max: u8, _: Duration, _: Duration) -> Result<Vec<Received>, warmpool_core::QueueError> {
+        async fn receive(
+            &self,
+            max: u8,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Received>, warmpool_core::error::QueueError> {
             self.receives.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(self.messages.iter().take(max as usize).cloned().collect())
         }
-        async fn delete(&self, _: &str) -> Result<(), warmpool_core::QueueError> {
+        async fn delete(&self, _: &str) -> Result<(), warmpool_core::error::QueueError> {
             panic!("a peek must never delete")
         }
-        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::QueueError> {
+        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::error::QueueError> {
             panic!("a peek must never enqueue")
         }
-        async fn depth(&self) -> Result<PoolDepth, warmpool_core::QueueError> {
+        async fn depth(&self) -> Result<PoolDepth, warmpool_core::error::QueueError> {
             Ok(PoolDepth::default())
         }
     }
@@ -493,17 +498,22 @@ mod tests {
     struct UnreadableDepth;
 
     impl PoolQueue for UnreadableDepth {
-        async fn receive(&self, _: u8, _: Duration, _: Duration) -> Result<Vec<Received>, warmpool_core::QueueError> {
+        async fn receive(
+            &self,
+            _: u8,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Received>, warmpool_core::error::QueueError> {
             Ok(vec![])
         }
-        async fn delete(&self, _: &str) -> Result<(), warmpool_core::QueueError> {
+        async fn delete(&self, _: &str) -> Result<(), warmpool_core::error::QueueError> {
             panic!("a wait must never delete")
         }
-        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::QueueError> {
+        async fn enqueue(&self, _: &PooledSession) -> Result<(), warmpool_core::error::QueueError> {
             panic!("a wait must never enqueue")
         }
-        async fn depth(&self) -> Result<PoolDepth, warmpool_core::QueueError> {
-            Err(warmpool_core::QueueError::new(
+        async fn depth(&self) -> Result<PoolDepth, warmpool_core::error::QueueError> {
+            Err(warmpool_core::error::QueueError::new(
                 "GetQueueAttributes",
                 warmpool_core::error::QueueErrorKind::Throttled,
                 "slow down",

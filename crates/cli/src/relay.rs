@@ -31,7 +31,7 @@ struct Relay {
 }
 
 /// Background (`Event`) invocations: accepted, finished, failed, and a way to wait for them.
-pub type RelayStats = warmpool_core::trigger::Background;
+pub type RelayStats = warmpool_core::pool::trigger::Background;
 
 pub struct RunningRelay {
     pub addr: SocketAddr,

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use support::{Killed, RUNTIME_ARN, emulator, first_json_document, get_session, moto, run, run_json, warmpool};
 use warmpool_core::batch::ports::TrackingTable;
-use warmpool_core::pool::{ClaimedSession, Source};
+use warmpool_core::pool::claim::{ClaimedSession, Source};
 use warmpool_core::session::{PooledSession, SessionId};
 
 fn args(line: &str) -> Vec<&str> {

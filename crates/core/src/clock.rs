@@ -21,6 +21,26 @@ pub async fn within<F: std::future::Future>(limit: Duration, future: F) -> Optio
     tokio::time::timeout(limit, future).await.ok()
 }
 
+/// Exponential backoff with "full jitter": each pause is uniform in [0, [`Self::ceiling`]], so
+/// callers that were throttled together do not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// min(cap, base * 2^attempt): the pure half, for callers with their own RNG.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1u32 << attempt.min(20)).min(self.cap)
+    }
+
+    pub fn pause(&self, attempt: u32) -> Duration {
+        let ceiling_ms = millis(self.ceiling(attempt));
+        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+    }
+}
+
 /// Milliseconds since the Unix epoch: the unit of `createdAt` and `lastPingAt`.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> u64;

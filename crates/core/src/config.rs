@@ -5,7 +5,8 @@
 //! policy) are here so that the same variable names mean the same thing everywhere.
 
 use crate::error::ConfigError;
-use crate::pool::{ClaimPolicy, Lifecycle, OnEmpty};
+use crate::pool::Lifecycle;
+use crate::pool::claim::{ClaimPolicy, OnEmpty};
 use crate::session::LogKey;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -172,6 +173,14 @@ impl ClaimPolicy {
             ..defaults
         })
     }
+}
+
+/// Refuses what is not a runtime ARN at init: a typo there otherwise fails every invocation.
+pub fn check_runtime_arn(arn: &str) -> Result<(), String> {
+    if !arn.starts_with("arn:") || !arn.contains(":runtime/") {
+        return Err("expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub trait PoolMaintenance: PoolQueue {
 /// use again: a retired or unpooled one, or a batch attempt's that is over) calls
 /// [`crate::stop::stop_until_gone`] instead: it retries with full-jitter backoff and the same
 /// client token on every try (StopRuntimeSession is idempotent for one token) until the
-/// session stopped or is known gone ([`AgentErrorKind::NotFound`](crate::AgentErrorKind)),
+/// session stopped or is known gone ([`AgentErrorKind::NotFound`](crate::error::AgentErrorKind)),
 /// within the caller's time budget, and never retries a refusal (access denied, validation).
 pub trait AgentRuntime: Send + Sync {
     fn invoke(

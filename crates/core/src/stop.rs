@@ -10,10 +10,10 @@
 //! again. A session left running costs memory until its idle timeout, never correctness: it
 //! is stopped because nobody will use it again.
 
+use crate::clock::Backoff;
 use crate::clock::within;
 use crate::error::{AgentError, AgentErrorKind};
 use crate::ports::AgentRuntime;
-use crate::quota::Backoff;
 use crate::session::{LogKey, SessionId};
 use std::time::Duration;
 use tokio::time::Instant;

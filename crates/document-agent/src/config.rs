@@ -1,11 +1,11 @@
 //! The agent's configuration, parsed once at start.
 
 use std::net::SocketAddr;
-use warmpool_core::ConfigError;
-use warmpool_core::aws::dynamodb::TrackingLayout;
 use warmpool_core::batch::INCOMING_PREFIX;
+use warmpool_core::batch::manifest::BatchLimits;
+use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::config::Env;
-use warmpool_core::manifest::BatchLimits;
+use warmpool_core::error::ConfigError;
 
 /// S3 keys hold 1,024 bytes; a result key adds at most 193 to its prefix (a 128-byte batch
 /// ID, a 10-digit attempt, a 32-digit session tag and the separators).

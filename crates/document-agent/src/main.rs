@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
             &config.tracking_table,
             config.layout,
         ),
-        store: S3DocumentStore::new(aws::s3::client(&sdk, config.s3_force_path_style)),
+        store: S3DocumentStore::new(aws::s3_client(&sdk, config.s3_force_path_style)),
         results: SqsMessageSink::new(aws_sdk_sqs::Client::new(&sdk), &config.results_queue_url),
         processor: BasicProcessor,
         results_bucket: config.results_bucket.clone(),

@@ -1,9 +1,9 @@
 //! get-session's configuration, parsed once at init.
 
 use std::time::Duration;
-use warmpool_core::ConfigError;
 use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
-use warmpool_core::pool::ClaimPolicy;
+use warmpool_core::error::ConfigError;
+use warmpool_core::pool::claim::ClaimPolicy;
 use warmpool_core::session::LogKey;
 
 pub const CLAIM_MIN_LIFETIME: &str = "CLAIM_MIN_LIFETIME_SECS";
@@ -74,7 +74,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warmpool_core::pool::OnEmpty;
+    use warmpool_core::pool::claim::OnEmpty;
 
     #[test]
     fn missing_queue_url_fails_at_init_with_its_name() {

@@ -1,7 +1,7 @@
 //! Keeps the Lambda execution environment from freezing while the replenish trigger of the
 //! invocation that just answered is still being sent.
 //!
-//! The claim answers without waiting for its `Event` invoke (see `warmpool_core::trigger`).
+//! The claim answers without waiting for its `Event` invoke (see `warmpool_core::pool::trigger`).
 //! Lambda freezes the environment once the runtime and every extension have asked for the next
 //! event, and a request caught mid-flight is delayed to the next thaw or lost. An internal
 //! extension registered for INVOKE holds that moment back until the handler has finished and
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 use tracing::warn;
-use warmpool_core::trigger::TriggerWorker;
+use warmpool_core::pool::trigger::TriggerWorker;
 
 const EXTENSION_NAME: &str = "replenish-trigger-flush";
 /// How long one invocation's triggers may hold the freeze back.

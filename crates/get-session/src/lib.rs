@@ -2,7 +2,7 @@
 //!
 //! Request: `{}` or `{"correlationId": "..."}`. Response:
 //! `{"sessionId","source":"pool"|"fresh","createdAt","lastPingAt"}`.
-//! The claim itself is [`warmpool_core::pool::Claimer`]; this crate adds the Lambda contract,
+//! The claim itself is [`warmpool_core::pool::claim::Claimer`]; this crate adds the Lambda contract,
 //! request validation and metrics.
 
 mod config;
@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
-use warmpool_core::QueueError;
 use warmpool_core::clock::Clock;
+use warmpool_core::error::QueueError;
 use warmpool_core::metrics::MetricSet;
-use warmpool_core::pool::{ClaimError, ClaimedSession, Claimer, Source};
+use warmpool_core::pool::claim::{ClaimError, ClaimedSession, Claimer, Source};
 use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
 
 pub const FUNCTION: &str = "get-session";
@@ -156,7 +156,7 @@ mod tests {
     use warmpool_core::clock::ManualClock;
     use warmpool_core::config::Env;
     use warmpool_core::fakes::{MemoryPool, RecordingTrigger};
-    use warmpool_core::pool::OnEmpty;
+    use warmpool_core::pool::claim::OnEmpty;
     use warmpool_core::session::{PooledSession, SessionId};
 
     const NOW: u64 = 1_700_000_000_000;

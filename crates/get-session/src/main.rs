@@ -3,7 +3,7 @@ use lambda_runtime::Error;
 use warmpool_core::aws::{self, LambdaReplenishTrigger, SqsPoolQueue};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
-use warmpool_core::trigger::DeferredTrigger;
+use warmpool_core::pool::trigger::DeferredTrigger;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -6,13 +6,13 @@
 use crate::{Invoker, Outcome, RecordError, Request};
 use futures::StreamExt;
 use tracing::{info, warn};
+use warmpool_core::batch::manifest::{InvalidBatch, Manifest};
 use warmpool_core::batch::notification::ManifestCreated;
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, Redelivery, TrackingTable};
 use warmpool_core::batch::write::{self, Written};
 use warmpool_core::batch::{BatchRow, PinnedDocument};
 use warmpool_core::clock::{Clock, millis};
 use warmpool_core::error::{StoreError, StoreErrorKind};
-use warmpool_core::manifest::{InvalidBatch, Manifest};
 use warmpool_core::ports::{AgentRuntime, PoolQueue, ReplenishTrigger};
 
 /// HeadObject calls in flight for one batch.

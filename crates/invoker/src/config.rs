@@ -4,13 +4,13 @@
 
 use std::num::NonZeroU32;
 use std::time::Duration;
-use warmpool_core::ConfigError;
-use warmpool_core::aws::agentcore::check_runtime_arn;
-use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::batch::manifest::BatchLimits;
+use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
+use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{CLAIM_MAX_DISCARDS, Env, FRESH_FALLBACK};
-use warmpool_core::manifest::BatchLimits;
-use warmpool_core::pool::{ClaimPolicy, OnEmpty};
+use warmpool_core::error::ConfigError;
+use warmpool_core::pool::claim::{ClaimPolicy, OnEmpty};
 use warmpool_core::session::LogKey;
 
 pub const BATCH_FRESH_FALLBACK: &str = "BATCH_FRESH_FALLBACK";

@@ -1,12 +1,12 @@
 use invoker::{Config, Invoker};
 use lambda_runtime::{Error, service_fn};
-use warmpool_core::aws::sqs_event::SqsRedelivery;
+use warmpool_core::aws::SqsRedelivery;
 use warmpool_core::aws::{
     self, AgentCoreRuntime, DynamoTrackingTable, LambdaReplenishTrigger, S3DocumentStore, SqsMessageSink, SqsPoolQueue,
 };
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
-use warmpool_core::pool::Claimer;
+use warmpool_core::pool::claim::Claimer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
             &config.tracking_table,
             config.layout,
         ),
-        store: S3DocumentStore::new(aws::s3::client(&sdk, config.s3_force_path_style)),
+        store: S3DocumentStore::new(aws::s3_client(&sdk, config.s3_force_path_style)),
         batch_queue: SqsMessageSink::new(sqs.clone(), &config.batch_queue_url),
         redelivery: SqsRedelivery::new(sqs.clone(), &config.batch_queue_url),
         failure_queue: SqsMessageSink::new(sqs, &config.failure_queue_url),

@@ -11,7 +11,7 @@ use warmpool_core::batch::settle::stop_session;
 use warmpool_core::batch::write::{self, Written};
 use warmpool_core::batch::{Admission, BatchRow, BatchStatus, RunningAttempt, Transition, admit, bounded_error};
 use warmpool_core::clock::{Clock, millis};
-use warmpool_core::pool::ClaimError;
+use warmpool_core::pool::claim::ClaimError;
 use warmpool_core::ports::{AgentRuntime, PoolQueue, ReplenishTrigger};
 
 /// The next step for a request, given the row.

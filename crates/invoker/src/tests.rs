@@ -4,7 +4,6 @@ use super::*;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Mutex;
-use warmpool_core::AgentErrorKind;
 use warmpool_core::batch::BatchRow;
 use warmpool_core::batch::ObjectRef;
 use warmpool_core::batch::fakes::RecordingRedelivery;
@@ -13,8 +12,9 @@ use warmpool_core::batch::message::{Accepted, AgentInvocation, BatchPayload};
 use warmpool_core::batch::settle::Settlement;
 use warmpool_core::clock::ManualClock;
 use warmpool_core::config::Env;
+use warmpool_core::error::AgentErrorKind;
 use warmpool_core::fakes::{MemoryPool, RecordingTrigger};
-use warmpool_core::pool::Claimer;
+use warmpool_core::pool::claim::Claimer;
 use warmpool_core::session::PooledSession;
 
 const NOW: u64 = 1_800_000_000_000;

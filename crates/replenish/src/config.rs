@@ -1,16 +1,16 @@
 //! replenish's configuration, parsed once at init.
 
 use std::num::NonZeroUsize;
-use warmpool_core::ConfigError;
-use warmpool_core::aws::agentcore::check_runtime_arn;
 use warmpool_core::clock::millis;
+use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{Env, at_least_one};
-use warmpool_core::maintenance;
+use warmpool_core::error::ConfigError;
 use warmpool_core::pool::Lifecycle;
-use warmpool_core::quota::CreationBudget;
+use warmpool_core::pool::maintenance;
+use warmpool_core::pool::quota::CreationBudget;
+use warmpool_core::pool::warmup::WarmupPolicy;
 use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
-use warmpool_core::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -5,11 +5,11 @@
 //!   claim consumed, so a burst of triggers can never overshoot the target;
 //! - an EventBridge scheduled event (every `MAINTENANCE_INTERVAL_SECS`): observe the pool, size
 //!   the target, sweep (heartbeats, retirements, trimming; see
-//!   [`warmpool_core::maintenance`]), then top up to the target by sending the top-up to this
-//!   same function as `{"count": n}` events ([`warmpool_core::quota::spread`]).
+//!   [`warmpool_core::pool::maintenance`]), then top up to the target by sending the top-up to this
+//!   same function as `{"count": n}` events ([`warmpool_core::pool::quota::spread`]).
 //!
 //! Every warmup is paced by this execution environment's share of the creation budget
-//! ([`warmpool_core::quota`]); the pacer and the warmup latencies the adaptive target uses live
+//! ([`warmpool_core::pool::quota`]); the pacer and the warmup latencies the adaptive target uses live
 //! as long as the environment. That share is small by design (budget / concurrent runs), which
 //! is why the scheduled run fans its top-up out instead of warming it alone: spread over the
 //! environments it is warmed at the whole budget. The events go to the function itself but
@@ -26,15 +26,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
-use warmpool_core::QueueError;
 use warmpool_core::clock::Clock;
-use warmpool_core::maintenance::{self, Round, SweepReport};
+use warmpool_core::error::QueueError;
 use warmpool_core::metrics::MetricSet;
+use warmpool_core::pool::maintenance::{self, Round, SweepReport};
+use warmpool_core::pool::quota::{CreationPacer, spread};
+use warmpool_core::pool::target::{Target, WarmupTimes};
+use warmpool_core::pool::warmup::{WarmupReport, warm_new_sessions};
 use warmpool_core::ports::{AgentRuntime, PoolMaintenance, ReplenishTrigger};
-use warmpool_core::quota::{CreationPacer, spread};
 use warmpool_core::schedule::is_scheduled_event;
-use warmpool_core::target::{Target, WarmupTimes};
-use warmpool_core::warmup::{WarmupReport, warm_new_sessions};
 
 pub const FUNCTION: &str = "replenish";
 
@@ -249,7 +249,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
     }
 
     /// Sends the top-up to other runs of this function, spaced at the whole budget's rate
-    /// (see [`warmpool_core::quota::CreationBudget::dispatch_spacing`]). Returns the sessions
+    /// (see [`warmpool_core::pool::quota::CreationBudget::dispatch_spacing`]). Returns the sessions
     /// sent and those not sent, by failure or for lack of time.
     async fn dispatch(&self, top_up: u32, started: Instant, remaining: Duration) -> (u32, u32) {
         let budget = &self.config.creation_budget;

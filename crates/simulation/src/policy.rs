@@ -13,10 +13,11 @@ use crate::{Profile, Settings, SimError};
 use serde::Serialize;
 use std::time::Duration;
 use warmpool_core::config::Env;
-use warmpool_core::maintenance;
-use warmpool_core::pool::{ClaimPolicy, Lifecycle, OnEmpty};
-use warmpool_core::quota::CreationBudget;
-use warmpool_core::warmup::WarmupPolicy;
+use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::claim::{ClaimPolicy, OnEmpty};
+use warmpool_core::pool::maintenance;
+use warmpool_core::pool::quota::CreationBudget;
+use warmpool_core::pool::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
 use warmpool_core::clock::millis;
-use warmpool_core::target::{Burst, Prewarm};
+use warmpool_core::pool::target::{Burst, Prewarm};
 
 const HOUR_MS: f64 = 3_600_000.0;
 

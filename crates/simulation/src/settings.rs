@@ -3,7 +3,7 @@
 
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use std::time::Duration;
-use warmpool_core::warmup::WarmupPolicy;
+use warmpool_core::pool::warmup::WarmupPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -2,10 +2,10 @@
 
 use std::num::NonZeroU32;
 use std::time::Duration;
-use warmpool_core::ConfigError;
-use warmpool_core::aws::dynamodb::TrackingLayout;
+use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
 use warmpool_core::config::Env;
+use warmpool_core::error::ConfigError;
 use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
 

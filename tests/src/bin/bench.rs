@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::fakes::RecordingTrigger;
-use warmpool_core::pool::{ClaimError, ClaimPolicy, Claimer, OnEmpty};
+use warmpool_core::pool::claim::{ClaimError, ClaimPolicy, Claimer, OnEmpty};
 use warmpool_core::ports::PoolQueue;
 use warmpool_core::session::{PooledSession, SessionId};
 use warmpool_tests::{fill_pool, merge_into_summary, pool_queue};

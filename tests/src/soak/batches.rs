@@ -452,7 +452,7 @@ async fn count(
 
 /// Every result object under the results prefix and every notice on the results queue.
 async fn result_writes(stack: &BatchStack) -> Vec<ResultWrite> {
-    let s3 = warmpool_core::aws::s3::client(&crate::sdk_config(&crate::Moto::shared().endpoint), true);
+    let s3 = warmpool_core::aws::s3_client(&crate::sdk_config(&crate::Moto::shared().endpoint), true);
     let mut writes = Vec::new();
     let mut pages = s3
         .list_objects_v2()

@@ -12,7 +12,8 @@ use std::time::Duration;
 use warmpool_core::clock::{Clock, ManualClock};
 use warmpool_core::error::QueueError;
 use warmpool_core::fakes::{MemoryPool, RecordingTrigger};
-use warmpool_core::pool::{ClaimPolicy, Claimer, Lifecycle, OnEmpty, Source};
+use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::claim::{ClaimPolicy, Claimer, OnEmpty, Source};
 use warmpool_core::ports::{PoolDepth, PoolQueue, Received};
 use warmpool_core::session::{PooledSession, SessionId};
 

@@ -42,7 +42,7 @@ impl AgentSide {
     pub async fn connect(args: AgentArgs) -> Result<Self, CliError> {
         serde_json::from_str::<serde_json::Value>(&args.payload)
             .map_err(|e| CliError::invalid("--payload", format!("not JSON: {e}")))?;
-        aws::agentcore::check_runtime_arn(&args.runtime_arn)
+        warmpool_core::config::check_runtime_arn(&args.runtime_arn)
             .map_err(|reason| CliError::invalid("--runtime-arn", reason))?;
         let call_timeout = Duration::from_secs(args.call_timeout_secs.max(1));
         let sdk = aws::load_config().await;

@@ -132,7 +132,7 @@ pub async fn emulator() -> agentcore_emulator::RunningEmulator {
 /// `next` names, in get-session's own answer type. The claim side of the pool has its own
 /// wire tests; here it only has to answer the way get-session does.
 pub async fn get_session(
-    next: impl Fn() -> warmpool_core::pool::ClaimedSession + Send + Sync + 'static,
+    next: impl Fn() -> warmpool_core::pool::claim::ClaimedSession + Send + Sync + 'static,
 ) -> cli::relay::RunningRelay {
     let next = Arc::new(next);
     let dispatch: cli::relay::Dispatch = Arc::new(move |function, _payload| {

@@ -1,6 +1,6 @@
 //! The AgentCore Runtime data plane: InvokeAgentRuntime and StopRuntimeSession.
 
-use super::describe;
+use super::sdk::describe;
 use crate::error::{AgentError, AgentErrorKind};
 use crate::ports::AgentRuntime;
 use crate::session::SessionId;
@@ -8,12 +8,14 @@ use aws_sdk_bedrockagentcore::Client;
 use aws_sdk_bedrockagentcore::primitives::Blob;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
-/// Refuses what is not a runtime ARN at init: a typo there otherwise fails every invocation.
-pub fn check_runtime_arn(arn: &str) -> Result<(), String> {
-    if !arn.starts_with("arn:") || !arn.contains(":runtime/") {
-        return Err("expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>".into());
-    }
-    Ok(())
+/// The AgentCore client without SDK-level retries: warmups retry themselves, with jitter and
+/// within the function's deadline, and must see each throttle to count and pace it; stops
+/// retry themselves with one client token ([`crate::stop::stop_until_gone`]).
+pub fn agentcore_client(sdk: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_bedrockagentcore::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
 }
 
 #[derive(Debug, Clone)]

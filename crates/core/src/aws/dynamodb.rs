@@ -18,20 +18,19 @@
 //! A row reads back only if its list passes [`check_document_list`], the same rule the manifest
 //! check applies, so whatever a manifest got accepted with can be read back.
 
-use super::describe;
+use super::sdk::describe;
+use crate::batch::manifest::check_document_list;
 use crate::batch::ports::{Due, TrackingTable, UnreadableRow};
-use crate::batch::{
-    BatchId, BatchRow, BatchStatus, Change, ObjectRef, PinnedDocument, Transition, bounded_error, running_shard,
-};
+use crate::batch::settings::TrackingLayout;
+use crate::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, PinnedDocument, Transition, bounded_error};
 use crate::error::{TableError, TableErrorKind};
-use crate::manifest::check_document_list;
+use crate::hash::stable_hash;
 use crate::session::SessionId;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// The sparse GSI on (`runningShard`, `deadline`), projecting every attribute.
 pub const RUNNING_INDEX: &str = "running-by-deadline";
@@ -40,25 +39,15 @@ const MAX_PAGES_PER_SHARD: usize = 20;
 /// What a quarantine is conditioned on: the row must still be the unreadable thing it was.
 const FINGERPRINT: [&str; 5] = ["status", "attempt", "sessionId", "updatedAt", "writeId"];
 
+/// The index partition of a row that owes the detector something. Spreading those rows over a
+/// few partition keys keeps one hot key from limiting how many batches can start per second;
+/// the detector queries every shard, so a row is found whichever shard it was written under.
+pub fn running_shard(batch_id: &BatchId, shards: u32) -> u32 {
+    let shard = stable_hash(batch_id.as_str().as_bytes()) % u64::from(shards.max(1));
+    u32::try_from(shard).unwrap_or(0)
+}
+
 type Item = HashMap<String, AttributeValue>;
-
-/// How rows are laid out: shards of the index and how long finished rows stay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrackingLayout {
-    /// Partition keys of the index. Writers and the detector must agree on it.
-    pub shards: u32,
-    /// Finished rows expire (TTL) this long after their last update.
-    pub retention: Duration,
-}
-
-impl Default for TrackingLayout {
-    fn default() -> Self {
-        Self {
-            shards: 8,
-            retention: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct DynamoTrackingTable {
@@ -635,5 +624,19 @@ mod tests {
         assert_eq!(row_from_item(&item).unwrap_err().kind, TableErrorKind::Corrupt);
         item.remove("status");
         assert_eq!(row_from_item(&item).unwrap_err().kind, TableErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn running_shards_are_stable_and_within_range() {
+        assert_eq!(
+            running_shard(&BatchId::parse("case-1").unwrap(), 8),
+            running_shard(&BatchId::parse("case-1").unwrap(), 8)
+        );
+        let shards: std::collections::HashSet<u32> = (0..200)
+            .map(|n| running_shard(&BatchId::parse(format!("b-{n}")).unwrap(), 8))
+            .collect();
+        assert!(shards.iter().all(|s| *s < 8));
+        assert_eq!(shards.len(), 8, "200 ids should reach every shard");
+        assert_eq!(running_shard(&BatchId::parse("x").unwrap(), 0), 0);
     }
 }

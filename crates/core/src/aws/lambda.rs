@@ -1,6 +1,6 @@
 //! The replenish trigger as an asynchronous (`Event`) Lambda invoke.
 
-use super::describe;
+use super::sdk::describe;
 use crate::error::TriggerError;
 use crate::ports::ReplenishTrigger;
 use aws_sdk_lambda::Client;

@@ -1,6 +1,6 @@
 //! Documents, manifests and results on S3.
 
-use super::describe;
+use super::sdk::describe;
 use crate::batch::ports::{DocumentStore, ObjectHead, StoredObject};
 use crate::batch::{ObjectRef, PinnedDocument};
 use crate::error::{StoreError, StoreErrorKind};
@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 
 /// An S3 client; `force_path_style` for endpoints without virtual-hosted buckets (the local
 /// stack). Built once per function instance.
-pub fn client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> Client {
+pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> Client {
     let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(force_path_style)
         .build();

@@ -1,6 +1,7 @@
 //! The pool queue on SQS FIFO.
 
-use super::describe;
+use super::sdk::describe;
+use crate::batch::ports::Redelivery;
 use crate::error::{QueueError, QueueErrorKind};
 use crate::ports::{PoolDepth, PoolMaintenance, PoolQueue, Received};
 use crate::session::PooledSession;
@@ -28,7 +29,7 @@ impl SqsPoolQueue {
     }
 }
 
-fn queue_error<E>(
+pub(super) fn queue_error<E>(
     operation: &'static str,
     error: aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>,
 ) -> QueueError
@@ -40,9 +41,13 @@ where
         _ if failure.transport => QueueErrorKind::Transport,
         Some(code) if code.contains("Throttl") => QueueErrorKind::Throttled,
         // FIFO refuses a receipt handle past its visibility timeout with either code.
-        Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "AWS.SimpleQueueService.ReceiptHandleIsInvalid") => {
-            QueueErrorKind::ReceiptInvalid
-        }
+        // A record whose visibility already ended answers MessageNotInflight.
+        Some(
+            "ReceiptHandleIsInvalid"
+            | "InvalidParameterValue"
+            | "AWS.SimpleQueueService.ReceiptHandleIsInvalid"
+            | "MessageNotInflight",
+        ) => QueueErrorKind::ReceiptInvalid,
         _ => QueueErrorKind::Rejected,
     };
     QueueError {
@@ -53,7 +58,8 @@ where
     }
 }
 
-fn whole_seconds(d: Duration) -> i32 {
+/// Whole seconds as the SQS API takes them, saturating.
+pub(super) fn whole_seconds(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
@@ -180,5 +186,41 @@ impl PoolMaintenance for SqsPoolQueue {
                     .ok()
             })
             .min())
+    }
+}
+/// SQS's longest visibility timeout.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// Redelivery of a record through ChangeMessageVisibility on the queue it came from. Lambda's
+/// event source leaves a failed record's visibility as the function set it, so a record that
+/// failed for a passing reason (no pooled session yet) comes back after seconds instead of the
+/// queue's visibility timeout.
+#[derive(Debug, Clone)]
+pub struct SqsRedelivery {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsRedelivery {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl Redelivery for SqsRedelivery {
+    async fn redeliver_after(&self, receipt: &str, after: Duration) -> Result<(), QueueError> {
+        let secs = whole_seconds(after.min(MAX_VISIBILITY));
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|error| queue_error("change_message_visibility", error))?;
+        Ok(())
     }
 }

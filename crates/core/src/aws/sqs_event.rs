@@ -4,15 +4,8 @@
 //! Small types of our own rather than a crate of every Lambda event: a record without a body
 //! still parses, so it fails alone instead of failing the whole event.
 
-use super::describe;
-use crate::batch::ports::Redelivery;
-use crate::error::{QueueError, QueueErrorKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::Duration;
-
-/// SQS's longest visibility timeout.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SqsEvent {
@@ -60,53 +53,6 @@ pub struct SqsBatchResponse {
 #[serde(rename_all = "camelCase")]
 pub struct BatchItemFailure {
     pub item_identifier: String,
-}
-
-/// Redelivery of a record through ChangeMessageVisibility on the queue it came from. Lambda's
-/// event source leaves a failed record's visibility as the function set it, so a record that
-/// failed for a passing reason (no pooled session yet) comes back after seconds instead of the
-/// queue's visibility timeout.
-#[derive(Debug, Clone)]
-pub struct SqsRedelivery {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsRedelivery {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
-    }
-}
-
-impl Redelivery for SqsRedelivery {
-    async fn redeliver_after(&self, receipt: &str, after: Duration) -> Result<(), QueueError> {
-        let secs = i32::try_from(after.min(MAX_VISIBILITY).as_secs()).unwrap_or(0);
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt)
-            .visibility_timeout(secs)
-            .send()
-            .await
-            .map_err(|error| {
-                let failure = describe(&error);
-                let kind = match failure.code.as_deref() {
-                    Some("ReceiptHandleIsInvalid" | "MessageNotInflight") => QueueErrorKind::ReceiptInvalid,
-                    _ if failure.transport => QueueErrorKind::Transport,
-                    _ => QueueErrorKind::Rejected,
-                };
-                QueueError {
-                    operation: "change_message_visibility",
-                    kind,
-                    message: failure.message,
-                    source: Some(Box::new(error)),
-                }
-            })?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

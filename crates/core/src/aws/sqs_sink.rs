@@ -1,8 +1,8 @@
 //! Sending to the batch path's SQS standard queues (batch, results, failure).
 
-use super::describe;
+use super::sqs::{queue_error, whole_seconds};
 use crate::batch::ports::MessageSink;
-use crate::error::{QueueError, QueueErrorKind};
+use crate::error::QueueError;
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ impl SqsMessageSink {
 
 impl MessageSink for SqsMessageSink {
     async fn send(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
-        let delay_secs = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+        let delay_secs = whole_seconds(delay.min(MAX_DELAY));
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -34,20 +34,7 @@ impl MessageSink for SqsMessageSink {
             .delay_seconds(delay_secs)
             .send()
             .await
-            .map_err(|error| {
-                let failure = describe(&error);
-                let kind = match failure.code.as_deref() {
-                    _ if failure.transport => QueueErrorKind::Transport,
-                    Some(code) if code.contains("Throttl") => QueueErrorKind::Throttled,
-                    _ => QueueErrorKind::Rejected,
-                };
-                QueueError {
-                    operation: "send",
-                    kind,
-                    message: failure.message,
-                    source: Some(Box::new(error)),
-                }
-            })?;
+            .map_err(|error| queue_error("send", error))?;
         Ok(())
     }
 }

@@ -6,8 +6,9 @@
 use super::ports::{
     DocumentStore, Due, MessageSink, ObjectHead, Redelivery, StoredObject, TrackingTable, UnreadableRow,
 };
-use super::{BatchId, BatchRow, ObjectRef, PinnedDocument, Transition, running_shard};
+use super::{BatchId, BatchRow, ObjectRef, PinnedDocument, Transition};
 use crate::error::{QueueError, QueueErrorKind, StoreError, StoreErrorKind, TableError, TableErrorKind};
+use crate::hash::stable_hash;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,6 +22,11 @@ fn take_failure(counter: &AtomicU32) -> bool {
 
 /// Shards of the fake's index, as the default layout.
 const SHARDS: u32 = 8;
+
+/// The fake index's partition of a row: like the table's, spread by a stable hash.
+fn shard(batch_id: &BatchId) -> u32 {
+    u32::try_from(stable_hash(batch_id.as_str().as_bytes()) % u64::from(SHARDS)).unwrap_or(0)
+}
 
 #[derive(Debug, Clone)]
 struct Unreadable {
@@ -158,13 +164,13 @@ impl TrackingTable for MemoryTable {
     }
 
     async fn overdue(&self, now_ms: u64, limit: usize, first_shard: u32) -> Result<Vec<Due>, TableError> {
-        let shard_of = |key: &str| BatchId::parse(key).map_or(0, |id| running_shard(&id, SHARDS));
+        let shard_of = |key: &str| BatchId::parse(key).map_or(0, |id| shard(&id));
         let mut due: Vec<(u32, u64, Due)> = Vec::new();
         for row in self.rows.lock().unwrap().values().filter(|r| indexed(r)) {
             let deadline = row.deadline.unwrap_or(0);
             if deadline < now_ms {
-                let shard = running_shard(&row.batch_id, SHARDS);
-                due.push((shard, deadline, Due::Readable(row.clone())));
+                let row_shard = shard(&row.batch_id);
+                due.push((row_shard, deadline, Due::Readable(row.clone())));
             }
         }
         for entry in self.unreadable.lock().unwrap().values() {
@@ -388,17 +394,13 @@ mod tests {
         for first in 0..SHARDS {
             let due = table.overdue(100, 1, first).await.unwrap();
             let Due::Readable(row) = &due[0] else { panic!() };
-            let shard = running_shard(&row.batch_id, SHARDS);
-            let has_rows = |s: u32| {
-                names
-                    .iter()
-                    .any(|n| running_shard(&BatchId::parse(n.as_str()).unwrap(), SHARDS) == s)
-            };
+            let row_shard = shard(&row.batch_id);
+            let has_rows = |s: u32| names.iter().any(|n| shard(&BatchId::parse(n.as_str()).unwrap()) == s);
             let expected = (0..SHARDS)
                 .map(|k| (first + k) % SHARDS)
                 .find(|s| has_rows(*s))
                 .unwrap();
-            assert_eq!(shard, expected);
+            assert_eq!(row_shard, expected);
         }
     }
 }

@@ -23,6 +23,7 @@
 
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
+pub mod manifest;
 pub mod message;
 pub mod notification;
 pub mod ports;
@@ -494,17 +495,6 @@ pub fn agent_gave_up(attempt: u32, why: &str) -> String {
     format!("agent gave up attempt {attempt}: {why}")
 }
 
-/// The GSI partition of a RUNNING row. Spreading RUNNING rows over a few partition keys keeps
-/// one hot key from limiting how many batches can start per second; the detector queries
-/// every shard. FNV-1a, because the value is stored and must not change between builds.
-pub fn running_shard(batch_id: &BatchId, shards: u32) -> u32 {
-    let hash = batch_id
-        .as_str()
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    hash % shards.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,15 +724,5 @@ mod tests {
             row(BatchStatus::Running, 3).after_failed_attempt(),
             AfterFailure::Exhausted
         );
-    }
-
-    #[test]
-    fn running_shards_are_stable_and_within_range() {
-        assert_eq!(running_shard(&id("case-1"), 8), running_shard(&id("case-1"), 8));
-        let shards: std::collections::HashSet<u32> =
-            (0..200).map(|n| running_shard(&id(&format!("b-{n}")), 8)).collect();
-        assert!(shards.iter().all(|s| *s < 8));
-        assert_eq!(shards.len(), 8, "200 ids should reach every shard");
-        assert_eq!(running_shard(&id("x"), 0), 0);
     }
 }

@@ -1,10 +1,9 @@
 //! Settings of the batch path that several functions share, read from the environment with
 //! the same names everywhere.
 
-use crate::aws::dynamodb::TrackingLayout;
+use crate::batch::manifest::BatchLimits;
 use crate::config::Env;
 use crate::error::ConfigError;
-use crate::manifest::BatchLimits;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -40,6 +39,24 @@ pub fn positive(env: &Env, key: &'static str, default: u32) -> Result<NonZeroU32
 
 /// SQS's longest message delay: a retry request cannot be delayed more.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
+
+/// How rows are laid out: shards of the index and how long finished rows stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackingLayout {
+    /// Partition keys of the index. Writers and the detector must agree on it.
+    pub shards: u32,
+    /// Finished rows expire (TTL) this long after their last update.
+    pub retention: Duration,
+}
+
+impl Default for TrackingLayout {
+    fn default() -> Self {
+        Self {
+            shards: 8,
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
 
 impl TrackingLayout {
     /// `TRACKING_SHARDS` (8) and `TRACKING_RETENTION_DAYS` (30). The invoker and the detector

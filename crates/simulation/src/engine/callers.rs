@@ -7,7 +7,7 @@ use crate::{Policy, SimError};
 use rand::RngExt;
 use std::time::Duration;
 use warmpool_core::clock::millis;
-use warmpool_core::pool::{ClaimError, Source};
+use warmpool_core::pool::claim::{ClaimError, Source};
 use warmpool_core::session::SessionId;
 
 impl Engine<'_> {

@@ -19,11 +19,11 @@ use std::time::Duration;
 use warmpool_core::clock::{ManualClock, millis};
 use warmpool_core::fakes::MemoryPool;
 use warmpool_core::metrics::nearest_rank;
-use warmpool_core::pool::Claimer;
+use warmpool_core::pool::claim::Claimer;
+use warmpool_core::pool::quota::Pacer;
+use warmpool_core::pool::target::WarmupTimes;
 use warmpool_core::ports::ReplenishTrigger;
-use warmpool_core::quota::Pacer;
 use warmpool_core::session::SessionId;
-use warmpool_core::target::WarmupTimes;
 
 /// Claims ask for replacements through this; the engine turns each request into an event.
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ impl Requests {
 }
 
 impl ReplenishTrigger for Requests {
-    async fn request(&self, count: u32) -> Result<(), warmpool_core::TriggerError> {
+    async fn request(&self, count: u32) -> Result<(), warmpool_core::error::TriggerError> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(count);
         Ok(())
     }

@@ -6,9 +6,9 @@ use super::{Engine, Event, Job, RunState, Warm, ready};
 use crate::SimError;
 use crate::world::agent_error;
 use warmpool_core::clock::{Clock, millis};
-use warmpool_core::maintenance;
+use warmpool_core::pool::maintenance;
+use warmpool_core::pool::quota::spread;
 use warmpool_core::ports::PoolQueue;
-use warmpool_core::quota::spread;
 use warmpool_core::session::{PooledSession, SessionId};
 
 impl Engine<'_> {

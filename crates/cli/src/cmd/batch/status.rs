@@ -9,9 +9,9 @@ use crate::output::{OutputArgs, embedded};
 use crate::ui::Ui;
 use serde::Serialize;
 use std::time::Duration;
-use warmpool_core::aws::dynamodb::TrackingLayout;
 use warmpool_core::aws::{self, DynamoTrackingTable, S3DocumentStore};
 use warmpool_core::batch::ports::DocumentStore;
+use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::batch::{BatchId, BatchRow, ObjectRef};
 use warmpool_core::config::Env;
 
@@ -79,7 +79,7 @@ impl Args {
         };
         let result = match (self.result, &row.result_ref) {
             (true, Some(result)) => {
-                let store = S3DocumentStore::new(aws::s3::client(&sdk, self.s3_path_style));
+                let store = S3DocumentStore::new(aws::s3_client(&sdk, self.s3_path_style));
                 Some(download(&store, result).await?)
             }
             _ => None,

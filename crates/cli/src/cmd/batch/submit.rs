@@ -8,8 +8,8 @@ use crate::ui::Ui;
 use std::path::PathBuf;
 use warmpool_core::aws::{self, S3DocumentStore};
 use warmpool_core::batch::BatchId;
+use warmpool_core::batch::manifest::BatchLimits;
 use warmpool_core::config::Env;
-use warmpool_core::manifest::BatchLimits;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,7 +36,7 @@ impl Args {
         };
         let limits = BatchLimits::from_env(&Env::from_process())?;
         let sdk = aws::load_config().await;
-        let store = S3DocumentStore::new(aws::s3::client(&sdk, self.s3_path_style));
+        let store = S3DocumentStore::new(aws::s3_client(&sdk, self.s3_path_style));
         let submission = bounded(
             "batch submit",
             BATCH_CALLS_TIMEOUT,

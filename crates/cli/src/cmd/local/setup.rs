@@ -86,7 +86,7 @@ impl BatchesArgs {
         let sdk = aws::load_config().await;
         let (sqs, s3, dynamodb) = (
             aws_sdk_sqs::Client::new(&sdk),
-            aws::s3::client(&sdk, self.s3_path_style),
+            aws::s3_client(&sdk, self.s3_path_style),
             aws_sdk_dynamodb::Client::new(&sdk),
         );
         let settings = BatchQueueSettings {

@@ -5,7 +5,7 @@ use crate::error::CliError;
 use crate::output::OutputArgs;
 use serde::Serialize;
 use std::time::Duration;
-use warmpool_core::target::Burst;
+use warmpool_core::pool::target::Burst;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -10,10 +10,10 @@ use std::time::Duration;
 use warmpool_core::aws::{self, SqsPoolQueue};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
-use warmpool_core::maintenance::MaintenanceRules;
 use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::maintenance::MaintenanceRules;
+use warmpool_core::pool::target::{Observation, TargetPolicy};
 use warmpool_core::ports::{PoolMaintenance, PoolQueue};
-use warmpool_core::target::{Observation, TargetPolicy};
 
 /// How often a wait for depth reads the queue's attributes.
 const DEPTH_POLL: Duration = Duration::from_secs(1);

@@ -67,26 +67,6 @@ impl CreationBudget {
     }
 }
 
-/// Exponential backoff with "full jitter": each pause is uniform in [0, [`Self::ceiling`]], so
-/// callers that were throttled together do not retry together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Backoff {
-    /// min(cap, base * 2^attempt): the pure half, for callers with their own RNG.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        self.base.saturating_mul(1u32 << attempt.min(20)).min(self.cap)
-    }
-
-    pub fn pause(&self, attempt: u32) -> Duration {
-        let ceiling_ms = millis(self.ceiling(attempt));
-        Duration::from_millis(rand::random_range(0..=ceiling_ms))
-    }
-}
-
 /// Splits `total` new sessions into `{"count": n}` events for other runs, so that a large
 /// top-up is warmed by up to `max_concurrent_runs` environments at once, each at its own share
 /// of the budget: together at the whole budget, where one environment alone would take

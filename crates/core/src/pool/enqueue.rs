@@ -15,10 +15,10 @@
 //!   session alone: if its message is in the pool it is a good pooled session, and if not it
 //!   idles out unseen (cost, never a duplicate and never a dead session handed out).
 
+use crate::clock::Backoff;
 use crate::clock::{millis, within};
 use crate::error::{QueueError, QueueErrorKind};
 use crate::ports::PoolQueue;
-use crate::quota::Backoff;
 use crate::session::{LogKey, PooledSession};
 use std::time::Duration;
 use tokio::time::Instant;

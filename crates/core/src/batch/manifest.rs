@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_sample_manifest_is_valid() {
-        let raw = include_str!("../../../events/batch-manifest.json");
+        let raw = include_str!("../../../../events/batch-manifest.json");
         let id = BatchId::parse("case-4711").unwrap();
         let documents = Manifest::documents_from(raw.as_bytes(), &id, "docs", &BatchLimits::default()).unwrap();
         assert_eq!(documents.len(), 2);

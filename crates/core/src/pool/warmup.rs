@@ -1,14 +1,15 @@
 //! Warming new sessions: a `{"type":"warmup"}` invocation under a fresh ID, and the pool
 //! message only after it succeeded (invariant 3), with bounded, jittered retries, every attempt
-//! paced by the environment's share of the creation budget (invariant 4, see [`crate::quota`]).
-//! The pool message is resent while its outcome is unknown ([`crate::enqueue`]); a warm session
+//! paced by the environment's share of the creation budget (invariant 4, see [`crate::pool::quota`]).
+//! The pool message is resent while its outcome is unknown ([`crate::pool::enqueue`]); a warm session
 //! is stopped only when the pool refused it for good ([`crate::stop`]).
 
+use crate::clock::Backoff;
 use crate::clock::Clock;
-use crate::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::error::AgentError;
+use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
+use crate::pool::quota::CreationPacer;
 use crate::ports::{AgentRuntime, PoolQueue};
-use crate::quota::{Backoff, CreationPacer};
 use crate::session::{LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
 use crate::stop::stop_before;
 use futures::StreamExt;
@@ -428,7 +429,7 @@ mod tests {
     }
 
     fn one_per_second() -> CreationPacer {
-        CreationPacer::new(&crate::quota::CreationBudget {
+        CreationPacer::new(&crate::pool::quota::CreationBudget {
             per_second: std::num::NonZeroU32::new(1).unwrap(),
             max_concurrent_runs: std::num::NonZeroU32::new(1).unwrap(),
         })
