@@ -8,7 +8,7 @@
 //! - shared concepts: [`session`] (session IDs and the pool message format), [`ports`] (the
 //!   small capability traits the rules need, the agent runtime among them), [`stop`]
 //!   (StopRuntimeSession retried until the session is gone), [`schedule`] (runs started by a
-//!   schedule), [`clock`], [`config`], [`metrics`], [`error`], [`hash`];
+//!   schedule), [`clock`], [`config`], [`metrics`], [`error`], [`hash`], [`num`];
 //! - [`aws`]: the adapters behind the ports, one cargo feature per AWS service (`sqs`,
 //!   `lambda`, `agentcore`, `dynamodb`, `s3`), so that each function links only the SDKs it
 //!   calls.
@@ -22,6 +22,7 @@ pub mod error;
 pub mod fakes;
 pub mod hash;
 pub mod metrics;
+pub mod num;
 pub mod pool;
 pub mod ports;
 pub mod schedule;

@@ -41,7 +41,7 @@ fn rank(n: usize, pct: f64) -> usize {
     // pct / 100 * n in integer-friendly form; the tiny epsilon keeps 95% of 20 at rank 19
     // rather than 20 when floating point lands a hair above the integer.
     let exact = pct / 100.0 * n as f64;
-    let rank = (exact - 1e-9).ceil() as usize;
+    let rank = usize::try_from(crate::num::ceil_u64(exact - 1e-9)).unwrap_or(n);
     rank.clamp(1, n)
 }
 

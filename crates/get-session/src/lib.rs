@@ -106,7 +106,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
         let request = parse_request(event.payload)?;
         let started = Instant::now();
         let result = self.claimer.claim().await;
-        let latency_ms = started.elapsed().as_millis() as u64;
+        let latency_ms = warmpool_core::clock::millis(started.elapsed());
         let now = self.claimer.clock.now_ms();
         match result {
             Ok(claim) => {

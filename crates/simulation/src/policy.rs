@@ -107,7 +107,7 @@ fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError>
         .prewarm_schedule(settings.lead_in, f64::from(budget), WARMUP_P95, settings.prewarm_scale)
         .map_err(|reason| SimError::Profile(profile.name.clone(), reason))?;
     let (runs, per_run) = (
-        (budget * WARMUP_P95.as_secs() as u32).to_string(),
+        (budget * u32::try_from(WARMUP_P95.as_secs()).unwrap_or(u32::MAX)).to_string(),
         (budget * 60).to_string(),
     );
     let budget = budget.to_string();

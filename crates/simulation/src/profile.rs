@@ -4,6 +4,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
 use warmpool_core::clock::millis;
+use warmpool_core::num::{floor_u64, round_u32};
 use warmpool_core::pool::target::{Burst, Prewarm};
 
 const HOUR_MS: f64 = 3_600_000.0;
@@ -160,7 +161,7 @@ impl Profile {
             length: *length,
         };
         let plan = burst.prewarm(budget_per_sec, warmup_p95)?;
-        let target = (f64::from(plan.target) * scale).round() as u32;
+        let target = round_u32(f64::from(plan.target) * scale);
         if target == 0 {
             return Ok(None);
         }
@@ -191,14 +192,16 @@ impl Profile {
         }
         let mut t = 0.0_f64;
         // Bounded: the expected count is peak * duration; the cap is far above it.
-        let cap = (peak * end as f64 / 1_000.0 * 4.0) as usize + 1_000;
+        let cap = usize::try_from(floor_u64(peak * end as f64 / 1_000.0 * 4.0))
+            .unwrap_or(usize::MAX)
+            .saturating_add(1_000);
         while arrivals.len() < cap {
             let u: f64 = 1.0 - rng.random::<f64>();
             t += -u.ln() / peak * 1_000.0;
             if t >= end as f64 {
                 break;
             }
-            let at = t as u64;
+            let at = floor_u64(t);
             let rate = self.rate_at(at.saturating_sub(lead_in));
             if rng.random::<f64>() * peak < rate {
                 arrivals.push(at);
@@ -213,7 +216,7 @@ mod tests {
     use super::*;
 
     fn minutes(m: f64) -> u64 {
-        (m * 60_000.0) as u64
+        floor_u64(m * 60_000.0)
     }
 
     #[test]

@@ -31,6 +31,7 @@ use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, agent_gave_up};
 use warmpool_core::clock::Clock;
 use warmpool_core::error::TableError;
 use warmpool_core::metrics::MetricSet;
+use warmpool_core::num::count_u32;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::schedule::is_scheduled_event;
 use warmpool_core::session::LogKey;
@@ -257,15 +258,15 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
 
     fn emit(&self, report: &RunReport) {
         MetricSet::new(FUNCTION)
-            .count("BatchesStale", report.overdue as u32)
-            .count("PendingExpired", report.pending_expired as u32)
-            .count("BatchesRetried", report.retried as u32)
-            .count("BatchesFailed", report.failed as u32)
-            .count("StaleAlreadySettled", report.already_settled as u32)
-            .count("FollowUpsClosed", report.closed as u32)
-            .count("RowsUnreadable", report.unreadable as u32)
-            .count("RowsQuarantined", report.quarantined as u32)
-            .count("SettleErrors", report.errors as u32)
+            .count("BatchesStale", count_u32(report.overdue))
+            .count("PendingExpired", count_u32(report.pending_expired))
+            .count("BatchesRetried", count_u32(report.retried))
+            .count("BatchesFailed", count_u32(report.failed))
+            .count("StaleAlreadySettled", count_u32(report.already_settled))
+            .count("FollowUpsClosed", count_u32(report.closed))
+            .count("RowsUnreadable", count_u32(report.unreadable))
+            .count("RowsQuarantined", count_u32(report.quarantined))
+            .count("SettleErrors", count_u32(report.errors))
             .emit(self.clock.now_ms());
         info!(
             overdue = report.overdue,

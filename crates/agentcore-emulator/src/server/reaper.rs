@@ -20,8 +20,7 @@ const TICK: Duration = Duration::from_millis(100);
 const PING_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_PINGS_PER_TICK: usize = 16;
 /// Pinging starts this long before the idle timeout, so one answer lands before it strikes.
-const PING_LOOKAHEAD: Duration =
-    Duration::from_millis(PING_INTERVAL.as_millis() as u64 + PING_TIMEOUT.as_millis() as u64 + TICK.as_millis() as u64);
+const PING_LOOKAHEAD: Duration = PING_INTERVAL.saturating_add(PING_TIMEOUT).saturating_add(TICK);
 
 pub(super) async fn run(app: Arc<App>, pool: Arc<ProcessPool>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);

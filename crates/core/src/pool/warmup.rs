@@ -5,7 +5,7 @@
 //! is stopped only when the pool refused it for good ([`crate::stop`]).
 
 use crate::clock::Backoff;
-use crate::clock::Clock;
+use crate::clock::{Clock, millis};
 use crate::error::AgentError;
 use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::pool::quota::CreationPacer;
@@ -162,7 +162,7 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     let mut attempt = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let latest_ms = clock.now_ms().saturating_add(remaining.as_millis() as u64);
+        let latest_ms = clock.now_ms().saturating_add(millis(remaining));
         if !pacer.wait_turn(clock, latest_ms).await {
             info!(%session, attempt, "no creation slot left before the deadline; the schedule will top up");
             return Outcome::Deferred { throttles };
@@ -172,7 +172,7 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
         let started = Instant::now();
         match agent.invoke(&session_id, WARMUP_PAYLOAD).await {
             Ok(_) => {
-                let latency_ms = started.elapsed().as_millis() as u64;
+                let latency_ms = millis(started.elapsed());
                 let warm = PooledSession::new(session_id, started_ms, started_ms);
                 return enqueue_warm(agent, queue, policy, &warm, deadline, latency_ms, throttles).await;
             }

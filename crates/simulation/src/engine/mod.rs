@@ -226,7 +226,11 @@ impl<'a> Engine<'a> {
                 self.throttles_before = Some(self.agent.world().model.stats().throttled);
             }
             self.clock.set(time);
-            let Some(event) = self.payloads.get_mut(seq as usize).and_then(Option::take) else {
+            let Some(event) = self
+                .payloads
+                .get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
+                .and_then(Option::take)
+            else {
                 continue;
             };
             self.handle(time, event)?;

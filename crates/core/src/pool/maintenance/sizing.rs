@@ -4,6 +4,7 @@ use super::Settings;
 use super::sweep::{SweepReport, SweepWindow, sweep};
 use crate::clock::{Clock, millis};
 use crate::error::QueueError;
+use crate::num::ceil_u64;
 use crate::pool::target::{Observation, Target, TargetPolicy};
 use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance};
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub const TRIM_SLACK: f64 = 0.25;
 
 /// Sessions to let go: what is above the target and its slack.
 pub fn surplus(target: u32, depth: PoolDepth) -> u32 {
-    let band = (f64::from(target) * (1.0 + TRIM_SLACK)).ceil() as u64;
+    let band = ceil_u64(f64::from(target) * (1.0 + TRIM_SLACK));
     u32::try_from(depth.total().saturating_sub(band)).unwrap_or(u32::MAX)
 }
 
@@ -56,7 +57,7 @@ impl Sizing {
     /// arrive late (queued behind a burst the quota could not serve) do not balloon a pool
     /// that has refilled since.
     pub fn room(&self) -> u32 {
-        let ceiling = (f64::from(self.target.value) * REFILL_CEILING).ceil() as u64;
+        let ceiling = ceil_u64(f64::from(self.target.value) * REFILL_CEILING);
         u32::try_from(ceiling.saturating_sub(self.depth.total())).unwrap_or(u32::MAX)
     }
 }

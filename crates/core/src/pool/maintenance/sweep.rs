@@ -5,6 +5,7 @@ use super::{SWEEP_MAX_BATCHES, SWEEP_MAX_HIDDEN, SWEEP_TIME_BUDGET, SWEEP_VISIBI
 use crate::clock::Clock;
 use crate::config::{Env, at_least_one};
 use crate::error::ConfigError;
+use crate::num::count_u32;
 use crate::pool::Freshness;
 use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::ports::{AgentRuntime, PoolMaintenance, Received};
@@ -182,45 +183,12 @@ where
             return report;
         }
         report.batches += 1;
-        report.max_hidden = report.max_hidden.max(batch.len() as u32);
+        report.max_hidden = report.max_hidden.max(count_u32(batch.len()));
         let new = batch.iter().filter(|m| seen.insert(m.message_id.clone())).count();
-        report.seen += new as u32;
-        let now = clock.now_ms();
-        let mut keep = Vec::new();
-        let mut work = Vec::new();
-        for message in batch {
-            // Seen before in this sweep: released already, so nothing new to decide.
-            let parsed = PooledSession::parse_at(&message.body, now);
-            let action = match &parsed {
-                _ if new == 0 => Action::Keep,
-                Err(_) => Action::Discard(Freshness::Fresh),
-                Ok(session) => {
-                    report.oldest_age_ms = report.oldest_age_ms.max(Some(now.saturating_sub(session.created_at)));
-                    report.oldest_ping_age_ms = report
-                        .oldest_ping_age_ms
-                        .max(Some(now.saturating_sub(session.last_ping_at)));
-                    rules.decide(session, now, surplus > 0)
-                }
-            };
-            if matches!(action, Action::Retire | Action::Trim | Action::Discard(_)) {
-                surplus = surplus.saturating_sub(1);
-            }
-            match action {
-                Action::Keep => keep.push(message.receipt),
-                _ => work.push((message, parsed.ok(), action)),
-            }
-        }
+        report.seen += count_u32(new);
+        let (keep, work) = report.classify(batch, new == 0, clock.now_ms(), rules, &mut surplus);
         // Release first: those sessions are claimable again while we work on the rest.
-        if !keep.is_empty() {
-            report.released += keep.len() as u32;
-            match queue.release(&keep).await {
-                Ok(not_ours) => report.release_failures += not_ours,
-                Err(error) => {
-                    warn!(%error, count = keep.len(), "release failed; the messages reappear when their visibility ends");
-                    report.release_failures += keep.len() as u32;
-                }
-            }
-        }
+        report.release(queue, &keep).await;
         let care = Care {
             log_key: &limits.log_key,
             send: &limits.send,
@@ -243,7 +211,61 @@ where
     report
 }
 
+/// A message the sweep acts on, with its session if it parsed, and what to do.
+type Work = (Received, Option<PooledSession>, Action);
+
 impl SweepReport {
+    /// Decides each message of a batch at `now`: the receipts to release untouched, and the
+    /// work on the rest. A batch with nothing new (`seen_before`) was released already.
+    fn classify(
+        &mut self,
+        batch: Vec<Received>,
+        seen_before: bool,
+        now: u64,
+        rules: &MaintenanceRules,
+        surplus: &mut u32,
+    ) -> (Vec<String>, Vec<Work>) {
+        let mut keep = Vec::new();
+        let mut work = Vec::new();
+        for message in batch {
+            let parsed = PooledSession::parse_at(&message.body, now);
+            let action = match &parsed {
+                _ if seen_before => Action::Keep,
+                Err(_) => Action::Discard(Freshness::Fresh),
+                Ok(session) => {
+                    self.oldest_age_ms = self.oldest_age_ms.max(Some(now.saturating_sub(session.created_at)));
+                    self.oldest_ping_age_ms = self
+                        .oldest_ping_age_ms
+                        .max(Some(now.saturating_sub(session.last_ping_at)));
+                    rules.decide(session, now, *surplus > 0)
+                }
+            };
+            if matches!(action, Action::Retire | Action::Trim | Action::Discard(_)) {
+                *surplus = surplus.saturating_sub(1);
+            }
+            match action {
+                Action::Keep => keep.push(message.receipt),
+                _ => work.push((message, parsed.ok(), action)),
+            }
+        }
+        (keep, work)
+    }
+
+    /// Makes the untouched messages visible again at once.
+    async fn release<Q: PoolMaintenance>(&mut self, queue: &Q, keep: &[String]) {
+        if keep.is_empty() {
+            return;
+        }
+        self.released += count_u32(keep.len());
+        match queue.release(keep).await {
+            Ok(not_ours) => self.release_failures += not_ours,
+            Err(error) => {
+                warn!(%error, count = keep.len(), "release failed; the messages reappear when their visibility ends");
+                self.release_failures += count_u32(keep.len());
+            }
+        }
+    }
+
     fn tally(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Heartbeat => self.heartbeats += 1,

@@ -3,6 +3,7 @@
 
 use super::Schedule;
 use crate::metrics::nearest_rank;
+use crate::num::ceil_u32;
 use crate::ports::PoolDepth;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -64,9 +65,9 @@ impl Adaptive {
             .map_or(0, |window| window.target);
         let rate = rate.unwrap_or(self.empty_pool_rate);
         let warmup = warmup_p95.unwrap_or(self.default_warmup).as_secs_f64();
-        let sized = (rate * warmup * self.safety_factor).ceil();
+        let sized = rate * warmup * self.safety_factor;
         let sized = if sized.is_finite() && sized >= 0.0 {
-            sized.min(f64::from(u32::MAX)) as u32
+            ceil_u32(sized)
         } else {
             u32::MAX
         };

@@ -1,6 +1,7 @@
 //! Pre-warm plans: the window a known burst needs, written as schedule windows.
 
 use super::windows::{DAY_MINUTES, HOUR_MINUTES, parse_minute, parse_time};
+use crate::num::{ceil_u32, ceil_u64};
 use std::time::Duration;
 
 /// A burst the operator knows about: `peak_rate` claims per second for `length`, over a
@@ -44,8 +45,8 @@ impl Burst {
         }
         let lead_minutes = (stock / build_rate / 60.0).ceil().max(1.0);
         Ok(Prewarm {
-            target: stock as u32,
-            lead: Duration::from_secs(lead_minutes as u64 * 60),
+            target: ceil_u32(stock),
+            lead: Duration::from_secs(ceil_u64(lead_minutes).saturating_mul(60)),
         })
     }
 }
