@@ -20,7 +20,7 @@ use process::{ProcessEnd, ProcessPool};
 
 use crate::Error;
 use crate::lifecycle::Ended;
-use crate::wire::SESSION_HEADER;
+use warmpool_core::session::SESSION_HEADER;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// Enough of a failing agent's body to explain the failure without echoing megabytes.

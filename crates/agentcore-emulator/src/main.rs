@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+use warmpool_core::process::{error_chain, shutdown_signal};
 
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use agentcore_emulator::{AgentCommand, Emulator, EmulatorConfig, Error};
@@ -114,13 +115,7 @@ async fn main() -> ExitCode {
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let mut message = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                message = format!("{message}: {cause}");
-                source = cause.source();
-            }
-            eprintln!("agentcore-emulator: {message}");
+            eprintln!("agentcore-emulator: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
@@ -131,28 +126,4 @@ async fn run(args: Args) -> Result<(), Error> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     emulator.shutdown().await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

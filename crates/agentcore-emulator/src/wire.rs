@@ -6,11 +6,9 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use warmpool_core::session::SESSION_HEADER;
 
 use crate::lifecycle::{Rejection, StopRejection};
-
-/// Carries the runtime session ID on requests and responses, and to the agent.
-pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
 const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 

@@ -410,7 +410,7 @@ async fn terminate_recording_agent() -> (String, Arc<Mutex<Vec<(String, Value)>>
             "/emulator/terminate",
             axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
                 let session = headers
-                    .get("x-amzn-bedrock-agentcore-runtime-session-id")
+                    .get(warmpool_core::session::SESSION_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();

@@ -8,7 +8,8 @@
 //! - shared concepts: [`session`] (session IDs and the pool message format), [`ports`] (the
 //!   small capability traits the rules need, the agent runtime among them), [`stop`]
 //!   (StopRuntimeSession retried until the session is gone), [`schedule`] (runs started by a
-//!   schedule), [`clock`], [`config`], [`metrics`], [`error`], [`hash`], [`num`];
+//!   schedule), [`process`] (signals and failure reports of the binaries), [`clock`],
+//!   [`config`], [`metrics`], [`error`], [`hash`], [`num`];
 //! - [`aws`]: the adapters behind the ports, one cargo feature per AWS service (`sqs`,
 //!   `lambda`, `agentcore`, `dynamodb`, `s3`), so that each function links only the SDKs it
 //!   calls.
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod num;
 pub mod pool;
 pub mod ports;
+pub mod process;
 pub mod schedule;
 pub mod session;
 pub mod stop;

@@ -7,6 +7,10 @@ use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 use std::time::Duration;
 
+/// The HTTP header that carries the runtime session ID between AgentCore and the agent (HTTP
+/// header names are case-insensitive; this is the lower-case form `http` takes).
+pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+
 /// The payload that warms a session; agents short-circuit it before doing any work.
 pub const WARMUP_PAYLOAD: &[u8] = br#"{"type":"warmup"}"#;
 

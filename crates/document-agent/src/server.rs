@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{info, warn};
+use warmpool_core::session::SESSION_HEADER;
 
 use warmpool_core::batch::message::{Accepted, VERSION};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
@@ -33,8 +34,6 @@ use warmpool_core::batch::{BatchId, RunningAttempt};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
 
-/// The header through which AgentCore passes the runtime session ID to the container.
-pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 /// Finished runs remembered for [`RunningAgent::runs`]; the oldest are forgotten first.
 const HISTORY: usize = 10_000;
 

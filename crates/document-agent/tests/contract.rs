@@ -14,7 +14,7 @@ use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, Tr
 use warmpool_core::error::QueueError;
 use warmpool_core::session::SessionId;
 
-const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+use warmpool_core::session::SESSION_HEADER;
 
 /// The reference processor behind a gate the test opens.
 #[derive(Clone)]

@@ -18,7 +18,7 @@ use warmpool_core::batch::{BatchId, BatchRow, BatchStatus, Change, ObjectRef, Pi
 use warmpool_core::error::{QueueError, StoreError, TableError, TableErrorKind};
 use warmpool_core::session::SessionId;
 
-const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+use warmpool_core::session::SESSION_HEADER;
 
 /// The tracking table, counting reads and writes, with reads that can be made to fail.
 #[derive(Default)]

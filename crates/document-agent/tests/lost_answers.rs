@@ -87,7 +87,7 @@ async fn when_the_success_write_lands_but_its_answer_is_lost_then_the_run_counts
         .unwrap()
         .post(format!("{}/invocations", agent.url()))
         .header(
-            "x-amzn-bedrock-agentcore-runtime-session-id",
+            warmpool_core::session::SESSION_HEADER,
             row.session_id.as_ref().unwrap().as_str(),
         )
         .json(&json!({"type":"batch","v":1,"batchId":"case-1","attempt":1}))

@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::wire::SESSION_HEADER;
+use warmpool_core::session::SESSION_HEADER;
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-request-id";
 const CUSTOM_PREFIX: &str = "x-amzn-bedrock-agentcore-runtime-custom-";

@@ -20,7 +20,8 @@ use crate::Error;
 use crate::agent::Invocation;
 use crate::agent::process::{ProcessEnd, ProcessStats};
 use crate::lifecycle::{Admission, Answer, Ended, Rejection, SessionView, Stats};
-use crate::wire::{self, ErrorKind, SESSION_HEADER, ServiceError};
+use crate::wire::{self, ErrorKind, ServiceError};
+use warmpool_core::session::SESSION_HEADER;
 
 /// AgentCore's payload limit for InvokeAgentRuntime.
 const PAYLOAD_LIMIT: usize = 100 * 1024 * 1024;
@@ -123,7 +124,7 @@ async fn call_agent(
     let reply = match reply {
         Ok(reply) => reply,
         Err(err) => {
-            let message = error_chain(&err);
+            let message = warmpool_core::process::error_chain(&err);
             warn!(session_id, error = %message, "agent failed");
             if let Some(pool) = per_session
                 && matches!(err, Error::AgentNotHealthy { .. } | Error::AgentProcessEnded)
@@ -269,16 +270,4 @@ fn with_session_header(mut response: Response, session_id: &str) -> Response {
             .insert(HeaderName::from_static(SESSION_HEADER), value);
     }
     response
-}
-
-/// The agent's failure with its causes, since the caller only sees this message.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -113,21 +113,22 @@ pub fn decode_key(raw: &str) -> Result<String, MalformedRecord> {
     percent_decode(&spaced).ok_or_else(|| MalformedRecord(format!("object key {raw:?} is not valid URL-encoded UTF-8")))
 }
 
+/// `None` for a `%` not followed by two hex digits (the decoder would pass those through
+/// unchanged, and a key S3 sent that way is not what it seems) or for bytes that are not UTF-8.
 fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let malformed = raw.split('%').skip(1).any(|rest| {
+        !rest
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// `incoming/<batchId>/manifest.json` names a batch; any other key named `manifest.json` is a
