@@ -9,12 +9,11 @@ use super::message::{self, BatchRequest, FailureNotice};
 use super::ports::{MessageSink, TrackingTable};
 use super::write::{self, Written};
 use super::{AfterFailure, BatchId, BatchRow, BatchStatus, Change, Transition, bounded_error};
-use crate::clock::Backoff;
 use crate::clock::{Clock, millis};
 use crate::error::{QueueError, TableError};
 use crate::ports::AgentRuntime;
 use crate::session::{LogKey, SessionId};
-use crate::stop::stop_until_gone;
+use crate::stop::{STOP_BACKOFF, stop_until_gone};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -208,19 +207,16 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Retrier<'_, T,
 
 /// How long one stop of a settled attempt's session keeps retrying (throttles, 5xx, lost
 /// answers), with one client token; what is left after it stays owed (`false`).
-pub const STOP_BUDGET: Duration = Duration::from_secs(10);
-
-const STOP_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(100),
-    cap: Duration::from_secs(2),
-};
+/// Longer than a pool run's ([`crate::stop::STOP_BUDGET`]): a settled attempt's stop is the
+/// last thing its writer does, and one that gives up is owed until the detector's next run.
+pub const SETTLED_STOP_BUDGET: Duration = Duration::from_secs(10);
 
 /// Stops a session whose attempt is over, so it stops billing and holding an active-session
 /// slot, retrying until AgentCore says it ended or is gone ([`stop_until_gone`]). `false`: it
 /// may still run; the session is never used again either way, and a settled row's follow-up
 /// stays owed so the detector tries again.
 pub async fn stop_session<A: AgentRuntime>(agent: &A, session_id: &SessionId, log_key: &LogKey) -> bool {
-    stop_until_gone(agent, session_id, STOP_BUDGET, &STOP_BACKOFF, log_key)
+    stop_until_gone(agent, session_id, SETTLED_STOP_BUDGET, &STOP_BACKOFF, log_key)
         .await
         .ended()
 }
