@@ -50,7 +50,9 @@ arm64-target:
 
 # Release (LTO) arm64 builds of the four functions, zipped where the template's CodeUri points.
 build: bootstrap arm64-target
-	$(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(LAMBDAS))
+	@# One cargo run per function: features unify across the packages of one run, and each
+	@# function links only the SDKs it calls (docs/architecture.md, Inside warmpool-core).
+	@for f in $(LAMBDAS); do $(CARGO_LAMBDA) build --release --arm64 --output-format zip --bin $$f || exit 1; done
 	@for f in $(LAMBDAS); do \
 	  printf '%-22s bootstrap.zip %6d KiB   binary %6d KiB\n' $$f \
 	    $$(( $$(stat -c %s target/lambda/$$f/bootstrap.zip) / 1024 )) \

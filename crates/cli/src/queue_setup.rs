@@ -1,4 +1,4 @@
-//! `warmpool local setup`: creates the pool queue with the attributes DESIGN.md section 3
+//! `warmpool local setup`: creates the pool queue with the attributes docs/architecture.md ("Pool message and queue")
 //! requires. CreateQueue is idempotent for identical attributes, so re-running is safe.
 
 use crate::error::{CliError, sdk_message};

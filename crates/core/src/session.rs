@@ -1,4 +1,4 @@
-//! Session IDs, the pool message format (DESIGN.md section 3), and the keyed hash that stands
+//! Session IDs, the pool message format (docs/architecture.md), and the keyed hash that stands
 //! for a session ID in logs.
 
 use hmac::{Hmac, KeyInit, Mac};

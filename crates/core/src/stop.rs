@@ -1,5 +1,5 @@
 //! Stopping a session for good: StopRuntimeSession retried until the session is gone
-//! (DESIGN.md invariants 5 and 8).
+//! (invariants 5 and 8 of docs/architecture.md).
 //!
 //! One StopRuntimeSession call can be throttled, fail with a 5xx, or stop the session and lose
 //! its answer. The call is idempotent for one client token, so [`stop_until_gone`] sends the

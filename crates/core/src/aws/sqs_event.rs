@@ -6,6 +6,7 @@
 //! one cannot be reported as failed, so it would be deleted with the successes. Here it fails
 //! the whole event, which SQS redelivers and finally moves to the dead-letter queue: nothing
 //! is lost. And the invoker links no crate of every Lambda event for four structs.
+
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -86,6 +87,17 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&response).unwrap(),
             r#"{"batchItemFailures":[{"itemIdentifier":"m-1"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_record_without_a_body_parses_and_one_without_a_message_id_fails_the_whole_event() {
+        let no_body: SqsEvent = serde_json::from_str(r#"{"Records":[{"messageId":"m-1"}]}"#).unwrap();
+        assert_eq!(no_body.records[0].body, None);
+        let no_id = serde_json::from_str::<SqsEvent>(r#"{"Records":[{"messageId":"m-1"},{"body":"x"}]}"#);
+        assert!(
+            no_id.is_err(),
+            "an unreportable record must not be deleted with the rest"
         );
     }
 }

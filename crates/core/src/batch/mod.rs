@@ -1,5 +1,5 @@
 //! Document batches: the tracking row, its state machine and the rules every writer follows
-//! (DESIGN.md sections 3 and 4, invariants 5, 6 and 8).
+//! (docs/architecture.md, "Document batches"; invariants 5, 6 and 8).
 //!
 //! ```text
 //!   (absent) --accept--> PENDING(1) --start on S--> RUNNING(1, S) --succeed--> SUCCEEDED --close-->

@@ -1,5 +1,5 @@
 //! Putting a session into the pool: one SendMessage, resent while its outcome is unknown
-//! (DESIGN.md invariants 3 and 8).
+//! (invariants 3 and 8 of docs/architecture.md).
 //!
 //! A send that failed with a transport error or a 5xx may have landed: its answer was lost.
 //! Taking that for a failure and stopping the session would leave a dead session in the pool,

@@ -1,4 +1,4 @@
-//! The session-creation quota (DESIGN.md invariant 4): how every warmup of every concurrent
+//! The session-creation quota (invariant 4 of docs/architecture.md): how every warmup of every concurrent
 //! replenish run stays within one sessions-per-second budget, with no shared store.
 //!
 //! Each replenish execution environment paces its own creations at `budget / max_concurrent_runs`.
