@@ -147,6 +147,47 @@ impl CreationPacer {
     }
 }
 
+/// The new-session quota of an account and region that all pools share, when the operator
+/// does not say (AgentCore's default since August 2026: 25 per second, every runtime and
+/// endpoint of the account together).
+pub const ACCOUNT_QUOTA_PER_SEC: u32 = 25;
+
+/// One deployed pool's share of the account's creation quota.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolShare {
+    pub pool: String,
+    pub per_second: u32,
+}
+
+/// The account's shares once `pool` takes `per_second` (a redeploy replaces the pool's own
+/// share): their sum, or why it does not fit in `quota`. Each pool paces itself at its share
+/// with no shared store (docs/decisions/0022), so shares that add up to more than the quota
+/// throttle every pool of the account, and every other user of it, whenever they top up at once.
+pub fn check_account_shares(others: &[PoolShare], pool: &str, per_second: u32, quota: u32) -> Result<u32, String> {
+    let rest: u32 = others
+        .iter()
+        .filter(|share| share.pool != pool)
+        .fold(0, |sum, share| sum.saturating_add(share.per_second));
+    let total = rest.saturating_add(per_second);
+    if total > quota {
+        let named: Vec<String> = others
+            .iter()
+            .filter(|share| share.pool != pool)
+            .map(|share| format!("{} {}/s", share.pool, share.per_second))
+            .collect();
+        return Err(format!(
+            "pool {pool} at {per_second}/s with the account's other pools ({}) needs {total}/s, above the account's quota of {quota}/s: lower CreationBudgetPerSec here or elsewhere, or raise the quota first",
+            if named.is_empty() {
+                "none".to_string()
+            } else {
+                named.join(", ")
+            }
+        ));
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +299,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn share(pool: &str, per_second: u32) -> PoolShare {
+        PoolShare {
+            pool: pool.into(),
+            per_second,
+        }
+    }
+
+    #[test]
+    fn shares_that_fit_the_account_quota_are_accepted_and_a_redeploy_replaces_its_own() {
+        let others = [share("chat", 10), share("batch", 5)];
+        assert_eq!(check_account_shares(&others, "search", 10, 25), Ok(25));
+        assert_eq!(
+            check_account_shares(&others, "chat", 20, 25),
+            Ok(25),
+            "chat's old 10/s is replaced"
+        );
+    }
+
+    #[test]
+    fn a_share_that_would_oversubscribe_the_account_is_refused_naming_the_others() {
+        let others = [share("chat", 20)];
+        let error = check_account_shares(&others, "search", 20, ACCOUNT_QUOTA_PER_SEC).unwrap_err();
+        assert!(error.contains("needs 40/s") && error.contains("chat 20/s"), "{error}");
     }
 }
