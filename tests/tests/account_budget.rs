@@ -67,7 +67,11 @@ async fn two_pools_whose_shares_fit_the_account_quota_top_up_together_without_a_
     assert_eq!(stats.throttled, 0, "the account's quota never had to refuse a creation");
     // Exact slots give at most the quota in any second; one run per pool can add one at a
     // window's edge (see warmpool_core::pool::quota).
-    assert!(stats.max_creations_in_any_second <= ACCOUNT_QUOTA + 2, "{:?}", stats.creations_per_second);
+    assert!(
+        stats.max_creations_in_any_second <= ACCOUNT_QUOTA + 2,
+        "{:?}",
+        stats.creations_per_second
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -86,6 +86,18 @@ pub enum CliError {
 
     #[error("no batch {0} in the tracking table")]
     NoSuchBatch(String),
+
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: &'static str,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A pool's creation share would push the account past its quota.
+    #[error("{0}")]
+    Oversubscribed(String),
 }
 
 impl CliError {

@@ -17,6 +17,7 @@ pub mod event_source;
 pub mod output;
 pub mod percentile;
 pub mod pool_status;
+pub mod pools;
 pub mod progress;
 pub mod queue_setup;
 pub mod relay;

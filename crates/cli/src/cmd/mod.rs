@@ -17,6 +17,7 @@ pub mod demo;
 pub mod invoke;
 pub mod local;
 pub mod pool;
+pub mod pools;
 
 use crate::error::CliError;
 use crate::ui::{Ui, Verbosity};
@@ -52,6 +53,9 @@ pub enum Command {
     /// Document batches: submit a folder, follow a batch.
     #[command(subcommand)]
     Batch(batch::Command),
+    /// The pools of this account and region; the check of their shares of the creation quota.
+    #[command(subcommand)]
+    Pools(pools::Command),
 }
 
 impl Cli {
@@ -64,6 +68,7 @@ impl Cli {
             Command::Local(command) => command.run(ui).await,
             Command::Demo(command) => command.run(ui).await,
             Command::Batch(command) => command.run(ui).await,
+            Command::Pools(command) => command.run(ui).await,
         }
     }
 }
