@@ -8,7 +8,7 @@
 //! returns the whole batch the same way. Receive counts, redrive to the DLQ and the record
 //! format are SQS's own.
 
-use crate::error::{CliError, sqs_error};
+use crate::error::{Error, sqs_error};
 use crate::relay::DispatchFuture;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use std::collections::HashSet;
@@ -47,7 +47,7 @@ fn secs(d: Duration) -> i32 {
 }
 
 impl EventSource {
-    pub async fn poll_once(&self, dispatch: &EventDispatch) -> Result<PollReport, CliError> {
+    pub async fn poll_once(&self, dispatch: &EventDispatch) -> Result<PollReport, Error> {
         let messages = self
             .sqs
             .receive_message()
