@@ -24,6 +24,7 @@ const CHILD_MARGIN: Duration = Duration::from_secs(60);
 const BATCH_POOL_SESSIONS: u32 = 2;
 
 #[derive(Debug, clap::Args)]
+#[group(id = "full_demo")]
 pub struct Args {
     /// Invocations per route in the comparison, and sessions put in the pool.
     #[arg(short = 'n', long, env = "DEMO_N", default_value_t = 20,
