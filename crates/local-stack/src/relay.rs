@@ -70,7 +70,7 @@ pub async fn spawn(listen: SocketAddr, dispatch: Dispatch) -> std::io::Result<Ru
         });
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("lambda relay stopped: {error}");
+            tracing::warn!(%error, "lambda relay stopped");
         }
     });
     Ok(RunningRelay { addr, stats, task })
@@ -122,7 +122,7 @@ async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: H
             tokio::spawn(async move {
                 let result = run.await;
                 if let Err(error) = &result {
-                    eprintln!("async invocation failed: {error}");
+                    tracing::warn!(%error, "asynchronous invocation failed");
                 }
                 stats.finish(result.is_ok());
             });

@@ -12,8 +12,9 @@ impl Default for Workspace {
     /// The repository this crate was built from: the local stack is a development tool, run
     /// from a checkout (`cargo run`, `cargo test`), never installed elsewhere.
     fn default() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         Self {
-            root: Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+            root: root.canonicalize().unwrap_or(root),
         }
     }
 }

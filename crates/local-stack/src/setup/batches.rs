@@ -286,16 +286,20 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
         .send()
         .await;
     match created {
-        Ok(_) => {}
+        Ok(_) => protect_table(dynamodb, table).await,
         Err(error)
             if error
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(());
+            Ok(())
         }
-        Err(error) => return Err(setup_error("CreateTable")(error)),
+        Err(error) => Err(setup_error("CreateTable")(error)),
     }
+}
+
+/// TTL on `expiresAt` and point-in-time recovery, as the template sets them.
+async fn protect_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
     dynamodb
         .update_time_to_live()
         .table_name(table)

@@ -2,15 +2,17 @@
 //! stale-batch-detector and replenish under a second watch behind a second relay; the event
 //! source feeding the batch queue to the invoker; the detector every ten seconds.
 
-use super::pool::{emulator, function_env, relay, unique};
+use super::pool::{drain, emulator, function_env, relay, unique};
 use super::{Agent, DOCUMENT_RUNTIME_ARN, StackOptions};
 use crate::error::Error;
 use crate::event_source::EventSource;
+use crate::relay::RelayStats;
 use crate::schedule::Schedule;
 use crate::setup::batches::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
 use crate::supervisor::Supervisor;
 use agentcore_emulator::RunningEmulator;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 use warmpool_core::pool::Lifecycle;
 
@@ -27,10 +29,12 @@ pub struct BatchSide {
     pub lambda_url: String,
     pub watch_url: String,
     emulator: RunningEmulator,
+    relay_stats: Arc<RelayStats>,
 }
 
 impl BatchSide {
     pub(super) async fn shutdown(self) {
+        drain(&self.relay_stats).await;
         if let Err(error) = self.emulator.shutdown().await {
             tracing::warn!(%error, "the batch emulator did not stop cleanly");
         }
@@ -53,9 +57,12 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
     let emulator = emulator(options, &Agent::Url(agent_url.clone())).await?;
     let emulator_url = emulator.endpoint_url();
     let watch_port = crate::free_loopback_port()?;
-    let lambda_url = relay(supervisor, watch_port).await?;
+    let relay = relay(watch_port).await?;
+    let lambda_url = relay.endpoint_url();
     let env = watch_env(moto_url, &resources, &pool_queue_url, &emulator_url, &lambda_url);
     let watch_url = crate::watch::start(supervisor, &options.workspace, "watch-batches", &env, 4, watch_port).await?;
+    let relay_stats = relay.stats.clone();
+    supervisor.hold(relay);
     feed(supervisor, &sqs, &resources, &watch_url)?;
     Ok(BatchSide {
         resources,
@@ -66,6 +73,7 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
         lambda_url,
         watch_url,
         emulator,
+        relay_stats,
     })
 }
 

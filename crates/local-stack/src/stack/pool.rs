@@ -2,11 +2,17 @@
 
 use super::{Agent, RUNTIME_ARN, StackOptions};
 use crate::error::Error;
+use crate::relay::{RelayStats, RunningRelay};
 use crate::supervisor::Supervisor;
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use warmpool_core::pool::Lifecycle;
+
+/// How long a stopping stack waits for `Event` invocations its relays accepted.
+const RELAY_DRAIN: Duration = Duration::from_secs(5);
 
 pub struct PoolSide {
     pub queue_url: String,
@@ -17,10 +23,12 @@ pub struct PoolSide {
     /// `cargo lambda watch` behind the relay.
     pub watch_url: String,
     emulator: RunningEmulator,
+    relay_stats: Arc<RelayStats>,
 }
 
 impl PoolSide {
     pub(super) async fn shutdown(self) {
+        drain(&self.relay_stats).await;
         if let Err(error) = self.emulator.shutdown().await {
             tracing::warn!(%error, "the pool's emulator did not stop cleanly");
         }
@@ -69,16 +77,20 @@ pub(super) async fn emulator(options: &StackOptions, agent: &Agent) -> Result<Ru
     .await?)
 }
 
-/// A relay on a free port forwarding to the watch that will listen on `watch_port`; the
-/// supervisor holds it.
-pub(super) async fn relay(supervisor: &Supervisor, watch_port: u16) -> Result<String, Error> {
+/// A relay on a free port forwarding to the watch that will listen on `watch_port`. The
+/// caller hands it to the supervisor after the watch, so that it stops first.
+pub(super) async fn relay(watch_port: u16) -> Result<RunningRelay, Error> {
     let forward = crate::relay::forward_to(format!("http://127.0.0.1:{watch_port}"));
-    let relay = crate::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), forward)
+    crate::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), forward)
         .await
-        .map_err(Error::Relay)?;
-    let url = relay.endpoint_url();
-    supervisor.hold(relay);
-    Ok(url)
+        .map_err(Error::Relay)
+}
+
+/// Lets the `Event` invocations a relay accepted finish (bounded) before what they call stops.
+pub(super) async fn drain(stats: &RelayStats) {
+    if tokio::time::timeout(RELAY_DRAIN, stats.idle()).await.is_err() {
+        tracing::warn!("stopping with asynchronous invocations still running");
+    }
 }
 
 pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_url: &str) -> Result<PoolSide, Error> {
@@ -88,7 +100,8 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
     let queue_url = crate::setup::pool::create_pool_queue(&sqs, &unique("pool"), &Lifecycle::default()).await?;
     // The functions need the relay's URL and the relay needs theirs: watch's port comes first.
     let watch_port = crate::free_loopback_port()?;
-    let lambda_url = relay(supervisor, watch_port).await?;
+    let relay = relay(watch_port).await?;
+    let lambda_url = relay.endpoint_url();
     let env = function_env(&queue_url, RUNTIME_ARN, moto_url, &emulator_url, &lambda_url);
     let watch_url = crate::watch::start(
         supervisor,
@@ -99,6 +112,8 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
         watch_port,
     )
     .await?;
+    let relay_stats = relay.stats.clone();
+    supervisor.hold(relay);
     Ok(PoolSide {
         queue_url,
         runtime_arn: RUNTIME_ARN.to_string(),
@@ -106,6 +121,7 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
         lambda_url,
         watch_url,
         emulator,
+        relay_stats,
     })
 }
 
