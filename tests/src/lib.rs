@@ -1,5 +1,6 @@
 //! The local stack for wire-level tests and benchmarks: moto (SQS, Lambda) and the AgentCore
-//! emulator on 127.0.0.1, and real SDK clients pointed at them.
+//! emulator on 127.0.0.1, and real SDK clients pointed at them. The parts come from
+//! `warmpool-local-stack`; this crate adds the tests' wiring of them.
 //!
 //! moto runs as a child process shared by every test in a test binary; it is stopped when the
 //! binary exits, however it exits (see [`Moto::shared`]).
