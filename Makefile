@@ -27,9 +27,10 @@ soak: bootstrap
 	cargo run -q -p warmpool-tests --bin soak
 
 # The whole local stack on 127.0.0.1, a filled pool, the pool-versus-no-pool comparison, and
-# one document batch end to end.
+# one document batch end to end; everything it starts stops at the end (`warmpool demo`;
+# DEMO_N, DEMO_CONCURRENCY and DEMO_FIRST_CALL_TIMEOUT tune it).
 demo: bootstrap
-	scripts/demo.sh
+	cargo run -q -p cli --bin warmpool -- demo
 
 # --- deployment (infra/template.yaml; docs/operations.md) ----------------------------------------
 LAMBDAS := get-session replenish invoker stale-batch-detector

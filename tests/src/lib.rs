@@ -1,5 +1,6 @@
 //! The local stack for wire-level tests and benchmarks: moto (SQS, Lambda) and the AgentCore
-//! emulator on 127.0.0.1, and real SDK clients pointed at them.
+//! emulator on 127.0.0.1, and real SDK clients pointed at them. The parts come from
+//! `warmpool-local-stack`; this crate adds the tests' wiring of them.
 //!
 //! moto runs as a child process shared by every test in a test binary; it is stopped when the
 //! binary exits, however it exits (see [`Moto::shared`]).
@@ -10,24 +11,22 @@ pub mod soak;
 
 use agentcore_emulator::lifecycle::{LifecycleConfig, SessionView};
 use agentcore_emulator::{Emulator, EmulatorConfig, RunningEmulator};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde_json::{Map, Value};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 use warmpool_core::aws::{AgentCoreRuntime, SqsPoolQueue};
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::session::{PooledSession, SessionId};
 
 pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/test-agent-Ab12Cd34Ef";
 
+/// moto, once per test binary (see [`warmpool_local_stack::moto`]: it stops when the binary
+/// exits, however it exits).
 pub struct Moto {
     pub endpoint: String,
-    _child: Child,
+    _moto: warmpool_local_stack::Moto,
 }
 
 fn workspace_root() -> PathBuf {
@@ -35,91 +34,26 @@ fn workspace_root() -> PathBuf {
 }
 
 pub fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    warmpool_local_stack::free_loopback_port().expect("a free loopback port")
 }
 
 impl Moto {
-    /// Starts moto once per test binary, through `scripts/moto_server.py` (moto with SQS
-    /// operations serialized, see there) under `.venv/bin/python`.
-    ///
-    /// moto runs under a shell that waits on our stdin pipe: when this process exits, even
-    /// by a panic or a signal, the pipe closes and the shell stops moto. No orphan survives.
+    /// Starts moto once per test binary, through `scripts/moto_server.py` under
+    /// `.venv/bin/python`, refusing a moto other than the pinned one.
     pub fn shared() -> &'static Moto {
         static MOTO: OnceLock<Moto> = OnceLock::new();
-        MOTO.get_or_init(Moto::start)
-    }
-
-    fn start() -> Moto {
-        let python = workspace_root().join(".venv/bin/python");
-        let launcher = workspace_root().join("scripts/moto_server.py");
-        assert!(
-            python.exists(),
-            "{} not found: run scripts/bootstrap.sh (make test does)",
-            python.display()
-        );
-        let port = free_loopback_port();
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(r#""$0" "$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
-            .arg(&python)
-            .arg(&launcher)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let endpoint = format!("http://{addr}");
-        configure_moto(&endpoint);
-        Moto {
-            endpoint,
-            _child: child,
-        }
+        MOTO.get_or_init(|| {
+            let moto = warmpool_local_stack::Moto::start_blocking(&warmpool_local_stack::Workspace::default())
+                .unwrap_or_else(|e| panic!("start moto: {}", warmpool_core::process::error_chain(&e)));
+            Moto {
+                endpoint: moto.endpoint.clone(),
+                _moto: moto,
+            }
+        })
     }
 }
 
-/// Lambda without Docker: moto accepts invokes and answers `Event` with 202.
-fn configure_moto(endpoint: &str) {
-    let mut stream = TcpStream::connect(endpoint.trim_start_matches("http://")).expect("connect moto");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("moto read timeout");
-    let body = r#"{"lambda":{"use_docker":false}}"#;
-    let request = format!(
-        "POST /moto-api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    std::io::Write::write_all(&mut stream, request.as_bytes()).expect("configure moto");
-    let mut status = String::new();
-    BufReader::new(stream).read_line(&mut status).expect("moto answers");
-    assert!(
-        status.contains(" 200 ") || status.contains(" 201 "),
-        "moto config refused: {status}"
-    );
-}
-
-/// SDK configuration for the local stack: static test credentials, one region, one endpoint.
-pub fn sdk_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
-            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "local-stack"),
-        ))
-        .build()
-}
+pub use warmpool_local_stack::sdk::sdk_config;
 
 pub fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&sdk_config(&Moto::shared().endpoint))
@@ -132,7 +66,8 @@ pub fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
 /// A pool queue as `warmpool local setup` creates it, with a unique name per call.
 pub async fn create_pool_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}.fifo", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let attributes = cli::queue_setup::pool_queue_attributes(&Lifecycle::default()).expect("pool queue attributes");
+    let attributes =
+        warmpool_local_stack::setup::pool::pool_queue_attributes(&Lifecycle::default()).expect("pool queue attributes");
     let mut request = sqs.create_queue().queue_name(name);
     for (attribute, value) in attributes {
         request = request.attributes(attribute, value);
@@ -268,7 +203,7 @@ pub type ReplenishFunction = replenish::Replenish<
 pub async fn replenish_behind_relay(
     queue: SqsPoolQueue,
     emulator: &RunningEmulator,
-) -> (cli::relay::RunningRelay, aws_sdk_lambda::Client) {
+) -> (warmpool_local_stack::relay::RunningRelay, aws_sdk_lambda::Client) {
     let (_, relay, lambda) = replenish_with_relay(queue, emulator, &[]).await;
     (relay, lambda)
 }
@@ -282,7 +217,7 @@ pub async fn replenish_with_relay(
     settings: &[(&str, &str)],
 ) -> (
     std::sync::Arc<ReplenishFunction>,
-    cli::relay::RunningRelay,
+    warmpool_local_stack::relay::RunningRelay,
     aws_sdk_lambda::Client,
 ) {
     use std::sync::{Arc, OnceLock};
@@ -298,7 +233,7 @@ pub async fn replenish_with_relay(
     let config = replenish::Config::from_env(&Env::from_pairs(pairs)).expect("replenish config");
     // The relay needs the function and the function needs the relay's address.
     let slot: Arc<OnceLock<Arc<ReplenishFunction>>> = Arc::new(OnceLock::new());
-    let dispatch: cli::relay::Dispatch = {
+    let dispatch: warmpool_local_stack::relay::Dispatch = {
         let slot = slot.clone();
         Arc::new(move |name, payload| {
             let function = slot.get().cloned();
@@ -313,7 +248,7 @@ pub async fn replenish_with_relay(
             })
         })
     };
-    let relay = cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+    let relay = warmpool_local_stack::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
         .await
         .expect("start the relay");
     let lambda = lambda_client(&relay.endpoint_url());

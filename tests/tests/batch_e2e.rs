@@ -374,34 +374,8 @@ async fn malformed_records_fail_alone_with_a_reason_and_reach_the_dlq_while_the_
         ..StackOptions::default()
     })
     .await;
-    let bucket = stack.resources.documents_bucket.clone();
     let good = stack.submit("good", &[("a.txt", b"fine")]).await;
-    for (key, body) in [
-        (
-            "incoming/schema/manifest.json",
-            r#"{"v":1,"batchId":"schema","documents":"all of them"}"#,
-        ),
-        (
-            // Another batch's document: a manifest may only name its own.
-            "incoming/escape/manifest.json",
-            r#"{"v":1,"batchId":"escape","documents":[{"key":"incoming/good/a.txt","size":4}]}"#,
-        ),
-    ] {
-        let location = ObjectRef::new(&bucket, key);
-        stack
-            .store
-            .put(&location, body.as_bytes().to_vec(), "application/json")
-            .await
-            .unwrap();
-    }
-    stack
-        .sqs
-        .send_message()
-        .queue_url(&stack.resources.batch_queue_url)
-        .message_body("this is not json")
-        .send()
-        .await
-        .unwrap();
+    put_malformed_records(&stack).await;
     let messages = receive(&stack, 4, |body| !body.contains("s3:TestEvent")).await;
     let id_of = |needle: &str| {
         messages
@@ -449,32 +423,7 @@ async fn malformed_records_fail_alone_with_a_reason_and_reach_the_dlq_while_the_
         .wait_for_status(&good, BatchStatus::Succeeded, Duration::from_secs(60))
         .await;
 
-    // As Lambda's event source does: the good record is deleted, the failed ones return.
-    for message in &messages {
-        let id = message.message_id().unwrap();
-        if id == good_id {
-            delete(&stack, message).await;
-        } else {
-            stack
-                .sqs
-                .change_message_visibility()
-                .queue_url(&stack.resources.batch_queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .visibility_timeout(0)
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    stack.start_pump();
-    let mut dead: Vec<String> = Vec::new();
-    let until = Instant::now() + Duration::from_secs(60);
-    while dead.len() < 3 {
-        assert!(Instant::now() < until, "only {} records reached the DLQ", dead.len());
-        dead.extend(drain(&stack.sqs, &stack.resources.batch_dlq_url).await);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let dead: HashSet<String> = dead.into_iter().collect();
+    let dead = return_the_failed_and_collect_the_dead(&mut stack, &messages, &good_id).await;
     let expected: HashSet<String> = messages
         .iter()
         .filter(|m| m.message_id() != Some(good_id.as_str()))
@@ -651,4 +600,70 @@ async fn two_hundred_batches_submitted_at_once_all_succeed_none_lost_none_run_tw
         "nothing failed"
     );
     eprintln!("{BATCHES} batches: submitted in {submitted:?}, all succeeded after {finished:?}");
+}
+
+/// Two manifests the invoker must refuse (a schema error, another batch's document) and a
+/// message that is not JSON, beside whatever the test submitted properly.
+async fn put_malformed_records(stack: &BatchStack) {
+    let bucket = stack.resources.documents_bucket.clone();
+    for (key, body) in [
+        (
+            "incoming/schema/manifest.json",
+            r#"{"v":1,"batchId":"schema","documents":"all of them"}"#,
+        ),
+        (
+            // Another batch's document: a manifest may only name its own.
+            "incoming/escape/manifest.json",
+            r#"{"v":1,"batchId":"escape","documents":[{"key":"incoming/good/a.txt","size":4}]}"#,
+        ),
+    ] {
+        let location = ObjectRef::new(&bucket, key);
+        stack
+            .store
+            .put(&location, body.as_bytes().to_vec(), "application/json")
+            .await
+            .unwrap();
+    }
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&stack.resources.batch_queue_url)
+        .message_body("this is not json")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// As Lambda's event source does: the good record is deleted, the failed ones return, until
+/// the three bad records reach the DLQ (bounded); their bodies.
+async fn return_the_failed_and_collect_the_dead(
+    stack: &mut BatchStack,
+    messages: &[Message],
+    good_id: &str,
+) -> HashSet<String> {
+    for message in messages {
+        let id = message.message_id().unwrap();
+        if id == good_id {
+            delete(stack, message).await;
+        } else {
+            stack
+                .sqs
+                .change_message_visibility()
+                .queue_url(&stack.resources.batch_queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    stack.start_pump();
+    let mut dead: Vec<String> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while dead.len() < 3 {
+        assert!(Instant::now() < until, "only {} records reached the DLQ", dead.len());
+        dead.extend(drain(&stack.sqs, &stack.resources.batch_dlq_url).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    dead.into_iter().collect()
 }

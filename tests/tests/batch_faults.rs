@@ -5,7 +5,6 @@
 
 use agentcore_emulator::lifecycle::SessionState;
 use aws_sdk_dynamodb::types::AttributeValue;
-use cli::batch_setup::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
 use document_agent::RunOutcome;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::config::Env;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::{SessionId, WARMUP_PAYLOAD};
+use warmpool_local_stack::setup::batches::{BatchQueueSettings, BatchResources, Clients, create_batch_resources};
 use warmpool_tests::batch_stack::{BatchStack, SkewedClock, StackOptions, scheduled};
 use warmpool_tests::faults::{self, Fault, FaultInjector};
 use warmpool_tests::{Moto, RUNTIME_ARN, agent_runtime, drain, emulator, fast_lifecycle, sdk_config, session_view};

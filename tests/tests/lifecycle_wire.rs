@@ -31,13 +31,13 @@ async fn replenish(
     queue: &SqsPoolQueue,
     emulator: &RunningEmulator,
     settings: &[(&str, &str)],
-) -> (Arc<ReplenishFunction>, cli::relay::RunningRelay) {
+) -> (Arc<ReplenishFunction>, warmpool_local_stack::relay::RunningRelay) {
     let (function, relay, _) = replenish_with_relay(queue.clone(), emulator, settings).await;
     (function, relay)
 }
 
 /// Until every top-up event the relay accepted has run.
-async fn settled(relay: &cli::relay::RunningRelay) {
+async fn settled(relay: &warmpool_local_stack::relay::RunningRelay) {
     tokio::time::timeout(Duration::from_secs(30), relay.stats.idle())
         .await
         .expect("top-up runs finished");

@@ -275,7 +275,7 @@ async fn stale_pooled_sessions_are_never_handed_out_and_are_replaced() {
     );
 }
 
-async fn wait_for_relay(relay: &cli::relay::RunningRelay) {
+async fn wait_for_relay(relay: &warmpool_local_stack::relay::RunningRelay) {
     // The trigger is deferred: wait until the relay saw it, then until its run finished.
     let until = Instant::now() + Duration::from_secs(30);
     while relay.stats.started() == 0 && Instant::now() < until {

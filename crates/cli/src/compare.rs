@@ -323,7 +323,9 @@ mod tests {
         let id = sample.session_id.clone().unwrap_or_default();
         let mut report = ComparisonReport::new(vec![], vec![sample]);
         let records = serde_json::from_value(serde_json::json!([
-            {"sessionId": id, "history": [{"atMs": 1, "cold": true, "generation": 1}, {"atMs": 2, "cold": false, "generation": 1}]}
+            {"sessionId": id, "createdAtMs": 1, "lastInvokedAtMs": 2, "invocationCount": 2, "generation": 1,
+             "state": "active", "busy": false, "idleSinceMs": 2,
+             "history": [{"atMs": 1, "cold": true, "generation": 1}, {"atMs": 2, "cold": false, "generation": 1}]}
         ]))
         .unwrap();
         report.attach_warmth(&LastInvocations::from_records(records));

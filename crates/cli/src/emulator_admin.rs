@@ -3,7 +3,7 @@
 //! local stack the answer is "unknown".
 
 use crate::error::CliError;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,25 +26,8 @@ impl Warmth {
     }
 }
 
-/// One session as the emulator reports it (`agentcore_emulator::lifecycle::SessionView`); only
-/// the fields this crate reads. Declared here rather than used from the emulator because the
-/// emulator's view types only serialize (docs/decisions/0503); a test reads the emulator's own
-/// values with these, so the two cannot drift apart.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionRecord {
-    pub session_id: String,
-    #[serde(default)]
-    pub history: Vec<InvocationRecord>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvocationRecord {
-    pub at_ms: u64,
-    pub cold: bool,
-    pub generation: u32,
-}
+/// One session as `GET /admin/sessions` serves it: the emulator's own type, read back.
+pub use agentcore_emulator::lifecycle::{InvocationRecord, SessionView};
 
 /// The warmth of the most recent invocation of each session ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,7 +35,7 @@ pub struct LastInvocations(HashMap<String, bool>);
 
 impl LastInvocations {
     /// A claimed session reaches one caller only, so its last invocation is that caller's.
-    pub fn from_records(records: Vec<SessionRecord>) -> Self {
+    pub fn from_records(records: Vec<SessionView>) -> Self {
         Self(
             records
                 .into_iter()
@@ -94,7 +77,7 @@ impl EmulatorAdmin {
         })
     }
 
-    pub async fn sessions(&self) -> Result<Vec<SessionRecord>, CliError> {
+    pub async fn sessions(&self) -> Result<Vec<SessionView>, CliError> {
         let url = format!("{}/admin/sessions", self.base_url);
         let fail = |source| CliError::EmulatorAdmin {
             url: url.clone(),
@@ -120,13 +103,13 @@ impl EmulatorAdmin {
 mod tests {
     use super::*;
 
-    use agentcore_emulator::lifecycle::{InvocationRecord as Call, SessionState, SessionView};
+    use agentcore_emulator::lifecycle::SessionState;
 
     /// A session in the emulator's own type; `calls` are (at, cold, generation).
     fn view(id: &str, state: SessionState, calls: &[(u64, bool, u32)]) -> SessionView {
-        let history: Vec<Call> = calls
+        let history: Vec<InvocationRecord> = calls
             .iter()
-            .map(|&(at_ms, cold, generation)| Call {
+            .map(|&(at_ms, cold, generation)| InvocationRecord {
                 at_ms,
                 cold,
                 generation,
@@ -146,8 +129,8 @@ mod tests {
     }
 
     /// What `GET /admin/sessions` serves (the emulator's values, serialized as it does), read
-    /// back with this crate's types.
-    fn records() -> Vec<SessionRecord> {
+    /// back as the emulator's types.
+    fn records() -> Vec<SessionView> {
         let served = serde_json::to_string(&[
             view("pooled", SessionState::Active, &[(1, true, 1), (9, false, 1)]),
             view(
@@ -165,6 +148,7 @@ mod tests {
     fn the_emulators_own_view_reads_back_field_for_field() {
         let record = records().remove(1);
         assert_eq!(record.session_id, "expired-then-reused");
+        assert_eq!((record.state, record.generation), (SessionState::Active, 2));
         let calls = [(1, true, 1), (9, true, 2)].map(|(at_ms, cold, generation)| InvocationRecord {
             at_ms,
             cold,

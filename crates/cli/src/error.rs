@@ -1,6 +1,5 @@
 //! Everything a `warmpool` command can fail with, worded for the person at the terminal.
 
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 use warmpool_core::error::BoxError;
 use warmpool_core::error::{AgentError, ConfigError, QueueError};
@@ -65,11 +64,17 @@ pub enum CliError {
         source: std::io::Error,
     },
 
-    #[error("lambda relay: {0}")]
-    Relay(#[source] std::io::Error),
+    #[error(transparent)]
+    LocalStack(#[from] warmpool_local_stack::Error),
 
-    #[error("setting up the local stack: {operation} failed: {message}")]
-    Setup { operation: &'static str, message: String },
+    #[error("interrupted (SIGINT or SIGTERM)")]
+    Interrupted,
+
+    #[error("demo step `warmpool {step}` failed: {status}")]
+    DemoStep { step: String, status: String },
+
+    #[error("part of the local stack stopped by itself: {0} (see its log in the run folder)")]
+    StackPartExited(String),
 
     #[error("cannot read {path}: {source}")]
     Read {
@@ -109,39 +114,7 @@ impl CliError {
     }
 }
 
-/// A one-line account of an SDK failure: the service's code and message when it answered,
-/// the chain of causes (connection refused, timeout, ...) when it did not. Shorter than the
-/// SDK's `DisplayErrorContext`, which appends the raw response.
-pub fn sdk_message<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match error.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown error"),
-            service.message().unwrap_or("no message")
-        ),
-        None => chain(error),
-    }
-}
-
-/// An error and its causes on one line, `outer: cause: root cause`. A cause whose text the
-/// line already holds is left out: many errors repeat their source in their own message.
-/// The one printer of error chains in this crate (`main` reports failures with it).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message = format!("{message}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    message
-}
+pub use warmpool_local_stack::error::sdk_message;
 
 /// Maps an SQS SDK failure of `operation` to [`CliError::Sqs`], keeping the source.
 pub(crate) fn sqs_error<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> CliError
@@ -167,37 +140,5 @@ where
     match tokio::time::timeout(after, future).await {
         Ok(result) => result.map_err(CliError::from),
         Err(_) => Err(CliError::TimedOut { what, after }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    struct Layer(&'static str, #[source] Option<Box<Layer>>);
-
-    fn layers(texts: &[&'static str]) -> Layer {
-        texts
-            .iter()
-            .rev()
-            .fold(None, |inner, text| Some(Layer(text, inner.map(Box::new))))
-            .unwrap_or(Layer("", None))
-    }
-
-    #[test]
-    fn a_chain_reads_outer_to_root_on_one_line() {
-        let error = layers(&["CreateQueue failed", "dispatch failure", "connection refused"]);
-        assert_eq!(
-            chain(&error),
-            "CreateQueue failed: dispatch failure: connection refused"
-        );
-    }
-
-    #[test]
-    fn a_cause_the_message_already_quotes_is_not_repeated() {
-        let error = layers(&["admin endpoint failed: timed out", "timed out"]);
-        assert_eq!(chain(&error), "admin endpoint failed: timed out");
     }
 }

@@ -8,7 +8,7 @@ async fn main() -> ExitCode {
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("warmpool: {}", cli::error::chain(&error));
+            eprintln!("warmpool: {}", warmpool_core::process::error_chain(&error));
             ExitCode::FAILURE
         }
     }

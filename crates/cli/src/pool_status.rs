@@ -33,7 +33,7 @@ pub async fn peek<Q: PoolQueue>(queue: &Q, sample: u32) -> Result<Vec<String>, C
     let mut bodies = Vec::new();
     let mut idle_rounds = 0;
     for _ in 0..MAX_ROUNDS {
-        let remaining = sample.saturating_sub(bodies.len() as u32);
+        let remaining = sample.saturating_sub(warmpool_core::num::count_u32(bodies.len()));
         if remaining == 0 || idle_rounds >= MAX_IDLE_ROUNDS {
             break;
         }

@@ -289,20 +289,7 @@ async fn local_setup_batches_batch_submit_and_batch_status_print_json() {
     std::fs::remove_dir_all(&folder).unwrap();
 
     // No invoker runs here: the test writes the row the invoker would have.
-    let id = warmpool_core::batch::BatchId::parse(batch_id.clone()).unwrap();
-    let row = warmpool_core::batch::BatchRow::new_running(
-        id.clone(),
-        vec![warmpool_core::batch::ObjectRef::new(
-            "documents",
-            format!("{}a.txt", id.incoming_prefix()),
-        )],
-        3,
-        SessionId::generate(),
-        1_000,
-        61_000,
-    );
-    let tracking = warmpool_core::aws::DynamoTrackingTable::new(dynamodb(), &table, Default::default());
-    tracking.create(&row).await.expect("write the tracking row");
+    write_running_row(&table, &batch_id).await;
     let mut command = warmpool(&endpoint);
     command
         .args(["batch", "status", &batch_id, "--table", &table])
@@ -329,4 +316,22 @@ async fn local_setup_batches_batch_submit_and_batch_status_print_json() {
         (Some("RUNNING"), Some("unknown"))
     );
     assert!(stderr.contains("cannot tell warmth"), "{stderr}");
+}
+
+/// The RUNNING row of attempt 1 the invoker would have written for `batch_id`.
+async fn write_running_row(table: &str, batch_id: &str) {
+    let id = warmpool_core::batch::BatchId::parse(batch_id).unwrap();
+    let row = warmpool_core::batch::BatchRow::new_running(
+        id.clone(),
+        vec![warmpool_core::batch::ObjectRef::new(
+            "documents",
+            format!("{}a.txt", id.incoming_prefix()),
+        )],
+        3,
+        SessionId::generate(),
+        1_000,
+        61_000,
+    );
+    let tracking = warmpool_core::aws::DynamoTrackingTable::new(dynamodb(), table, Default::default());
+    tracking.create(&row).await.expect("write the tracking row");
 }

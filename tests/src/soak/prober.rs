@@ -32,7 +32,7 @@ pub struct Prober {
     pub sessions: Vec<SessionId>,
     runtime: AgentCoreRuntime,
     pub counts: ProbeCounts,
-    _relay: cli::relay::RunningRelay,
+    _relay: warmpool_local_stack::relay::RunningRelay,
 }
 
 impl Prober {

@@ -1,9 +1,9 @@
 //! One session ID over its microVMs: what the model remembers of it and how its state follows
 //! from the clock.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SessionState {
     Active,
@@ -13,7 +13,7 @@ pub enum SessionState {
     Crashed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvocationRecord {
     pub at_ms: u64,
@@ -23,7 +23,7 @@ pub struct InvocationRecord {
 
 /// A session ID as seen at some instant. Times are the caller's clock; `created_at_ms` is the
 /// current (latest) microVM's creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub session_id: String,

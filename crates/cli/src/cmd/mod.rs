@@ -47,9 +47,9 @@ pub enum Command {
     /// Local stack control.
     #[command(subcommand)]
     Local(local::Command),
-    /// Demonstrations against a running stack.
-    #[command(subcommand)]
-    Demo(demo::Command),
+    /// The full local demo (a stack of its own, pool vs no pool, one batch); `demo compare`
+    /// compares against a running stack.
+    Demo(demo::Args),
     /// Document batches: submit a folder, follow a batch.
     #[command(subcommand)]
     Batch(batch::Command),

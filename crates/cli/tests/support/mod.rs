@@ -1,15 +1,15 @@
 //! What the CLI's end-to-end tests run the `warmpool` binary against, all on 127.0.0.1: moto
-//! (SQS, S3, DynamoDB) as a child process, the AgentCore emulator and a Lambda Invoke API
-//! (the CLI's own relay) in-process. Everything started here stops with the test binary.
+//! (SQS, S3, DynamoDB) as a child process, the AgentCore emulator and a Lambda Invoke API (the
+//! local stack's relay) in-process, all from `warmpool-local-stack`. Everything started here
+//! stops with the test binary.
 
 #![allow(dead_code)] // each test file uses a part
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/cli-test-agent";
 
@@ -65,53 +65,16 @@ impl Drop for Killed {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// moto, once per test binary, through `scripts/moto_server.py` under `.venv/bin/python`. It
-/// runs under a shell that waits on our stdin pipe, so it stops when this process exits, by a
-/// panic or a signal too.
+/// moto, once per test binary (see [`warmpool_local_stack::moto`]: it stops when this process
+/// exits, by a panic or a signal too).
 pub fn moto() -> &'static str {
-    static MOTO: OnceLock<(String, Child)> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).0
-}
-
-fn start_moto() -> (String, Child) {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/bootstrap.sh (make test does)",
-        python.display()
-    );
-    let port = free_loopback_port();
-    let child = Command::new("bash")
-        .arg("-c")
-        .arg(r#""$0" "$1" -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; cat >/dev/null"#)
-        .arg(&python)
-        .arg(workspace_root().join("scripts/moto_server.py"))
-        .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let started = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto did not start on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (format!("http://{addr}"), child)
+    static MOTO: OnceLock<warmpool_local_stack::Moto> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            warmpool_local_stack::Moto::start_blocking(&warmpool_local_stack::Workspace::default())
+                .unwrap_or_else(|e| panic!("start moto: {}", warmpool_core::process::error_chain(&e)))
+        })
+        .endpoint
 }
 
 /// The AgentCore emulator in-process, with fast but still cold-versus-warm latencies.
@@ -133,9 +96,9 @@ pub async fn emulator() -> agentcore_emulator::RunningEmulator {
 /// wire tests; here it only has to answer the way get-session does.
 pub async fn get_session(
     next: impl Fn() -> warmpool_core::pool::claim::ClaimedSession + Send + Sync + 'static,
-) -> cli::relay::RunningRelay {
+) -> warmpool_local_stack::relay::RunningRelay {
     let next = Arc::new(next);
-    let dispatch: cli::relay::Dispatch = Arc::new(move |function, _payload| {
+    let dispatch: warmpool_local_stack::relay::Dispatch = Arc::new(move |function, _payload| {
         let next = next.clone();
         Box::pin(async move {
             if function != "get-session" {
@@ -144,7 +107,7 @@ pub async fn get_session(
             serde_json::to_vec(&next()).map_err(|e| e.to_string())
         })
     });
-    cli::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+    warmpool_local_stack::relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
         .await
         .expect("start the Invoke API")
 }

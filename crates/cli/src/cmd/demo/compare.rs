@@ -17,8 +17,8 @@ pub struct Args {
     /// Invocations in flight at once, per route.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,
-    /// Also write the report, every sample included, as JSON to this file (kept for
-    /// scripts/demo.sh, which shows the table and keeps the file; prefer --output json).
+    /// Also write the report, every sample included, as JSON to this file (for `warmpool
+    /// demo`, which shows the table and keeps the file; prefer --output json).
     #[arg(long, hide = true)]
     pub json_out: Option<String>,
     #[command(flatten)]
@@ -79,7 +79,11 @@ mod tests {
 
     fn compare(line: &[&str]) -> Result<Args, clap::Error> {
         let cli = Cli::try_parse_from(["warmpool", "demo", "compare"].iter().chain(line))?;
-        let Command::Demo(crate::cmd::demo::Command::Compare(args)) = cli.command else {
+        let Command::Demo(crate::cmd::demo::Args {
+            command: Some(crate::cmd::demo::Command::Compare(args)),
+            ..
+        }) = cli.command
+        else {
             panic!("parsed as {:?}", cli.command)
         };
         Ok(args)

@@ -1,18 +1,22 @@
-//! `warmpool local ...`: the pieces of the local stack that stand in for AWS wiring (resource
-//! setup, the asynchronous Lambda relay, the SQS event source, the schedule).
+//! `warmpool local ...`: the whole local stack (`up`), and its pieces that stand in for AWS
+//! wiring one at a time (resource setup, the asynchronous Lambda relay, the SQS event source,
+//! the schedule), all from `warmpool-local-stack`.
 
 pub mod pump;
 pub mod relay;
 pub mod schedule;
 pub mod setup;
+pub mod up;
 
 use crate::error::CliError;
-use crate::event_source::EventDispatch;
 use crate::ui::Ui;
-use std::sync::Arc;
+use warmpool_local_stack::event_source::EventDispatch;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Start the whole local stack and keep it running until Ctrl-C or SIGTERM; writes the
+    /// endpoints and resources as `export` lines (--env-file).
+    Up(up::Args),
     /// Create resources on the local stack (or wherever the SDK configuration points).
     #[command(subcommand)]
     Setup(setup::Command),
@@ -28,6 +32,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self, ui: Ui) -> Result<(), CliError> {
         match self {
+            Self::Up(args) => args.run(ui).await,
             Self::Setup(command) => command.run(ui).await,
             Self::Relay(args) => args.run(ui).await,
             Self::Pump(args) => args.run(ui).await,
@@ -36,47 +41,7 @@ impl Command {
     }
 }
 
-/// The local stack never leaves the machine: `--forward` must be http:// on loopback.
-pub(crate) fn loopback_url(raw: &str) -> Result<String, CliError> {
-    let url = reqwest::Url::parse(raw).map_err(|e| CliError::invalid("--forward", e.to_string()))?;
-    let host = url.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if url.scheme() != "http" || !loopback {
-        return Err(CliError::invalid(
-            "--forward",
-            format!("{raw}: expected http:// on a loopback address"),
-        ));
-    }
-    Ok(raw.trim_end_matches('/').to_string())
-}
-
 /// A dispatch that invokes `function` synchronously on the Invoke API at `forward`.
 pub(crate) fn forward_events(forward: &str, function: String) -> Result<EventDispatch, CliError> {
-    let forward = crate::relay::forward_to(loopback_url(forward)?);
-    Ok(Arc::new(move |payload| forward(function.clone(), payload)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_relay_forwards_only_to_loopback_http() {
-        assert_eq!(loopback_url("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
-        assert!(loopback_url("http://localhost:9000").is_ok());
-        assert!(loopback_url("http://[::1]:9000").is_ok());
-        for bad in [
-            "http://10.0.0.1:9000",
-            "https://127.0.0.1:9000",
-            "http://example.com",
-            "not a url",
-        ] {
-            assert!(loopback_url(bad).is_err(), "{bad}");
-        }
-    }
+    Ok(warmpool_local_stack::relay::forward_events(forward, function)?)
 }

@@ -1,16 +1,16 @@
 //! `warmpool local pump`: the flags and lifetime of the SQS event source
-//! ([`crate::event_source`]); it runs until Ctrl-C or SIGTERM and prints nothing on stdout.
+//! ([`warmpool_local_stack::event_source`]); it runs until Ctrl-C or SIGTERM and prints nothing on stdout.
 
 use crate::cmd::QUEUE_CALLS_TIMEOUT;
 use crate::cmd::local::forward_events;
 use crate::error::{CliError, bounded};
-use crate::event_source::EventSource;
-use crate::shutdown::shutdown_signal;
 use crate::ui::Ui;
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use warmpool_core::aws;
+use warmpool_core::process::shutdown_signal;
+use warmpool_local_stack::event_source::EventSource;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,15 +1,14 @@
 //! `warmpool local relay`: the flags and lifetime of the asynchronous Lambda relay
-//! ([`crate::relay`]); it runs until Ctrl-C or SIGTERM.
+//! ([`warmpool_local_stack::relay`]); it runs until Ctrl-C or SIGTERM.
 
-use crate::cmd::local::loopback_url;
 use crate::error::CliError;
 use crate::output::OutputArgs;
-use crate::relay;
-use crate::shutdown::shutdown_signal;
 use crate::ui::Ui;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
+use warmpool_core::process::shutdown_signal;
+use warmpool_local_stack::relay::{self, loopback_url};
 
 /// How long the relay waits, on shutdown, for `Event` invocations it already accepted.
 const RELAY_DRAIN: Duration = Duration::from_secs(5);
@@ -36,10 +35,10 @@ struct Listening<'a> {
 
 impl Args {
     pub async fn run(self, ui: Ui) -> Result<(), CliError> {
-        let forward = loopback_url(&self.forward)?;
+        let forward = loopback_url(&self.forward).map_err(CliError::from)?;
         let running = relay::spawn(self.listen, relay::forward_to(forward.clone()))
             .await
-            .map_err(CliError::Relay)?;
+            .map_err(warmpool_local_stack::Error::Relay)?;
         let endpoint_url = running.endpoint_url();
         let listening = Listening {
             endpoint_url: &endpoint_url,

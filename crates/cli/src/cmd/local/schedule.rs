@@ -4,12 +4,10 @@
 
 use crate::cmd::local::forward_events;
 use crate::error::CliError;
-use crate::event_source::scheduled_event;
-use crate::relay;
-use crate::shutdown::shutdown_signal;
 use crate::ui::Ui;
 use std::time::Duration;
-use warmpool_core::clock::{Clock, SystemClock};
+use warmpool_core::process::shutdown_signal;
+use warmpool_local_stack::schedule::{Schedule, Tick};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,25 +24,18 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, ui: Ui) -> Result<(), CliError> {
-        let dispatch = forward_events(&self.forward, self.function.clone())?;
-        let period = Duration::from_secs(self.every_secs);
-        ui.note(format!("invoking {} every {period:?}", self.function));
-        let run = async {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let event = scheduled_event(&self.function, SystemClock.now_ms())
-                    .to_string()
-                    .into_bytes();
-                match tokio::time::timeout(relay::FORWARD_TIMEOUT, dispatch(event)).await {
-                    Ok(Ok(answer)) => ui.note(format!("{}: {}", self.function, String::from_utf8_lossy(&answer))),
-                    // Failures are shown under -q too: they are what a quiet run is for.
-                    Ok(Err(error)) => eprintln!("{} failed: {error}", self.function),
-                    Err(_) => eprintln!("{} did not answer", self.function),
-                }
-            }
+        let schedule = Schedule {
+            dispatch: forward_events(&self.forward, self.function.clone())?,
+            function: self.function,
+            period: Duration::from_secs(self.every_secs),
         };
+        ui.note(format!("invoking {} every {:?}", schedule.function, schedule.period));
+        let run = schedule.run(|function, tick| match tick {
+            Tick::Answered(answer) => ui.note(format!("{function}: {}", String::from_utf8_lossy(&answer))),
+            // Failures are shown under -q too: they are what a quiet run is for.
+            Tick::Failed(error) => eprintln!("{function} failed: {error}"),
+            Tick::Silent => eprintln!("{function} did not answer"),
+        });
         tokio::select! {
             _ = run => {}
             _ = shutdown_signal() => {}

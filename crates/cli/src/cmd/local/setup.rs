@@ -1,17 +1,17 @@
 //! `warmpool local setup pool` and `warmpool local setup batches`: the flags and printing of
-//! the resource setup in [`crate::queue_setup`] and [`crate::batch_setup`].
+//! the resource setup in [`warmpool_local_stack::setup`].
 
-use crate::batch_setup::{self, BatchQueueSettings, Clients};
 use crate::cmd::{BATCH_CALLS_TIMEOUT, QUEUE_CALLS_TIMEOUT};
 use crate::error::{CliError, bounded};
 use crate::output::OutputArgs;
-use crate::queue_setup;
 use crate::ui::Ui;
 use serde::Serialize;
 use std::time::Duration;
 use warmpool_core::aws;
 use warmpool_core::config::Env;
 use warmpool_core::pool::Lifecycle;
+use warmpool_local_stack::setup::batches::{self as batch_setup, BatchQueueSettings, Clients};
+use warmpool_local_stack::setup::pool as queue_setup;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -1,7 +1,7 @@
-//! `warmpool local setup`: creates the pool queue with the attributes docs/architecture.md ("Pool message and queue")
-//! requires. CreateQueue is idempotent for identical attributes, so re-running is safe.
+//! The pool queue (`warmpool local setup pool`), with the attributes docs/architecture.md
+//! requires of it. CreateQueue is idempotent for identical attributes, so re-running is safe.
 
-use crate::error::{CliError, sdk_message};
+use crate::error::{Error, sdk_message};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::Duration;
 use warmpool_core::error::BoxError;
@@ -17,9 +17,9 @@ pub const RETENTION_SECS: u64 = 1_209_600;
 /// - High-throughput FIFO (`perMessageGroupId` + `messageGroup` scope): every session is its
 ///   own message group, so the pool's throughput must scale per group, not per queue.
 /// - No content-based deduplication: the producers set `sessionId:lastPingAt` explicitly.
-pub fn pool_queue_attributes(lifecycle: &Lifecycle) -> Result<Vec<(QueueAttributeName, String)>, CliError> {
+pub fn pool_queue_attributes(lifecycle: &Lifecycle) -> Result<Vec<(QueueAttributeName, String)>, Error> {
     if lifecycle.max_lifetime > Duration::from_secs(RETENTION_SECS) {
-        return Err(CliError::invalid(
+        return Err(Error::invalid(
             "SESSION_MAX_LIFETIME_SECS",
             format!(
                 "{} s exceeds the longest SQS retention ({RETENTION_SECS} s)",
@@ -38,14 +38,14 @@ pub fn pool_queue_attributes(lifecycle: &Lifecycle) -> Result<Vec<(QueueAttribut
 
 /// SQS requires FIFO queue names to end in `.fifo` and allows 80 characters of
 /// `[A-Za-z0-9_-]` plus that suffix; `pool` becomes `pool.fifo`.
-pub fn fifo_queue_name(name: &str) -> Result<String, CliError> {
+pub fn fifo_queue_name(name: &str) -> Result<String, Error> {
     let base = name.strip_suffix(".fifo").unwrap_or(name);
     let valid_chars = base
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let full = format!("{base}.fifo");
     if base.is_empty() || !valid_chars || full.len() > 80 {
-        return Err(CliError::invalid(
+        return Err(Error::invalid(
             "--pool-queue",
             format!("{name:?}: expected up to 75 characters of letters, digits, '-' and '_' (then .fifo)"),
         ));
@@ -54,14 +54,10 @@ pub fn fifo_queue_name(name: &str) -> Result<String, CliError> {
 }
 
 /// Creates (or finds, if identical) the pool queue and returns its URL.
-pub async fn create_pool_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    lifecycle: &Lifecycle,
-) -> Result<String, CliError> {
+pub async fn create_pool_queue(sqs: &aws_sdk_sqs::Client, name: &str, lifecycle: &Lifecycle) -> Result<String, Error> {
     let name = fifo_queue_name(name)?;
     create_queue(sqs, &name, pool_queue_attributes(lifecycle)?, |message, source| {
-        CliError::Sqs {
+        Error::Sqs {
             operation: "CreateQueue",
             message,
             source,
@@ -76,8 +72,8 @@ pub(crate) async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     attributes: Vec<(QueueAttributeName, String)>,
-    error: impl FnOnce(String, Option<BoxError>) -> CliError,
-) -> Result<String, CliError> {
+    error: impl FnOnce(String, Option<BoxError>) -> Error,
+) -> Result<String, Error> {
     let mut request = sqs.create_queue().queue_name(name);
     for (attribute, value) in attributes {
         request = request.attributes(attribute, value);

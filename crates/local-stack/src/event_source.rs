@@ -8,7 +8,7 @@
 //! returns the whole batch the same way. Receive counts, redrive to the DLQ and the record
 //! format are SQS's own.
 
-use crate::error::{CliError, sqs_error};
+use crate::error::{Error, sqs_error};
 use crate::relay::DispatchFuture;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use std::collections::HashSet;
@@ -47,7 +47,35 @@ fn secs(d: Duration) -> i32 {
 }
 
 impl EventSource {
-    pub async fn poll_once(&self, dispatch: &EventDispatch) -> Result<PollReport, CliError> {
+    /// One receive, one invocation with what it received, then each record deleted or
+    /// returned to the queue as the function's answer says.
+    pub async fn poll_once(&self, dispatch: &EventDispatch) -> Result<PollReport, Error> {
+        let records = self.receive().await?;
+        if records.is_empty() {
+            return Ok(PollReport::default());
+        }
+        let event = serde_json::to_vec(&SqsEvent {
+            records: records.clone(),
+        })
+        .unwrap_or_default();
+        let answer = tokio::time::timeout(self.visibility, dispatch(event)).await;
+        let failed = match answer {
+            Ok(answer) => failed_records(answer, &records),
+            Err(_) => records.iter().map(|r| r.message_id.clone()).collect(),
+        };
+        let (retry, done): (Vec<&SqsRecord>, Vec<&SqsRecord>) =
+            records.iter().partition(|r| failed.contains(&r.message_id));
+        self.delete(&done).await?;
+        self.return_soon(&retry).await;
+        Ok(PollReport {
+            received: records.len(),
+            deleted: done.len(),
+            returned: retry.len(),
+        })
+    }
+
+    /// Up to `batch_size` messages as SQS event records.
+    async fn receive(&self) -> Result<Vec<SqsRecord>, Error> {
         let messages = self
             .sqs
             .receive_message()
@@ -61,10 +89,7 @@ impl EventSource {
             .map_err(sqs_error("ReceiveMessage"))?
             .messages
             .unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(PollReport::default());
-        }
-        let records: Vec<SqsRecord> = messages
+        Ok(messages
             .into_iter()
             .filter_map(|m| {
                 Some(SqsRecord {
@@ -81,53 +106,37 @@ impl EventSource {
                     event_source_arn: self.queue_arn.clone(),
                 })
             })
-            .collect();
-        let event = serde_json::to_vec(&SqsEvent {
-            records: records.clone(),
-        })
-        .unwrap_or_default();
-        let answer = tokio::time::timeout(self.visibility, dispatch(event)).await;
-        let failed: HashSet<String> = match answer {
-            Ok(Ok(body)) if body.is_empty() || body == b"null" => HashSet::new(),
-            Ok(Ok(body)) => match serde_json::from_slice::<SqsBatchResponse>(&body) {
-                Ok(response) => response
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect(),
-                // An answer Lambda could not read fails the whole batch, as Lambda does.
-                Err(_) => records.iter().map(|r| r.message_id.clone()).collect(),
-            },
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "function error; returning the batch to the queue");
-                records.iter().map(|r| r.message_id.clone()).collect()
-            }
-            Err(_) => records.iter().map(|r| r.message_id.clone()).collect(),
-        };
-        let (retry, done): (Vec<&SqsRecord>, Vec<&SqsRecord>) =
-            records.iter().partition(|r| failed.contains(&r.message_id));
-        if !done.is_empty() {
-            let entries = done
-                .iter()
-                .enumerate()
-                .filter_map(|(n, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(n.to_string())
-                        .receipt_handle(&r.receipt_handle)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            self.sqs
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(sqs_error("DeleteMessageBatch"))?;
+            .collect())
+    }
+
+    async fn delete(&self, done: &[&SqsRecord]) -> Result<(), Error> {
+        if done.is_empty() {
+            return Ok(());
         }
-        for record in &retry {
-            // Best effort: if it fails, the message comes back at its visibility timeout.
+        let entries = done
+            .iter()
+            .enumerate()
+            .filter_map(|(n, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .receipt_handle(&r.receipt_handle)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(sqs_error("DeleteMessageBatch"))?;
+        Ok(())
+    }
+
+    /// Best effort: a record whose change fails comes back at its visibility timeout.
+    async fn return_soon(&self, retry: &[&SqsRecord]) {
+        for record in retry {
             let _ = self
                 .sqs
                 .change_message_visibility()
@@ -137,11 +146,6 @@ impl EventSource {
                 .send()
                 .await;
         }
-        Ok(PollReport {
-            received: records.len(),
-            deleted: done.len(),
-            returned: retry.len(),
-        })
     }
 
     /// Polls with `pollers` concurrent loops until the handle is dropped.
@@ -166,6 +170,27 @@ impl EventSource {
             })
             .collect();
         RunningEventSource { tasks, stats }
+    }
+}
+
+/// The message IDs the function's answer (or error) sends back to the queue.
+fn failed_records(answer: Result<Vec<u8>, String>, records: &[SqsRecord]) -> HashSet<String> {
+    let all = || records.iter().map(|r| r.message_id.clone()).collect();
+    match answer {
+        Ok(body) if body.is_empty() || body == b"null" => HashSet::new(),
+        Ok(body) => match serde_json::from_slice::<SqsBatchResponse>(&body) {
+            Ok(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            // An answer Lambda could not read fails the whole batch, as Lambda does.
+            Err(_) => all(),
+        },
+        Err(error) => {
+            tracing::warn!(%error, "function error; returning the batch to the queue");
+            all()
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn spawn(listen: SocketAddr, dispatch: Dispatch) -> std::io::Result<Ru
         });
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("lambda relay stopped: {error}");
+            tracing::warn!(%error, "lambda relay stopped");
         }
     });
     Ok(RunningRelay { addr, stats, task })
@@ -122,7 +122,7 @@ async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: H
             tokio::spawn(async move {
                 let result = run.await;
                 if let Err(error) = &result {
-                    eprintln!("async invocation failed: {error}");
+                    tracing::warn!(%error, "asynchronous invocation failed");
                 }
                 stats.finish(result.is_ok());
             });
@@ -133,5 +133,73 @@ async fn invoke(State(relay): State<Relay>, Path(name): Path<String>, headers: H
             Ok(answer) => (StatusCode::OK, answer).into_response(),
             Err(error) => (StatusCode::OK, [("X-Amz-Function-Error", "Unhandled")], error).into_response(),
         },
+    }
+}
+
+/// The local stack never leaves the machine: a forward target must be http:// on loopback.
+/// Returns it without a trailing slash.
+pub fn loopback_url(raw: &str) -> Result<String, crate::error::Error> {
+    let invalid = |reason: String| crate::error::Error::invalid("--forward", reason);
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.scheme() != "http" || !loopback {
+        return Err(invalid(format!("{raw}: expected http:// on a loopback address")));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+/// A dispatch that invokes `function` synchronously on the Invoke API at `forward` with each
+/// event (what the event source and the schedule hand over).
+pub fn forward_events(
+    forward: &str,
+    function: String,
+) -> Result<crate::event_source::EventDispatch, crate::error::Error> {
+    let forward = forward_to(loopback_url(forward)?);
+    Ok(Arc::new(move |payload| forward(function.clone(), payload)))
+}
+
+/// One `RequestResponse` invoke of `function` on the Invoke API at `base_url`, bounded by
+/// `within`; the answer, or the function's error.
+pub async fn invoke_sync(
+    base_url: &str,
+    function: &str,
+    payload: &[u8],
+    within: std::time::Duration,
+) -> Result<Vec<u8>, crate::error::Error> {
+    let what = || format!("{function} invoke");
+    let run = forward_to(base_url.trim_end_matches('/').to_string())(function.to_string(), payload.to_vec());
+    match tokio::time::timeout(within, run).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(reason)) => Err(crate::error::Error::Tool { what: what(), reason }),
+        Err(_) => Err(crate::error::Error::NotReady {
+            what: what(),
+            after: within,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_forwards_only_to_loopback_http() {
+        assert_eq!(loopback_url("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
+        assert!(loopback_url("http://localhost:9000").is_ok());
+        assert!(loopback_url("http://[::1]:9000").is_ok());
+        for bad in [
+            "http://10.0.0.1:9000",
+            "https://127.0.0.1:9000",
+            "http://example.com",
+            "not a url",
+        ] {
+            assert!(loopback_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,10 +1,10 @@
-//! `warmpool local setup-batches`: the batch path's resources on the local stack (or any
+//! `warmpool local setup batches`: the batch path's resources on the local stack (or any
 //! account the SDK configuration points at): the documents bucket and its notification, the
 //! batch queue with its DLQ, the results and failure queues, and the tracking table with its
 //! sparse running index. Re-running with the same name finds what exists.
 
-use crate::error::{CliError, sdk_message};
-use crate::queue_setup::{RETENTION_SECS, create_queue};
+use crate::error::{Error, sdk_message};
+use crate::setup::pool::{RETENTION_SECS, create_queue};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
@@ -51,6 +51,11 @@ pub struct BatchResources {
 impl BatchResources {
     /// `KEY=value` lines for an env file (the variable names the functions read).
     pub fn env_lines(&self) -> String {
+        self.env_pairs().iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
+    /// The variables the functions read, and their values.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
         [
             ("DOCUMENTS_BUCKET", &self.documents_bucket),
             ("RESULTS_BUCKET", &self.documents_bucket),
@@ -61,7 +66,7 @@ impl BatchResources {
             ("TRACKING_TABLE", &self.tracking_table),
         ]
         .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
 }
@@ -74,7 +79,7 @@ pub struct Clients<'a> {
 }
 
 /// Resource names derive from `name`: S3 allows lowercase letters, digits and '-' here.
-pub fn check_name(name: &str) -> Result<(), CliError> {
+pub fn check_name(name: &str) -> Result<(), Error> {
     let ok = (3..=40).contains(&name.len())
         && name
             .bytes()
@@ -84,19 +89,19 @@ pub fn check_name(name: &str) -> Result<(), CliError> {
     if ok {
         Ok(())
     } else {
-        Err(CliError::invalid(
+        Err(Error::invalid(
             "--name",
             format!("{name:?}: expected 3..=40 of lowercase letters, digits and '-'"),
         ))
     }
 }
 
-fn setup_error<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> CliError
+fn setup_error<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> Error
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    move |error| CliError::Setup {
+    move |error| Error::Setup {
         operation,
         message: sdk_message(&error),
     }
@@ -106,8 +111,8 @@ async fn queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     attributes: Vec<(QueueAttributeName, String)>,
-) -> Result<(String, String), CliError> {
-    let url = create_queue(sqs, name, attributes, |message, _| CliError::Setup {
+) -> Result<(String, String), Error> {
+    let url = create_queue(sqs, name, attributes, |message, _| Error::Setup {
         operation: "CreateQueue",
         message,
     })
@@ -121,7 +126,7 @@ async fn queue(
         .map_err(setup_error("GetQueueAttributes"))?
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| CliError::Setup {
+        .ok_or_else(|| Error::Setup {
             operation: "GetQueueAttributes",
             message: format!("no ARN for {name}"),
         })?;
@@ -132,7 +137,7 @@ pub async fn create_batch_resources(
     clients: &Clients<'_>,
     name: &str,
     settings: &BatchQueueSettings,
-) -> Result<BatchResources, CliError> {
+) -> Result<BatchResources, Error> {
     check_name(name)?;
     let retention = vec![(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS.to_string())];
     let (dlq_url, dlq_arn) = queue(clients.sqs, &format!("{name}-batches-dlq"), retention.clone()).await?;
@@ -193,7 +198,7 @@ pub async fn create_batch_resources(
 
 /// The bucket, notifying the batch queue of every `incoming/**/manifest.json` created.
 /// The manifest is uploaded last, so its notification is the batch's "complete" signal.
-async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -> Result<(), CliError> {
+async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -> Result<(), Error> {
     match s3.create_bucket().bucket(bucket).send().await {
         Ok(_) => {}
         Err(error)
@@ -222,7 +227,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -
         .events(Event::S3ObjectCreated)
         .filter(NotificationConfigurationFilter::builder().key(filter).build())
         .build()
-        .map_err(|e| CliError::Setup {
+        .map_err(|e| Error::Setup {
             operation: "PutBucketNotificationConfiguration",
             message: e.to_string(),
         })?;
@@ -238,13 +243,13 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -
 /// The tracking table: on-demand, key `batchId`, TTL on `expiresAt`, point-in-time recovery,
 /// and the sparse index (`runningShard`, `deadline`) projecting every attribute so the detector
 /// needs no second read.
-pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), CliError> {
+pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| CliError::Setup {
+            .map_err(|e| Error::Setup {
                 operation: "CreateTable",
                 message: e.to_string(),
             })
@@ -254,7 +259,7 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
             .attribute_name(name)
             .attribute_type(kind)
             .build()
-            .map_err(|e| CliError::Setup {
+            .map_err(|e| Error::Setup {
                 operation: "CreateTable",
                 message: e.to_string(),
             })
@@ -265,7 +270,7 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
         .key_schema(key("deadline", KeyType::Range)?)
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
-        .map_err(|e| CliError::Setup {
+        .map_err(|e| Error::Setup {
             operation: "CreateTable",
             message: e.to_string(),
         })?;
@@ -281,16 +286,20 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
         .send()
         .await;
     match created {
-        Ok(_) => {}
+        Ok(_) => protect_table(dynamodb, table).await,
         Err(error)
             if error
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(());
+            Ok(())
         }
-        Err(error) => return Err(setup_error("CreateTable")(error)),
+        Err(error) => Err(setup_error("CreateTable")(error)),
     }
+}
+
+/// TTL on `expiresAt` and point-in-time recovery, as the template sets them.
+async fn protect_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
     dynamodb
         .update_time_to_live()
         .table_name(table)
@@ -299,7 +308,7 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
                 .attribute_name("expiresAt")
                 .enabled(true)
                 .build()
-                .map_err(|e| CliError::Setup {
+                .map_err(|e| Error::Setup {
                     operation: "UpdateTimeToLive",
                     message: e.to_string(),
                 })?,
@@ -314,7 +323,7 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
             PointInTimeRecoverySpecification::builder()
                 .point_in_time_recovery_enabled(true)
                 .build()
-                .map_err(|e| CliError::Setup {
+                .map_err(|e| Error::Setup {
                     operation: "UpdateContinuousBackups",
                     message: e.to_string(),
                 })?,

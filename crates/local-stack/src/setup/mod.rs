@@ -1,0 +1,5 @@
+//! The resources the functions expect, created on moto (or wherever the SDK points): the pool
+//! queue, and the batch path's bucket, queues and tracking table.
+
+pub mod batches;
+pub mod pool;
