@@ -6,12 +6,13 @@
 //! warmup build hook, and restores that snapshot for every new session: its cold start is a
 //! restore, about 2 s at p75 whatever the image's size.
 
+use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
 use super::latency::LatencyProfile;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 pub enum Platform {
     /// The default: every figure the emulator and its tests used before V2 existed.
     #[default]
