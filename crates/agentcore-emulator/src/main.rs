@@ -32,6 +32,10 @@ struct Args {
     /// Bounds a per-session cold start: process start until GET /ping answers Healthy.
     #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_START_TIMEOUT_SECS", default_value_t = 30.0)]
     agent_start_timeout_secs: f64,
+    /// The agent's warmup build hook (needs --platform V2 and --agent-command): POSTed on each
+    /// session's process once it is healthy, before its first invocation.
+    #[arg(long, env = "AGENTCORE_EMULATOR_BUILD_HOOK_PATH", value_name = "PATH")]
+    build_hook_path: Option<String>,
     #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_TIMEOUT_SECS", default_value_t = 900.0)]
     agent_timeout_secs: f64,
     /// Multiplies cold and warm latencies (0.01 for fast tests).
@@ -106,6 +110,7 @@ impl Args {
             agent_command: self.agent_command.as_deref().map(AgentCommand::parse).transpose()?,
             agent_timeout: secs("agent-timeout-secs", self.agent_timeout_secs)?,
             agent_start_timeout: secs("agent-start-timeout-secs", self.agent_start_timeout_secs)?,
+            build_hook: self.build_hook_path,
             runtime_arns: self.runtime_arns,
             seed: self.seed,
         })
