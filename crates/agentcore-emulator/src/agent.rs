@@ -68,6 +68,8 @@ pub(crate) struct AgentSettings<'a> {
     pub timeout: Duration,
     /// Bounds a per-session cold start.
     pub start_timeout: Duration,
+    /// The warmup build hook's path, called on each process before its first invocation.
+    pub build_hook: Option<&'a str>,
 }
 
 impl Agent {
@@ -88,7 +90,10 @@ impl Agent {
             (None, None) => Ok(Self::BuiltIn),
             (None, Some(command)) => Ok(Self::PerSession {
                 client: client()?,
-                pool: Arc::new(ProcessPool::new(command.clone(), settings.start_timeout)?),
+                pool: Arc::new(
+                    ProcessPool::new(command.clone(), settings.start_timeout)?
+                        .with_build_hook(settings.build_hook.map(str::to_owned)),
+                ),
             }),
             (Some(agent_url), None) => {
                 let invalid = |reason: &str| Error::InvalidAgentUrl {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use warmpool_core::process::{error_chain, shutdown_signal};
 
 use agentcore_emulator::lifecycle::LifecycleConfig;
+use agentcore_emulator::lifecycle::platform::{self, Platform};
 use agentcore_emulator::{AgentCommand, Emulator, EmulatorConfig, Error};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -31,6 +32,10 @@ struct Args {
     /// Bounds a per-session cold start: process start until GET /ping answers Healthy.
     #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_START_TIMEOUT_SECS", default_value_t = 30.0)]
     agent_start_timeout_secs: f64,
+    /// The agent's warmup build hook (needs --platform V2 and --agent-command): POSTed on each
+    /// session's process once it is healthy, before its first invocation.
+    #[arg(long, env = "AGENTCORE_EMULATOR_BUILD_HOOK_PATH", value_name = "PATH")]
+    build_hook_path: Option<String>,
     #[arg(long, env = "AGENTCORE_EMULATOR_AGENT_TIMEOUT_SECS", default_value_t = 900.0)]
     agent_timeout_secs: f64,
     /// Multiplies cold and warm latencies (0.01 for fast tests).
@@ -40,11 +45,20 @@ struct Args {
     idle_timeout_secs: f64,
     #[arg(long, env = "AGENTCORE_EMULATOR_MAX_LIFETIME_SECS", default_value_t = 28_800.0)]
     max_lifetime_secs: f64,
-    /// New sessions per second (token bucket, burst = rate).
-    #[arg(long, env = "AGENTCORE_EMULATOR_CREATION_RATE", default_value_t = 25.0)]
+    /// The platform whose cold start is modelled: V1 (the container starts per session) or
+    /// V2 (a snapshot is restored per session, about 2 s whatever the image).
+    #[arg(long, env = "AGENTCORE_EMULATOR_PLATFORM", default_value = "V1", value_parser = parse_platform)]
+    platform: Platform,
+    /// The region the emulator stands for; it chooses the default of --max-active.
+    #[arg(long, env = "AGENTCORE_EMULATOR_REGION", default_value = platform::DEFAULT_REGION)]
+    region: String,
+    /// New sessions per second (token bucket, burst = rate); the account's 2026 default.
+    #[arg(long, env = "AGENTCORE_EMULATOR_CREATION_RATE", default_value_t = platform::DEFAULT_CREATION_RATE)]
     creation_rate: f64,
-    #[arg(long, env = "AGENTCORE_EMULATOR_MAX_ACTIVE", default_value_t = 1_000)]
-    max_active: usize,
+    /// Active sessions at once; by default the region's 2026 quota (5,000 in us-east-1 and
+    /// us-west-2, 2,500 elsewhere).
+    #[arg(long, env = "AGENTCORE_EMULATOR_MAX_ACTIVE")]
+    max_active: Option<usize>,
     #[arg(long, env = "AGENTCORE_EMULATOR_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
     #[arg(long, env = "AGENTCORE_EMULATOR_CRASH_RATE", default_value_t = 0.0)]
@@ -75,11 +89,14 @@ impl Args {
         Ok(EmulatorConfig {
             listen: self.listen,
             lifecycle: LifecycleConfig {
+                platform: self.platform,
                 latency_scale: self.latency_scale,
                 idle_timeout: secs("idle-timeout-secs", self.idle_timeout_secs)?,
                 max_lifetime: secs("max-lifetime-secs", self.max_lifetime_secs)?,
                 creation_rate_per_sec: self.creation_rate,
-                max_active_sessions: self.max_active,
+                max_active_sessions: self
+                    .max_active
+                    .unwrap_or_else(|| platform::default_active_sessions(&self.region)),
                 error_rate: self.error_rate,
                 crash_rate: self.crash_rate,
                 lost_answer_rate: self.lost_answer_rate,
@@ -93,10 +110,15 @@ impl Args {
             agent_command: self.agent_command.as_deref().map(AgentCommand::parse).transpose()?,
             agent_timeout: secs("agent-timeout-secs", self.agent_timeout_secs)?,
             agent_start_timeout: secs("agent-start-timeout-secs", self.agent_start_timeout_secs)?,
+            build_hook: self.build_hook_path,
             runtime_arns: self.runtime_arns,
             seed: self.seed,
         })
     }
+}
+
+fn parse_platform(value: &str) -> Result<Platform, String> {
+    value.parse()
 }
 
 fn secs(field: &'static str, value: f64) -> Result<Duration, Error> {
@@ -126,4 +148,35 @@ async fn run(args: Args) -> Result<(), Error> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     emulator.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> LifecycleConfig {
+        let argv = std::iter::once("agentcore-emulator").chain(args.iter().copied());
+        Args::parse_from(argv).into_config().unwrap().lifecycle
+    }
+
+    #[test]
+    fn when_no_flag_is_given_then_v1_and_the_us_east_1_quotas() {
+        let cfg = config(&[]);
+        assert_eq!(cfg.platform, Platform::V1);
+        assert_eq!((cfg.max_active_sessions, cfg.creation_rate_per_sec), (5_000, 25.0));
+    }
+
+    #[test]
+    fn when_the_region_is_a_smaller_one_then_max_active_follows_it_unless_set() {
+        assert_eq!(config(&["--region", "eu-central-1"]).max_active_sessions, 2_500);
+        let set = config(&["--region", "eu-central-1", "--max-active", "7"]);
+        assert_eq!(set.max_active_sessions, 7);
+    }
+
+    #[test]
+    fn when_the_platform_flag_says_v2_then_the_v2_profile_and_nonsense_is_refused() {
+        assert_eq!(config(&["--platform", "v2"]).platform, Platform::V2);
+        let err = Args::try_parse_from(["agentcore-emulator", "--platform", "v3"]).unwrap_err();
+        assert!(err.to_string().contains("expected V1 or V2"), "{err}");
+    }
 }

@@ -9,8 +9,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use agentcore_emulator::lifecycle::{LifecycleConfig, SessionState};
-use agentcore_emulator::{AgentCommand, EmulatorConfig, RunningEmulator};
+use agentcore_emulator::lifecycle::{LifecycleConfig, Platform, SessionState};
+use agentcore_emulator::{AgentCommand, Emulator, EmulatorConfig, RunningEmulator};
 use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::InvokeAgentRuntimeError;
 use serde_json::{Value, json};
 use support::*;
@@ -375,4 +375,56 @@ async fn an_agent_that_never_becomes_healthy_fails_the_invocation_as_a_broken_co
         );
         emulator.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn when_v2_calls_the_python_agents_build_hook_then_every_session_still_gets_its_own_instance() {
+    let lifecycle = LifecycleConfig {
+        platform: Platform::V2,
+        ..LifecycleConfig::default()
+    };
+    let cfg = EmulatorConfig {
+        build_hook: Some("/warmup".into()),
+        ..per_session(warmup_agent(), lifecycle)
+    };
+    let (emulator, client) = start(cfg).await;
+    let (a, b) = (session(40), session(41));
+
+    let first_a = invoke_json(&client, &a, &json!({"prompt": "count"})).await;
+    let first_b = invoke_json(&client, &b, &json!({"prompt": "count"})).await;
+    let again_a = invoke_json(&client, &a, &json!({"prompt": "count"})).await;
+
+    assert_eq!(first_a["builtWithHook"], json!(true), "{first_a}");
+    assert_eq!(first_b["builtWithHook"], json!(true), "{first_b}");
+    let instance = |answer: &Value| answer["instance"].as_str().map(str::to_owned);
+    assert!(instance(&first_a).is_some(), "{first_a}");
+    assert_ne!(
+        instance(&first_a),
+        instance(&first_b),
+        "two sessions share start-up randomness"
+    );
+    assert_eq!(instance(&first_a), instance(&again_a), "one session keeps its instance");
+    assert_eq!(emulator.agent_processes().unwrap().build_hooks, 2);
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn when_a_build_hook_is_asked_for_on_v1_or_on_a_reserved_path_then_the_emulator_refuses_to_start() {
+    let hooked = |platform, path: &str| EmulatorConfig {
+        build_hook: Some(path.into()),
+        ..per_session(
+            warmup_agent(),
+            LifecycleConfig {
+                platform,
+                ..LifecycleConfig::default()
+            },
+        )
+    };
+    let v1 = Emulator::spawn(hooked(Platform::V1, "/warmup")).await.err().unwrap();
+    assert!(v1.to_string().contains("platform V2"), "{v1}");
+    let reserved = Emulator::spawn(hooked(Platform::V2, "/ping")).await.err().unwrap();
+    assert!(
+        reserved.to_string().contains("other than /invocations and /ping"),
+        "{reserved}"
+    );
 }

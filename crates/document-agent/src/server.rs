@@ -1,5 +1,6 @@
-//! The AgentCore container contract over HTTP: `GET /ping`, `POST /invocations`, and (only
-//! with emulator hooks on) `POST /emulator/terminate`.
+//! The AgentCore container contract over HTTP: `GET /ping`, `POST /invocations`, the warmup
+//! build hook `POST /warmup` (platform V2), and (only with emulator hooks on)
+//! `POST /emulator/terminate`.
 //!
 //! Each session may run one batch, ever: in AgentCore a session is one microVM running this
 //! process, so one batch per session is one batch per process; locally, where every session
@@ -8,7 +9,7 @@
 //! the row decides.
 
 use crate::ownership::{self, Invocation, OwnedAttempt, Refusal};
-use crate::processor::DocumentProcessor;
+use crate::processor::{Document, DocumentProcessor};
 use crate::run::{RunOutcome, Services, session_tag};
 use axum::Json;
 use axum::Router;
@@ -22,6 +23,7 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -30,9 +32,17 @@ use warmpool_core::session::SESSION_HEADER;
 
 use warmpool_core::batch::message::{Accepted, VERSION};
 use warmpool_core::batch::ports::{DocumentStore, MessageSink, TrackingTable};
-use warmpool_core::batch::{BatchId, RunningAttempt};
+use warmpool_core::batch::{BatchId, ObjectRef, RunningAttempt};
 use warmpool_core::clock::{Clock, SystemClock};
 use warmpool_core::session::SessionId;
+
+/// Where AgentCore's warmup build hook reaches the agent (platform V2): a POST on the
+/// container's port before the snapshot is taken. Neither `/invocations` nor `/ping`, which
+/// the platform already calls.
+pub const BUILD_HOOK_PATH: &str = "/warmup";
+/// The hook must succeed within the platform's 120 s; this leaves room for the platform's own
+/// steps and answers a clear failure rather than being cut off.
+const BUILD_HOOK_LIMIT: Duration = Duration::from_secs(100);
 
 /// Finished runs remembered for [`RunningAgent::runs`]; the oldest are forgotten first.
 const HISTORY: usize = 10_000;
@@ -63,17 +73,44 @@ struct Sessions {
     used: HashSet<SessionId>,
     busy: bool,
     /// When `busy` last changed, in epoch seconds: AgentCore reads it as how long the agent
-    /// has been idle, so it must not move on every ping.
-    changed_at_secs: u64,
+    /// has been idle, so it must not move on every ping. `None` until the first invocation:
+    /// on platform V2 the start-up state is a snapshot every session is restored from, so a
+    /// time taken at start-up (or at a ping before the snapshot) would be the same, and old,
+    /// in every session.
+    changed_at_secs: Option<u64>,
     finished: VecDeque<RunRecord>,
 }
 
 impl Sessions {
+    /// The state before any session: nothing in it may differ between sessions (no clock
+    /// reading, no randomness), since a V2 snapshot copies it into each of them.
+    fn at_startup() -> Self {
+        Self {
+            running: HashMap::new(),
+            used: HashSet::new(),
+            busy: false,
+            changed_at_secs: None,
+            finished: VecDeque::new(),
+        }
+    }
+
+    /// `GET /ping`'s status and `time_of_last_update` (now, before any invocation: the
+    /// status has not changed since the session began).
+    fn ping(&self, now_ms: u64) -> (&'static str, u64) {
+        let status = if self.busy { "HealthyBusy" } else { "Healthy" };
+        (status, self.changed_at_secs.unwrap_or(now_ms / 1000))
+    }
+
+    /// An invocation reached this process: the session's idle clock starts with its first.
+    fn invoked(&mut self, now_ms: u64) {
+        self.changed_at_secs.get_or_insert(now_ms / 1000);
+    }
+
     fn update_busy(&mut self) {
         let busy = !self.running.is_empty();
         if busy != self.busy {
             self.busy = busy;
-            self.changed_at_secs = SystemClock.now_ms() / 1000;
+            self.changed_at_secs = Some(SystemClock.now_ms() / 1000);
         }
     }
 
@@ -170,20 +207,15 @@ where
 {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let sessions = Arc::new(Mutex::new(Sessions {
-        running: HashMap::new(),
-        used: HashSet::new(),
-        busy: false,
-        changed_at_secs: SystemClock.now_ms() / 1000,
-        finished: VecDeque::new(),
-    }));
+    let sessions = Arc::new(Mutex::new(Sessions::at_startup()));
     let state = Arc::new(AppState {
         services: Arc::new(services),
         sessions: sessions.clone(),
     });
     let mut app = Router::new()
         .route("/ping", get(ping::<T, S, Q, P>))
-        .route("/invocations", post(invocations::<T, S, Q, P>));
+        .route("/invocations", post(invocations::<T, S, Q, P>))
+        .route(BUILD_HOOK_PATH, post(build_hook::<T, S, Q, P>));
     if emulator_hooks {
         app = app.route("/emulator/terminate", post(terminate::<T, S, Q, P>));
     }
@@ -202,9 +234,48 @@ where
 }
 
 async fn ping<T, S, Q, P>(State(state): State<Arc<AppState<T, S, Q, P>>>) -> Json<serde_json::Value> {
-    let sessions = lock(&state.sessions);
-    let status = if sessions.busy { "HealthyBusy" } else { "Healthy" };
-    Json(json!({"status": status, "time_of_last_update": sessions.changed_at_secs}))
+    let (status, changed_at_secs) = lock(&state.sessions).ping(SystemClock.now_ms());
+    Json(json!({"status": status, "time_of_last_update": changed_at_secs}))
+}
+
+/// The warmup build hook: the shared start-up work worth doing before the snapshot, and
+/// nothing per session. It runs one sample document through the processor, so the code and
+/// allocations of a run are in place in the snapshot; it calls no AWS service (credentials and
+/// connections would be captured, shared by every session and expire), reads no clock and
+/// draws no randomness. After an invocation it is refused, since it is not the place to change
+/// a live session's state. Any 2xx ends the hook; anything else fails the platform's build.
+async fn build_hook<T, S, Q, P>(State(state): State<Arc<AppState<T, S, Q, P>>>) -> Response
+where
+    T: TrackingTable + 'static,
+    S: DocumentStore + 'static,
+    Q: MessageSink + 'static,
+    P: DocumentProcessor,
+{
+    if lock(&state.sessions).changed_at_secs.is_some() {
+        return refuse(
+            StatusCode::CONFLICT,
+            "the warmup build hook runs before any session, and this process has served one",
+        );
+    }
+    let sample = Document {
+        location: ObjectRef::new("warmup", "sample.txt"),
+        bytes: b"warm up\n".to_vec(),
+        content_type: Some("text/plain".into()),
+    };
+    match tokio::time::timeout(BUILD_HOOK_LIMIT, state.services.processor.process(sample)).await {
+        Ok(Ok(_)) => {
+            info!("warmup build hook done");
+            Json(json!({"status": "ready"})).into_response()
+        }
+        Ok(Err(error)) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the processor failed on the sample: {}", error.reason),
+        ),
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the processor did not finish the sample within {BUILD_HOOK_LIMIT:?}"),
+        ),
+    }
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
@@ -232,6 +303,7 @@ where
     Q: MessageSink + 'static,
     P: DocumentProcessor,
 {
+    lock(&state.sessions).invoked(SystemClock.now_ms());
     let order = match serde_json::from_slice::<Invocation>(&body) {
         // Before anything else: a warmup only has to prove the microVM is up.
         Ok(Invocation::Warmup) => return Json(json!({"status": "warm"})).into_response(),
@@ -367,4 +439,43 @@ async fn terminate<T, S, Q, P>(State(state): State<Arc<AppState<T, S, Q, P>>>, h
     drop(sessions);
     info!(session = %session_tag(&session_id), aborted, "session terminated by the emulator");
     Json(json!({ "aborted": aborted })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// When the platform builds the snapshot (V2), an hour before any session.
+    const BUILD_MS: u64 = 1_780_000_000_000;
+    const HOUR_MS: u64 = 3_600_000;
+
+    /// A copy of the start-up state, as a V2 microVM restored from the snapshot holds it.
+    fn restored(snapshot: &Sessions) -> Sessions {
+        assert!(snapshot.running.is_empty(), "nothing runs before the snapshot");
+        Sessions {
+            running: HashMap::new(),
+            used: snapshot.used.clone(),
+            busy: snapshot.busy,
+            changed_at_secs: snapshot.changed_at_secs,
+            finished: snapshot.finished.clone(),
+        }
+    }
+
+    #[test]
+    fn when_two_sessions_are_restored_from_one_start_up_state_then_they_do_not_share_its_time() {
+        let snapshot = Sessions::at_startup();
+        // The platform pings the container until it is healthy, then takes the snapshot.
+        assert_eq!(snapshot.ping(BUILD_MS).1, BUILD_MS / 1000);
+        let (mut a, mut b) = (restored(&snapshot), restored(&snapshot));
+        a.invoked(BUILD_MS + HOUR_MS);
+        b.invoked(BUILD_MS + 2 * HOUR_MS);
+        let (a_time, b_time) = (a.ping(BUILD_MS + 3 * HOUR_MS).1, b.ping(BUILD_MS + 3 * HOUR_MS).1);
+        assert_ne!(a_time, b_time, "both restored sessions report the snapshot's time");
+        assert_eq!(
+            a_time,
+            (BUILD_MS + HOUR_MS) / 1000,
+            "idle since its own first invocation"
+        );
+        assert_eq!(b_time, (BUILD_MS + 2 * HOUR_MS) / 1000);
+    }
 }

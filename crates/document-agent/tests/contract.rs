@@ -126,6 +126,17 @@ impl World {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// The platform's warmup build hook (V2), as AgentCore calls it: a POST before the snapshot.
+    async fn build_hook(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/warmup", self.agent.url()))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
     async fn ping(&self) -> Value {
         self.http
             .get(format!("{}/ping", self.agent.url()))
@@ -308,4 +319,30 @@ async fn invocations_without_a_session_or_with_an_unknown_payload_are_refused() 
         assert!(body["error"].is_string());
     }
     assert!(w.agent.runs().is_empty());
+}
+
+#[tokio::test]
+async fn when_the_platform_calls_the_warmup_build_hook_then_it_answers_ready_and_starts_nothing() {
+    let w = world(true).await;
+    let (status, body) = w.build_hook().await;
+    assert_eq!((status, body), (200, json!({"status":"ready"})));
+    assert!(w.agent.running().is_empty() && w.agent.runs().is_empty());
+    assert_eq!(w.ping().await["status"], "Healthy");
+    // Called twice (a retried build), it answers the same.
+    assert_eq!(w.build_hook().await.0, 200);
+}
+
+#[tokio::test]
+async fn when_the_build_hook_comes_after_a_session_was_served_then_it_is_refused_and_changes_nothing() {
+    let w = world(false).await;
+    let (row, payload) = w.batch("case-hook", &[("a.txt", b"one")]);
+    let (status, _) = w.invoke(row.session_id.as_ref(), &payload).await;
+    assert_eq!(status, 200);
+    let before = w.ping().await;
+    let (status, body) = w.build_hook().await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(w.ping().await, before, "the session's state is untouched");
+    assert_eq!(w.agent.running().len(), 1);
+    w.gate.add_permits(Semaphore::MAX_PERMITS);
+    w.until_finished(1).await;
 }

@@ -20,6 +20,7 @@
 //!
 //! Everything random comes from seeded generators, so a run repeats exactly.
 
+pub mod cost;
 mod engine;
 mod error;
 pub mod policy;

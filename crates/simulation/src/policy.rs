@@ -42,8 +42,14 @@ impl Policy {
     }
 }
 
-/// The p95 warmup the deployment is sized for (the service's cold start p99 is about 5 s).
-pub(crate) const WARMUP_P95: Duration = Duration::from_secs(5);
+/// The p95 warmup the deployment is sized for: the service's cold-start p99 rounded up to
+/// whole seconds, so 5 s on V1 (p99 4.9 s) and 3 s on V2 (p99 2.8 s). It sizes
+/// `MAX_CONCURRENT_RUNS`, the pre-warm windows and the adaptive target's default warmup.
+pub(crate) fn sizing_warmup(settings: &Settings) -> Duration {
+    let p99 = settings.service.cold_start().p99;
+    let whole = p99.as_secs() + u64::from(p99.subsec_nanos() > 0);
+    Duration::from_secs(whole)
+}
 
 /// A policy as deployed for one run: how get-session claims, what replenish's schedule does,
 /// and how many execution environments run replenish.
@@ -103,12 +109,14 @@ fn reference_claim() -> ClaimPolicy {
 /// settings' own project environment on top.
 fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError> {
     let budget = (profile.creation_quota * 4 / 5).max(1);
+    let warmup = sizing_warmup(settings);
     let prewarm = profile
-        .prewarm_schedule(settings.lead_in, f64::from(budget), WARMUP_P95, settings.prewarm_scale)
+        .prewarm_schedule(settings.lead_in, f64::from(budget), warmup, settings.prewarm_scale)
         .map_err(|reason| SimError::Profile(profile.name.clone(), reason))?;
-    let (runs, per_run) = (
-        (budget * u32::try_from(WARMUP_P95.as_secs()).unwrap_or(u32::MAX)).to_string(),
+    let (runs, per_run, default_warmup_ms) = (
+        (budget * u32::try_from(warmup.as_secs()).unwrap_or(u32::MAX)).to_string(),
         (budget * 60).to_string(),
+        warmup.as_millis().to_string(),
     );
     let budget = budget.to_string();
     let mut pairs: Vec<(&str, &str)> = vec![
@@ -118,6 +126,7 @@ fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError>
         ("CREATION_BUDGET_PER_SEC", &budget),
         ("MAX_CONCURRENT_RUNS", &runs),
         ("MAX_CREATIONS_PER_RUN", &per_run),
+        ("ADAPTIVE_DEFAULT_WARMUP_MS", &default_warmup_ms),
         (
             "AGENT_RUNTIME_ARN",
             "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/sim",

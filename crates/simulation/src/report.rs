@@ -2,6 +2,7 @@
 //! the figures the benchmark keeps in `target/bench/summary.json`.
 
 use crate::Policy;
+use agentcore_emulator::lifecycle::Platform;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -10,11 +11,17 @@ use serde_json::{Map, Value};
 pub struct Row {
     pub profile: String,
     pub policy: Policy,
+    /// The platform whose cold start and prices the run used.
+    pub platform: Platform,
     pub warm_hit_rate: f64,
     pub dead_ids_handed_out: u64,
     pub p50_ms: u64,
     pub p99_ms: u64,
     pub idle_session_hours: f64,
+    /// The idle session-hours priced at the platform's memory per session and GB-hour price.
+    pub idle_cost_usd: f64,
+    /// The median target of the scheduled rounds while measured; `None` without rounds.
+    pub target_median: Option<u32>,
     pub creation_throttles: u64,
 }
 
@@ -41,6 +48,13 @@ impl Details {
     pub fn target_range(&self, from_ms: u64) -> Option<(u32, u32)> {
         let targets = self.targets.iter().filter(|t| t.0 >= from_ms).map(|t| t.1);
         targets.clone().min().zip(targets.max())
+    }
+
+    /// The median target of the rounds from `from_ms` on; `None` without any.
+    pub fn target_median(&self, from_ms: u64) -> Option<u32> {
+        let mut targets: Vec<u32> = self.targets.iter().filter(|t| t.0 >= from_ms).map(|t| t.1).collect();
+        targets.sort_unstable();
+        targets.get(targets.len() / 2).copied()
     }
 }
 
@@ -102,11 +116,14 @@ mod tests {
         Row {
             profile: profile.into(),
             policy,
+            platform: Platform::V1,
             warm_hit_rate,
             dead_ids_handed_out: 0,
             p50_ms: 230,
             p99_ms: 480,
             idle_session_hours,
+            idle_cost_usd: 0.0,
+            target_median: None,
             creation_throttles: 0,
         }
     }

@@ -2,6 +2,8 @@
 //! adaptive target, heartbeats, retirement and pre-warm windows do to it.
 
 use super::*;
+use crate::cost::Pricing;
+use agentcore_emulator::lifecycle::Platform;
 use std::time::Duration;
 use warmpool_core::clock::millis;
 
@@ -123,4 +125,28 @@ fn without_a_pool_every_request_is_a_cold_start() {
     assert_eq!(none.row.warm_hit_rate, 0.0);
     assert!(none.row.p50_ms > 2_000, "{:?}", none.row);
     assert_eq!(none.row.idle_session_hours, 0.0);
+}
+
+#[test]
+fn when_the_platform_is_v2_then_cold_starts_are_faster_and_the_adaptive_target_smaller() {
+    let steady = profile("t", 20, Shape::Steady { rate: 10.0 });
+    let on = |platform| {
+        let mut settings = quick();
+        settings.service.platform = platform;
+        settings
+    };
+    let (v1, v2) = (on(Platform::V1), on(Platform::V2));
+    let none_v2 = simulate(&steady, Policy::None, &v2).unwrap();
+    assert!((1_500..=2_300).contains(&none_v2.row.p50_ms), "{:?}", none_v2.row);
+    let project_v1 = simulate(&steady, Policy::Project, &v1).unwrap();
+    let project_v2 = simulate(&steady, Policy::Project, &v2).unwrap();
+    let (t1, t2) = (project_v1.row.target_median, project_v2.row.target_median);
+    assert!(
+        t2.zip(t1).is_some_and(|(t2, t1)| t2 < t1),
+        "V1 target {t1:?}, V2 {t2:?}"
+    );
+    assert!(project_v2.row.warm_hit_rate >= 0.99, "{:?}", project_v2.row);
+    assert_eq!(project_v2.row.platform, Platform::V2);
+    let priced = Pricing::of(Platform::V2).idle_cost_usd(project_v2.row.idle_session_hours);
+    assert!((project_v2.row.idle_cost_usd - priced).abs() < 1e-9);
 }

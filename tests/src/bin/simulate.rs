@@ -1,16 +1,20 @@
 //! `make bench`, second part: the pool policies side by side in a discrete-event simulation
 //! (the `warmpool-simulation` crate, `crates/simulation`). Prints the tables and merges the
 //! figures into `target/bench/summary.json` under `simulation` and `simulation_reference_pools`.
+//! Every profile and policy runs on platform V1 and again on V2 (the same seed, V2's cold start
+//! and prices); the larger reference pools run on V1 only, to keep the run short.
 //!
 //! `SIM_SEED` changes the seed (42); `SIM_REFERENCE_POOL` the reference's fixed pool (100);
 //! `SIM_THREADS` the runs in parallel (available cores);
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
 
+use agentcore_emulator::lifecycle::Platform;
 use cli::table::Table;
 use std::fmt::Display;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
+use warmpool_simulation::cost::Pricing;
 use warmpool_simulation::report::{AtEqualHitRate, at_equal_hit_rate, summary_figures};
 use warmpool_simulation::{Policy, Profile, ReferencePool, Run, Settings, SimError, run_all, run_jobs};
 use warmpool_tests::merge_into_summary;
@@ -94,6 +98,54 @@ fn policies_table(runs: &[Run], lead_in_ms: u64) -> String {
     out
 }
 
+/// V1 and V2 side by side for each profile and policy: `v1` and `v2` hold the same jobs in
+/// the same order.
+fn platforms_table(v1: &[Run], v2: &[Run], lead_in_ms: u64) -> String {
+    let mut table = Table::with_header([
+        "profile",
+        "policy",
+        "warm V1",
+        "warm V2",
+        "p99 V1",
+        "p99 V2",
+        "target V1",
+        "target V2",
+        "idle s-h V1",
+        "idle s-h V2",
+        "idle $ V1",
+        "idle $ V2",
+    ]);
+    let target = |run: &Run| {
+        run.details
+            .target_median(lead_in_ms)
+            .map_or_else(|| "-".to_string(), |t| t.to_string())
+    };
+    for (a, b) in v1.iter().zip(v2) {
+        table.row([
+            a.row.profile.clone(),
+            a.row.policy.name().to_string(),
+            format!("{:.2}%", a.row.warm_hit_rate * 100.0),
+            format!("{:.2}%", b.row.warm_hit_rate * 100.0),
+            a.row.p99_ms.to_string(),
+            b.row.p99_ms.to_string(),
+            target(a),
+            target(b),
+            format!("{:.1}", a.row.idle_session_hours),
+            format!("{:.1}", b.row.idle_session_hours),
+            format!("{:.2}", a.row.idle_cost_usd),
+            format!("{:.2}", b.row.idle_cost_usd),
+        ]);
+    }
+    let mut out = table.render();
+    let (p1, p2) = (Pricing::of(Platform::V1), Pricing::of(Platform::V2));
+    out.push_str(&format!(
+        "(target: median adaptive target while measured; idle $ = idle session-hours x GB per session x \
+         GB-hour price: V1 {} GB x ${}, V2 {} GB x ${})\n",
+        p1.gb_per_session, p1.usd_per_gb_hour, p2.gb_per_session, p2.usd_per_gb_hour
+    ));
+    out
+}
+
 /// The reference at each fixed pool size it ran with, one line per profile and size.
 fn reference_pools_table(pools: &[ReferencePool]) -> String {
     let mut table = Table::with_header(["profile", "reference pool", "warm hit", "dead IDs", "idle s-h"]);
@@ -169,16 +221,21 @@ fn main() -> ExitCode {
     };
     let profiles = Profile::standard();
     println!(
-        "simulation: {} profiles x 3 policies, seed {}, creation quota {}/s, virtual clock",
+        "simulation: {} profiles x 3 policies on platforms V1 and V2, seed {}, creation quota {}/s, virtual clock",
         profiles.len(),
         settings.seed,
         settings.service.creation_rate_per_sec
     );
     let started = Instant::now();
-    let runs = match run_all(&profiles, &settings, threads) {
+    let mut settings_v2 = settings.clone();
+    settings_v2.service.platform = Platform::V2;
+    let (runs, runs_v2) = match run_all(&profiles, &settings, threads)
+        .and_then(|v1| Ok((v1, run_all(&profiles, &settings_v2, threads)?)))
+    {
         Ok(runs) => runs,
         Err(error) => return failed(error),
     };
+    println!("platform V1:");
     print!(
         "{}",
         policies_table(&runs, warmpool_core::clock::millis(settings.lead_in))
@@ -199,8 +256,14 @@ fn main() -> ExitCode {
         .collect();
     print!("{}", reference_pools_table(&pools));
     print!("{}", equal_hit_rate(&runs, &pools));
+    println!("platform V1 against V2 (same seed and traffic):");
+    print!(
+        "{}",
+        platforms_table(&runs, &runs_v2, warmpool_core::clock::millis(settings.lead_in))
+    );
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
-    match summary_figures(&runs, &pools)
+    let both: Vec<Run> = runs.iter().chain(&runs_v2).cloned().collect();
+    match summary_figures(&both, &pools)
         .map_err(std::io::Error::from)
         .and_then(merge_into_summary)
     {

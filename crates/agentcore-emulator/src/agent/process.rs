@@ -34,6 +34,8 @@ const START_ATTEMPTS: u32 = 2;
 /// Time to exit after SIGTERM before the group gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// AgentCore's limit for the warmup build hook.
+const BUILD_HOOK_LIMIT: Duration = Duration::from_secs(120);
 /// Output is logged in pieces of at most this size.
 const OUTPUT_CHUNK: usize = 4_096;
 
@@ -76,6 +78,8 @@ impl ProcessEnd {
 pub struct ProcessStats {
     pub started: u64,
     pub failed_starts: u64,
+    /// Warmup build hooks that answered 2xx (a failed one counts as a failed start).
+    pub build_hooks: u64,
     /// Processes running now.
     pub live: u64,
     /// Ended processes by reason: `stopped`, `crashed`, `idleExpired`, `lifetimeExpired`,
@@ -89,6 +93,7 @@ pub(crate) struct ProcessPool {
     start_timeout: Duration,
     /// For `/ping` only; invocations go through the agent's own client.
     ping: reqwest::Client,
+    build_hook: Option<String>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     stats: Mutex<ProcessStats>,
     closed: AtomicBool,
@@ -121,10 +126,15 @@ impl ProcessPool {
             command,
             start_timeout,
             ping,
+            build_hook: None,
             slots: Mutex::new(HashMap::new()),
             stats: Mutex::new(ProcessStats::default()),
             closed: AtomicBool::new(false),
         })
+    }
+
+    pub fn with_build_hook(self, build_hook: Option<String>) -> Self {
+        Self { build_hook, ..self }
     }
 
     /// The base URL of the process serving this session generation, started first if it has
@@ -317,7 +327,16 @@ impl ProcessPool {
                 });
             }
             if ping_status(&self.ping, &process.base).await.is_some() {
-                return Ok(process);
+                return match self.call_build_hook(&process.base).await {
+                    Ok(()) => Ok(process),
+                    Err(reason) => {
+                        process.terminate(false).await;
+                        Err(StartError {
+                            exited: false,
+                            error: Error::AgentNotHealthy { pid, reason },
+                        })
+                    }
+                };
             }
             if Instant::now() >= deadline {
                 process.terminate(false).await;
@@ -328,6 +347,26 @@ impl ProcessPool {
                 });
             }
             tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+}
+
+impl ProcessPool {
+    /// One POST to the hook, not retried, as AgentCore calls it: any 2xx within the limit
+    /// succeeds, anything else fails the start (in AgentCore, the runtime's build).
+    async fn call_build_hook(&self, base: &Url) -> Result<(), String> {
+        let Some(path) = &self.build_hook else {
+            return Ok(());
+        };
+        let url = base.join(path.trim_start_matches('/')).map_err(|e| e.to_string())?;
+        let answer = self.ping.post(url).timeout(BUILD_HOOK_LIMIT).send().await;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                lock(&self.stats).build_hooks += 1;
+                Ok(())
+            }
+            Ok(response) => Err(format!("the warmup build hook {path} answered {}", response.status())),
+            Err(error) => Err(format!("the warmup build hook {path} failed: {error}")),
         }
     }
 }

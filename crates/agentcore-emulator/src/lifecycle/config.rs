@@ -6,12 +6,17 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::latency::LatencyProfile;
+use super::platform::{self, Platform};
 use crate::Error;
 
-/// How the modelled AgentCore Runtime behaves. Defaults are the published service figures.
+/// How the modelled AgentCore Runtime behaves. Defaults are the published service figures
+/// for platform V1 in us-east-1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleConfig {
-    pub cold_start: LatencyProfile,
+    /// Which platform's cold start is modelled; see [`Self::cold_start`].
+    pub platform: Platform,
+    /// Replaces the platform's published cold-start figures (`None`: the platform's).
+    pub cold_start_override: Option<LatencyProfile>,
     pub warm: LatencyProfile,
     /// Multiplies every sampled latency (0.01 for fast tests). Nothing else is scaled: timeouts
     /// and rates stay in real units so a test states them directly.
@@ -45,13 +50,14 @@ pub struct LifecycleConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         Self {
-            cold_start: LatencyProfile::COLD_START,
+            platform: Platform::V1,
+            cold_start_override: None,
             warm: LatencyProfile::WARM,
             latency_scale: 1.0,
             idle_timeout: Duration::from_secs(900),
             max_lifetime: Duration::from_secs(28_800),
-            creation_rate_per_sec: 25.0,
-            max_active_sessions: 1_000,
+            creation_rate_per_sec: platform::DEFAULT_CREATION_RATE,
+            max_active_sessions: platform::default_active_sessions(platform::DEFAULT_REGION),
             error_rate: 0.0,
             crash_rate: 0.0,
             lost_answer_rate: 0.0,
@@ -64,8 +70,13 @@ impl Default for LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// A new session's first invocation: the override if set, else the platform's figures.
+    pub fn cold_start(&self) -> LatencyProfile {
+        self.cold_start_override.unwrap_or(self.platform.cold_start())
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
-        self.cold_start.validate("cold_start")?;
+        self.cold_start().validate("cold_start")?;
         self.warm.validate("warm")?;
         if !(self.latency_scale.is_finite() && self.latency_scale >= 0.0) {
             return Err(Error::invalid_config("latency_scale", "must be a finite number >= 0"));

@@ -11,6 +11,7 @@
 mod config;
 mod creation;
 mod latency;
+pub mod platform;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use serde::Serialize;
 pub use config::{Faults, LifecycleConfig};
 use creation::{CreationBucket, max_in_window};
 pub use latency::LatencyProfile;
+pub use platform::Platform;
 pub(crate) use session::Ended;
 use session::Session;
 pub use session::{InvocationRecord, SessionState, SessionView};
@@ -173,7 +175,7 @@ impl Model {
             self.admit_creation(now_ms)?;
         }
 
-        let profile = if cold { self.cfg.cold_start } else { self.cfg.warm };
+        let profile = if cold { self.cfg.cold_start() } else { self.cfg.warm };
         let latency = profile.sample(rng).mul_f64(self.cfg.latency_scale);
 
         let session = self

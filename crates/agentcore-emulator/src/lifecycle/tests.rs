@@ -555,3 +555,45 @@ fn idle_candidates_are_sessions_near_their_idle_timeout_or_busy_soonest_first() 
     assert_eq!(model.session_state(ID, 1_600), Some((1, SessionState::Active)));
     assert_eq!(model.session_state("unknown-session-id-000000000000000", 0), None);
 }
+
+#[test]
+fn when_nothing_is_set_then_the_model_follows_the_2026_quotas() {
+    let cfg = LifecycleConfig::default();
+    assert_eq!(cfg.max_active_sessions, 5_000);
+    assert_eq!(cfg.creation_rate_per_sec, 25.0);
+}
+
+#[test]
+fn when_the_region_is_not_one_of_the_two_large_ones_then_half_the_active_sessions() {
+    assert_eq!(platform::default_active_sessions("us-east-1"), 5_000);
+    assert_eq!(platform::default_active_sessions("us-west-2"), 5_000);
+    assert_eq!(platform::default_active_sessions("eu-central-1"), 2_500);
+    assert_eq!(platform::default_active_sessions("ap-southeast-2"), 2_500);
+}
+
+/// The `percent`-th percentile of 20,000 cold starts drawn from the configured platform.
+fn cold_start_quantile(platform: Platform, percent: usize) -> f64 {
+    let cfg = LifecycleConfig {
+        platform,
+        ..LifecycleConfig::default()
+    };
+    let mut rng = rng();
+    let mut samples: Vec<f64> = (0..20_000)
+        .map(|_| cfg.cold_start().sample(&mut rng).as_secs_f64())
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() * percent / 100]
+}
+
+#[test]
+fn when_the_platform_is_v2_then_the_cold_start_p75_is_about_two_seconds() {
+    let p75 = cold_start_quantile(Platform::V2, 75);
+    assert!((1.9..=2.2).contains(&p75), "V2 cold start p75 {p75:.3} s");
+}
+
+#[test]
+fn when_the_platform_is_v1_then_the_cold_start_keeps_its_published_figures() {
+    let median = cold_start_quantile(Platform::V1, 50);
+    assert!((median / 2.9 - 1.0).abs() < 0.03, "V1 cold start median {median:.3} s");
+    assert_eq!(LifecycleConfig::default().platform, Platform::V1);
+}

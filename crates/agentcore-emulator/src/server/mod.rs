@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::Error;
 use crate::agent::process::ProcessStats;
 use crate::agent::{Agent, AgentCommand, AgentSettings};
-use crate::lifecycle::{Ended, Faults, LifecycleConfig, Model, SessionView, Stats};
+use crate::lifecycle::{Ended, Faults, LifecycleConfig, Model, Platform, SessionView, Stats};
 use crate::wire::{self, ErrorKind, ServiceError};
 use connection::CuttableListener;
 
@@ -51,6 +51,10 @@ pub struct EmulatorConfig {
     pub agent_timeout: Duration,
     /// Bounds a per-session cold start: process start until `/ping` answers Healthy.
     pub agent_start_timeout: Duration,
+    /// Path of the agent's warmup build hook (platform V2 only, per-session mode only): each
+    /// session's process gets `POST <path>` once it is healthy and before its first
+    /// invocation, as every session restored from a V2 snapshot carries the hook's effects.
+    pub build_hook: Option<String>,
     /// Runtime ARNs that exist; any other well-formed ARN is ResourceNotFoundException.
     /// Empty accepts every well-formed ARN.
     pub runtime_arns: Vec<String>,
@@ -67,6 +71,7 @@ impl Default for EmulatorConfig {
             agent_command: None,
             agent_timeout: Duration::from_secs(15 * 60),
             agent_start_timeout: Duration::from_secs(30),
+            build_hook: None,
             runtime_arns: Vec::new(),
             seed: None,
         }
@@ -127,6 +132,32 @@ pub struct FaultsReport {
 /// Starts emulators.
 pub struct Emulator;
 
+/// A hook needs what AgentCore needs for one (platform V2), and a process of its own to call.
+fn validate_build_hook(cfg: &EmulatorConfig) -> Result<(), Error> {
+    let Some(path) = &cfg.build_hook else {
+        return Ok(());
+    };
+    if cfg.lifecycle.platform != Platform::V2 {
+        return Err(Error::invalid_config(
+            "build_hook",
+            "needs platform V2, as in AgentCore",
+        ));
+    }
+    if cfg.agent_command.is_none() {
+        return Err(Error::invalid_config(
+            "build_hook",
+            "needs agent_command (one process per session)",
+        ));
+    }
+    if !path.starts_with('/') || ["/invocations", "/ping"].contains(&path.as_str()) {
+        return Err(Error::invalid_config(
+            "build_hook",
+            "must be an absolute path other than /invocations and /ping",
+        ));
+    }
+    Ok(())
+}
+
 impl Emulator {
     /// Binds `cfg.listen` and serves until the returned handle is shut down or dropped.
     /// Must be called inside a tokio runtime.
@@ -135,6 +166,7 @@ impl Emulator {
             return Err(Error::NonLoopbackListen(cfg.listen));
         }
         cfg.lifecycle.validate()?;
+        validate_build_hook(&cfg)?;
         for arn in &cfg.runtime_arns {
             wire::validate_runtime_arn(arn).map_err(|e| Error::invalid_config("runtime_arns", e.message))?;
         }
@@ -143,6 +175,7 @@ impl Emulator {
             command: cfg.agent_command.as_ref(),
             timeout: cfg.agent_timeout,
             start_timeout: cfg.agent_start_timeout,
+            build_hook: cfg.build_hook.as_deref(),
         })?;
         let seed = cfg.seed.unwrap_or_else(|| rand::rng().random());
 

@@ -5,6 +5,7 @@
 mod callers;
 mod warmups;
 
+use crate::cost::Pricing;
 use crate::policy::Deployment;
 use crate::world::{SimAgent, World};
 use crate::{Details, Policy, Profile, Row, Run, Settings, SimError};
@@ -276,14 +277,18 @@ impl<'a> Engine<'a> {
         self.details.stops = world.stops;
         drop(world);
         let requests = self.details.requests.max(1);
+        let platform = self.settings.service.platform;
         let row = Row {
             profile: self.profile.name.clone(),
             policy: self.policy,
+            platform,
             warm_hit_rate: self.warm_hits as f64 / requests as f64,
             dead_ids_handed_out: self.dead_ids,
             p50_ms: nearest_rank(&self.ttfb_ms, 50.0).unwrap_or(0),
             p99_ms: nearest_rank(&self.ttfb_ms, 99.0).unwrap_or(0),
             idle_session_hours,
+            idle_cost_usd: Pricing::of(platform).idle_cost_usd(idle_session_hours),
+            target_median: self.details.target_median(self.window.0),
             creation_throttles: throttles,
         };
         Run {
