@@ -144,7 +144,9 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 Ok(claim.session)
             }
             Err(ClaimError::PoolEmpty) => {
-                MetricSet::new(FUNCTION, &self.pool_name).count("ClaimPoolEmpty", 1).emit(now);
+                MetricSet::new(FUNCTION, &self.pool_name)
+                    .count("ClaimPoolEmpty", 1)
+                    .emit(now);
                 Err(GetSessionError::PoolEmpty)
             }
             Err(ClaimError::Queue(e)) => Err(GetSessionError::PoolUnavailable(e)),

@@ -10,8 +10,8 @@ use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, 
 use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{CLAIM_MAX_DISCARDS, Env, FRESH_FALLBACK};
 use warmpool_core::error::ConfigError;
-use warmpool_core::pool::claim::{ClaimPolicy, OnEmpty};
 use warmpool_core::metrics::PoolName;
+use warmpool_core::pool::claim::{ClaimPolicy, OnEmpty};
 use warmpool_core::session::LogKey;
 
 pub const BATCH_FRESH_FALLBACK: &str = "BATCH_FRESH_FALLBACK";

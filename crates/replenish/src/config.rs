@@ -5,12 +5,12 @@ use warmpool_core::clock::millis;
 use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::error::ConfigError;
+use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::pool::maintenance;
 use warmpool_core::pool::quota::CreationBudget;
 use warmpool_core::pool::warmup::WarmupPolicy;
 use warmpool_core::schedule::RunBudget;
-use warmpool_core::metrics::PoolName;
 use warmpool_core::session::LogKey;
 
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
 use warmpool_core::config::Env;
 use warmpool_core::error::ConfigError;
-use warmpool_core::schedule::RunBudget;
 use warmpool_core::metrics::PoolName;
+use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
 
 #[derive(Debug, Clone)]
