@@ -1,4 +1,4 @@
-.PHONY: test lint bench soak demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check deploy
+.PHONY: test lint bench soak demo bootstrap bootstrap-infra infra-check arm64-target build build-check arm64-elf-check sam deploy deploy-pool deploy-batch enable-warmup-hook
 
 # Pinned local-stack tools (moto, cargo-lambda) in .venv; idempotent.
 bootstrap:
@@ -32,11 +32,13 @@ soak: bootstrap
 demo: bootstrap
 	cargo run -q -p cli --bin warmpool -- demo
 
-# --- deployment (infra/template.yaml; docs/operations.md) ----------------------------------------
-LAMBDAS := get-session replenish invoker stale-batch-detector
+# --- deployment (infra/*.yaml; docs/operations.md) -----------------------------------------------
+# Which functions `build` builds: all four by default; deploy-pool and deploy-batch ask for theirs.
+LAMBDAS ?= get-session replenish invoker stale-batch-detector
 CARGO_LAMBDA := PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda
 SAM_VERSION := 1.170.0
 SAM := .tools/sam/bin/sam
+SAM_PYTHON := .tools/sam/bin/python
 
 # Pinned template checkers (cfn-lint, checkov, cfn-guard) in .tools; idempotent.
 bootstrap-infra:
@@ -77,14 +79,52 @@ arm64-elf-check: build
 	done
 	@echo "arm64 check: $(LAMBDAS) are aarch64 ELF executables, zipped in target/lambda/"
 
-# sam deploy of infra/template.yaml with the zips of `build`; guided on first use, whose answers
-# are kept in infra/samconfig.toml (git-ignored). DEPLOY_ARGS passes more options, e.g.
+$(SAM):
+	python3 -m venv .tools/sam && .tools/sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_VERSION)"
+
+sam: $(SAM)
+
+# sam deploy of one template ($(1)) with its own samconfig file ($(2)); guided on first use,
+# whose answers are kept in that file (git-ignored). DEPLOY_ARGS passes more options, e.g.
 # DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: docs/operations.md.
-deploy: build
-	@[ -x $(SAM) ] || { python3 -m venv .tools/sam && .tools/sam/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==$(SAM_VERSION)"; }
-	@if [ -f infra/samconfig.toml ]; then \
-	  $(SAM) deploy --template-file infra/template.yaml --config-file "$(CURDIR)/infra/samconfig.toml" $(DEPLOY_ARGS); \
+define sam_deploy
+	@if [ -f $(2) ]; then \
+	  $(SAM) deploy --template-file $(1) --config-file "$(CURDIR)/$(2)" $(DEPLOY_ARGS); \
 	else \
-	  $(SAM) deploy --guided --template-file infra/template.yaml --config-file "$(CURDIR)/infra/samconfig.toml" \
-	    --capabilities CAPABILITY_IAM $(DEPLOY_ARGS); \
+	  $(SAM) deploy --guided --template-file $(1) --config-file "$(CURDIR)/$(2)" \
+	    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND $(DEPLOY_ARGS); \
 	fi
+endef
+
+# ---- NOT CLOUDFORMATION: the V2 warmup build hook ----------------------------------------------
+# AWS::BedrockAgentCore::Runtime cannot set the hook yet: after each deploy that owns the
+# reference agent's runtime, one UpdateAgentRuntime call enables it (scripts/enable-warmup-hook.py,
+# docs/operations.md "Platform V2 and the warmup hook"). It sends nothing when the hook is already
+# set, and skips a stack deployed with PlatformVersion=V1. For a runtime of your own:
+#   make enable-warmup-hook AGENT_RUNTIME_ARN=arn:aws:bedrock-agentcore:...:runtime/...
+WARMUP_HOOK := $(SAM_PYTHON) scripts/enable-warmup-hook.py
+enable-warmup-hook: sam
+	@[ -n "$(AGENT_RUNTIME_ARN)" ] || { echo "AGENT_RUNTIME_ARN=<runtime ARN> is required" >&2; exit 1; }
+	$(WARMUP_HOOK) --runtime-arn "$(AGENT_RUNTIME_ARN)"
+
+# The full system (infra/template.yaml: the batch stack with the reference runtime, and the user
+# pool in front of it, as two nested stacks), then the warmup hook on its runtime.
+deploy: build sam
+	$(call sam_deploy,infra/template.yaml,infra/samconfig.toml)
+	$(WARMUP_HOOK) --samconfig infra/samconfig.toml
+
+# The pool alone (infra/pool.yaml) in front of a runtime you already run: builds get-session and
+# replenish only. The runtime is yours, so its hooks are left alone unless you ask:
+# `make deploy-pool WARMUP_HOOK_RUNTIME=1` also runs enable-warmup-hook on the AgentRuntimeArn
+# the stack was deployed with (your container must then answer POST /warmup on port 8080).
+deploy-pool: sam
+	@$(MAKE) --no-print-directory build LAMBDAS="get-session replenish"
+	$(call sam_deploy,infra/pool.yaml,infra/samconfig-pool.toml)
+	@if [ "$(WARMUP_HOOK_RUNTIME)" = 1 ]; then $(WARMUP_HOOK) --samconfig infra/samconfig-pool.toml; fi
+
+# The batch pipeline alone (infra/batch.yaml): replenish, invoker and stale-batch-detector; then
+# the warmup hook when the stack created the reference runtime on V2.
+deploy-batch: sam
+	@$(MAKE) --no-print-directory build LAMBDAS="replenish invoker stale-batch-detector"
+	$(call sam_deploy,infra/batch.yaml,infra/samconfig-batch.toml)
+	$(WARMUP_HOOK) --samconfig infra/samconfig-batch.toml

@@ -1,32 +1,45 @@
 #!/usr/bin/env bash
-# The infrastructure checks `make infra-check` (and so CI) runs on infra/template.yaml:
-# cfn-lint, checkov, and the project's own cfn-guard rules (infra/rules), which must pass on
-# the template and must pass or fail as expected on their own cases (infra/rules/tests).
+# The infrastructure checks `make infra-check` (and so CI) runs on every template of infra/
+# (pool.yaml, batch.yaml and template.yaml, which nests the two): cfn-lint, checkov, and the
+# project's own cfn-guard rules (infra/rules), which must pass on each template and must pass
+# or fail as expected on their own cases (infra/rules/tests).
 # Tools: scripts/bootstrap-infra.sh. Nothing here uses the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-template=infra/template.yaml
-# Rules that have nothing to check in this template; any other SKIP means a rule silently
-# stopped matching what it guards.
-expected_skips="dead_letters.guard/mapped_queues_have_a_dlq"
-
-echo "==> cfn-lint (SAM transform included; regions where AgentCore Runtime is available)"
-.tools/venv/bin/cfn-lint --regions us-east-1 us-west-2 eu-central-1 ap-southeast-2 -- "$template"
-
-echo "==> checkov (each skip carries its reason in the resource's Metadata)"
-.tools/venv/bin/checkov --quiet --compact --skip-download --framework cloudformation -f "$template"
-
-echo "==> cfn-guard: infra/rules against the template"
-report=$(.tools/bin/cfn-guard validate --rules infra/rules --data "$template" --show-summary all) || {
-  echo "$report"
+# Each template and the cfn-guard rules that have nothing to check in it; any other SKIP means
+# a rule silently stopped matching what it guards. pool.yaml: the pool alone (no bucket, table,
+# batch queue, runtime or queue that grants anything); batch.yaml: the batch pipeline;
+# template.yaml: the full system, only the two nested stacks (every rule on resources skips).
+declare -A expected_skips=(
+  [infra/pool.yaml]="dead_letters.guard/mapped_queues_have_a_dlq dead_letters.guard/sam_consumed_queues_have_a_dlq dead_letters.guard/sqs_events_name_a_queue_of_this_template encryption.guard/buckets_are_encrypted encryption.guard/tables_are_encrypted iam.guard/any_resource_only_where_the_service_cannot_scope iam.guard/resource_policies_name_their_actions nested.guard/nested_applications_are_local_templates nested.guard/nested_stacks_are_local_templates pool_access.guard/queue_policies_allow_no_one_at_large runtime.guard/runtimes_pin_their_platform_version"
+  [infra/batch.yaml]="dead_letters.guard/mapped_queues_have_a_dlq nested.guard/nested_applications_are_local_templates nested.guard/nested_stacks_are_local_templates"
+  [infra/template.yaml]="dead_letters.guard/mapped_queues_have_a_dlq dead_letters.guard/sam_consumed_queues_have_a_dlq dead_letters.guard/sqs_events_name_a_queue_of_this_template encryption.guard/buckets_are_encrypted encryption.guard/queues_are_encrypted encryption.guard/tables_are_encrypted functions.guard/functions_log_json functions.guard/functions_run_on_arm64 iam.guard/any_resource_only_where_the_service_cannot_scope iam.guard/resource_policies_name_their_actions iam.guard/role_policies_name_their_actions nested.guard/nested_stacks_are_local_templates pool_access.guard/pool_queues_admit_only_the_project_roles pool_access.guard/queue_policies_allow_no_one_at_large pool_queue.guard/fifo_queues_retain_messages_for_a_session_lifetime pool_queue.guard/fifo_queues_use_high_throughput_mode runtime.guard/runtimes_pin_their_platform_version"
+)
+templates=(infra/pool.yaml infra/batch.yaml infra/template.yaml)
+[ "$(ls infra/*.yaml | sort)" = "$(printf '%s\n' "${templates[@]}" | sort)" ] || {
+  echo "infra/*.yaml is not [${templates[*]}]: add a new template here, with its expected skips" >&2
   exit 1
 }
-echo "$report" | grep -E '^[a-z_]+\.guard/' | sed 's/^/    /'
-skips=$(echo "$report" | awk '$2 == "SKIP" { print $1 }' | sort | tr '\n' ' ' | sed 's/ $//')
-if [ "$skips" != "$expected_skips" ]; then
-  echo "cfn-guard: skipped rules are [$skips], expected [$expected_skips]" >&2
-  exit 1
-fi
+
+for template in "${templates[@]}"; do
+  echo "==> $template: cfn-lint (SAM transform included; regions where AgentCore Runtime is available)"
+  .tools/venv/bin/cfn-lint --regions us-east-1 us-west-2 eu-central-1 ap-southeast-2 -- "$template"
+
+  echo "==> $template: checkov (each skip carries its reason in the resource's Metadata)"
+  .tools/venv/bin/checkov --quiet --compact --skip-download --framework cloudformation -f "$template"
+
+  echo "==> $template: cfn-guard, infra/rules against the template"
+  report=$(.tools/bin/cfn-guard validate --rules infra/rules --data "$template" --show-summary all) || {
+    echo "$report"
+    exit 1
+  }
+  echo "$report" | grep -E '^[a-z_]+\.guard/' | sed 's/^/    /'
+  skips=$(echo "$report" | awk '$2 == "SKIP" { print $1 }' | sort | tr '\n' ' ' | sed 's/ $//')
+  if [ "$skips" != "${expected_skips[$template]}" ]; then
+    echo "cfn-guard: $template skipped rules [$skips], expected [${expected_skips[$template]}]" >&2
+    exit 1
+  fi
+done
 
 echo "==> cfn-guard: each rule against its passing and failing cases (infra/rules/tests)"
 for rules in infra/rules/*.guard; do

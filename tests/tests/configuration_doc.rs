@@ -24,6 +24,20 @@ use yaml_serde::Value;
 const DOC: &str = include_str!("../../docs/configuration.md");
 const DOC_NAME: &str = "docs/configuration.md";
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
+/// The templates deployed on their own, with the section that lists what they take beyond (or
+/// otherwise than) the full system's parameters.
+const CHILD_TEMPLATES: [(&str, &str, &str); 2] = [
+    (
+        "infra/pool.yaml",
+        include_str!("../../infra/pool.yaml"),
+        "Pool template parameters",
+    ),
+    (
+        "infra/batch.yaml",
+        include_str!("../../infra/batch.yaml"),
+        "Batch template parameters",
+    ),
+];
 const SHARED: &str = "Shared settings";
 const PARAMETERS: &str = "Template parameters";
 
@@ -522,7 +536,11 @@ fn documented_defaults_and_required_variables_are_the_codes() {
 
 /// The template's parameters: name and default (`None`: no default, so required).
 fn template_parameters() -> BTreeMap<String, Option<String>> {
-    let template: Value = yaml_serde::from_str(TEMPLATE).expect("infra/template.yaml is YAML");
+    parameters_of(TEMPLATE)
+}
+
+fn parameters_of(source: &str) -> BTreeMap<String, Option<String>> {
+    let template: Value = yaml_serde::from_str(source).expect("a template is YAML");
     let scalar = |value: &Value| match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -576,6 +594,58 @@ fn template_parameters_are_documented_with_the_templates_defaults() {
     assert!(
         failures.is_empty(),
         "section `## {PARAMETERS}` of {DOC_NAME} is out of step with infra/template.yaml:\n- {}",
+        failures.join("\n- ")
+    );
+}
+
+#[test]
+fn the_pool_and_batch_templates_parameters_are_documented_with_their_defaults() {
+    let doc = parse_doc(DOC);
+    let full = parse_doc(DOC)
+        .sections
+        .remove(PARAMETERS)
+        .expect("the full system's parameters");
+    let full: BTreeMap<String, Row> = full.rows.into_iter().map(|row| (row.name.clone(), row)).collect();
+    let full_parameters = template_parameters();
+    let mut failures = Vec::new();
+    for (file, source, heading) in CHILD_TEMPLATES {
+        let Some(section) = doc.sections.get(heading) else {
+            failures.push(format!("{DOC_NAME} has no section `## {heading}` for {file}"));
+            continue;
+        };
+        let own: BTreeMap<&str, &Row> = section.rows.iter().map(|row| (row.name.as_str(), row)).collect();
+        let parameters = parameters_of(source);
+        for (name, default) in &parameters {
+            let expected = default.clone().map_or(Documented::Required, Documented::Default);
+            let row = own.get(name.as_str()).copied().or_else(|| full.get(name));
+            match row {
+                None => failures.push(format!(
+                    "{file} has the parameter {name}, which neither `## {heading}` nor `## {PARAMETERS}` lists"
+                )),
+                Some(row) if row.documented != expected => failures.push(format!(
+                    "{name} ({DOC_NAME}:{}): documented as {}, but {file} says {expected}",
+                    row.line, row.documented
+                )),
+                Some(_) => {}
+            }
+        }
+        for row in &section.rows {
+            if !parameters.contains_key(&row.name) {
+                failures.push(format!(
+                    "{} ({DOC_NAME}:{}) is listed, but {file} has no such parameter",
+                    row.name, row.line
+                ));
+            } else if full_parameters.get(&row.name) == parameters.get(&row.name) {
+                failures.push(format!(
+                    "{} ({DOC_NAME}:{}) is as in the full system: list it only in `## {PARAMETERS}`",
+                    row.name, row.line
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{DOC_NAME} is out of step with the templates:\n- {}",
         failures.join("\n- ")
     );
 }

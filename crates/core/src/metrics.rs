@@ -2,9 +2,65 @@
 //! Logs turns into metrics without a PutMetricData call on the hot path; and the nearest-rank
 //! percentile every reported figure is computed with.
 
+use crate::config::Env;
+use crate::error::ConfigError;
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "AgentCoreWarmPool";
+
+/// `POOL_NAME`: the pool every metric of this function is counted under (docs/decisions/0904).
+pub const POOL_NAME: &str = "POOL_NAME";
+/// The pool of a function whose environment names none.
+pub const DEFAULT_POOL_NAME: &str = "default";
+/// At most a CloudFormation stack name plus a suffix such as `-batch`; CloudWatch itself takes
+/// dimension values of up to 1,024 characters.
+const MAX_POOL_NAME_LEN: usize = 160;
+
+/// The pool's name, the `Pool` dimension of every metric: two pools in one account and region
+/// (two stacks, or the user pool and the batch pool of one) are counted apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolName(String);
+
+impl PoolName {
+    /// `POOL_NAME`, or [`DEFAULT_POOL_NAME`] when unset or blank. Letters, digits, `.`, `_`
+    /// and `-` only: the name goes into dashboards' JSON and alarm dimensions verbatim.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let Some(value) = env.optional(POOL_NAME) else {
+            return Ok(Self(DEFAULT_POOL_NAME.to_string()));
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: POOL_NAME,
+            value: value.clone(),
+            reason,
+        };
+        if value.len() > MAX_POOL_NAME_LEN {
+            return Err(invalid(format!("at most {MAX_POOL_NAME_LEN} characters")));
+        }
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid("letters, digits, '.', '_' and '-' only".into()));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PoolName {
+    fn default() -> Self {
+        Self(DEFAULT_POOL_NAME.to_string())
+    }
+}
+
+impl std::fmt::Display for PoolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -45,17 +101,20 @@ fn rank(n: usize, pct: f64) -> usize {
     rank.clamp(1, n)
 }
 
-/// Metrics of one event, all under the dimension `Function`.
+/// Metrics of one event, under the one dimension set (`Pool`, `Function`): per pool and per
+/// function, never summed across the pools of an account (docs/decisions/0904).
 #[derive(Debug, Clone)]
 pub struct MetricSet {
     function: String,
+    pool: String,
     values: Vec<(&'static str, Unit, Vec<f64>)>,
 }
 
 impl MetricSet {
-    pub fn new(function: impl Into<String>) -> Self {
+    pub fn new(function: impl Into<String>, pool: &PoolName) -> Self {
         Self {
             function: function.into(),
+            pool: pool.as_str().to_string(),
             values: Vec::new(),
         }
     }
@@ -105,11 +164,12 @@ impl MetricSet {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [["Function"]],
+                    "Dimensions": [["Pool", "Function"]],
                     "Metrics": definitions,
                 }],
             }),
         );
+        root.insert("Pool".into(), Value::String(self.pool.clone()));
         root.insert("Function".into(), Value::String(self.function.clone()));
         for (name, _, samples) in &self.values {
             let value = match samples.as_slice() {
@@ -133,7 +193,7 @@ mod tests {
 
     #[test]
     fn emf_line_declares_every_metric_and_carries_its_value() {
-        let set = MetricSet::new("get-session")
+        let set = MetricSet::new("get-session", &PoolName::default())
             .count("ClaimFromPool", 1)
             .millis("ClaimLatency", 12.5)
             .millis_each("WarmupLatency", [3, 4])
@@ -150,6 +210,37 @@ mod tests {
         assert_eq!(emf["ClaimLatency"], 12.5);
         assert_eq!(emf["WarmupLatency"], json!([3.0, 4.0]));
         assert!(emf.get("Nothing").is_none());
+    }
+
+    #[test]
+    fn when_a_metric_is_emitted_then_it_is_dimensioned_by_pool_and_function() {
+        let pool = PoolName::from_env(&Env::from_pairs([(POOL_NAME, "team-a")])).unwrap();
+        let emf = MetricSet::new("replenish", &pool).count("PoolVisible", 3).to_emf(1);
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Pool", "Function"]])
+        );
+        assert_eq!(emf["Pool"], "team-a");
+        assert_eq!(emf["Function"], "replenish");
+    }
+
+    #[test]
+    fn when_pool_name_is_unset_or_blank_then_it_is_the_default() {
+        for env in [Env::default(), Env::from_pairs([(POOL_NAME, "  ")])] {
+            assert_eq!(PoolName::from_env(&env).unwrap().as_str(), DEFAULT_POOL_NAME);
+        }
+    }
+
+    #[test]
+    fn when_pool_name_has_other_characters_or_is_too_long_then_init_fails_with_its_name() {
+        let long = "p".repeat(MAX_POOL_NAME_LEN + 1);
+        for bad in ["team a", "team/a", "pool\"", "pööl", long.as_str()] {
+            let error = PoolName::from_env(&Env::from_pairs([(POOL_NAME, bad)])).unwrap_err();
+            assert!(error.to_string().contains(POOL_NAME), "{bad}: {error}");
+        }
+        let longest = "p".repeat(MAX_POOL_NAME_LEN);
+        assert!(PoolName::from_env(&Env::from_pairs([(POOL_NAME, longest.as_str())])).is_ok());
+        assert!(PoolName::from_env(&Env::from_pairs([(POOL_NAME, "warmpool-prod_1.batch")])).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
 use warmpool_core::error::ConfigError;
+use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::claim::ClaimPolicy;
 use warmpool_core::session::LogKey;
 
@@ -27,6 +28,8 @@ pub struct Config {
     /// `GET_SESSION_TIMEOUT_SECS` (10): this function's own timeout. Lambda does not put it in
     /// the environment, so the template sets this from the parameter that sets the timeout.
     pub timeout: Duration,
+    /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics.
+    pub pool_name: PoolName,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
             claim,
             timeout,
+            pool_name: PoolName::from_env(env)?,
         })
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::info;
 use warmpool_core::clock::Clock;
 use warmpool_core::error::QueueError;
-use warmpool_core::metrics::MetricSet;
+use warmpool_core::metrics::{MetricSet, PoolName};
 use warmpool_core::pool::claim::{ClaimError, ClaimedSession, Claimer, Source};
 use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
 
@@ -88,6 +88,7 @@ fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
 /// The function: a claimer plus the Lambda contract around it.
 pub struct GetSession<Q, T, C> {
     claimer: Claimer<Q, T, C>,
+    pool_name: PoolName,
 }
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
@@ -99,6 +100,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 clock,
                 policy: config.claim,
             },
+            pool_name: config.pool_name.clone(),
         }
     }
 
@@ -120,7 +122,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                     ),
                     None => (None, None),
                 };
-                MetricSet::new(FUNCTION)
+                MetricSet::new(FUNCTION, &self.pool_name)
                     .count("ClaimFromPool", u32::from(from_pool))
                     .count("ClaimFresh", u32::from(!from_pool))
                     .millis("ClaimLatency", latency_ms as f64)
@@ -142,7 +144,9 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 Ok(claim.session)
             }
             Err(ClaimError::PoolEmpty) => {
-                MetricSet::new(FUNCTION).count("ClaimPoolEmpty", 1).emit(now);
+                MetricSet::new(FUNCTION, &self.pool_name)
+                    .count("ClaimPoolEmpty", 1)
+                    .emit(now);
                 Err(GetSessionError::PoolEmpty)
             }
             Err(ClaimError::Queue(e)) => Err(GetSessionError::PoolUnavailable(e)),

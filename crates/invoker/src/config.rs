@@ -10,6 +10,7 @@ use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, 
 use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{CLAIM_MAX_DISCARDS, Env, FRESH_FALLBACK};
 use warmpool_core::error::ConfigError;
+use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::claim::{ClaimPolicy, OnEmpty};
 use warmpool_core::session::LogKey;
 
@@ -61,6 +62,9 @@ pub struct Config {
     /// ([`ClaimPolicy::from_env`]), except the fallback: `BATCH_FRESH_FALLBACK` (false). A batch
     /// waits for a pooled session rather than create one outside replenish's creation budget.
     pub claim: ClaimPolicy,
+    /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics: the batch
+    /// pool's name, which its replenish and the detector are given too.
+    pub pool_name: PoolName,
 }
 
 fn invalid(key: &'static str, value: impl ToString, reason: &str) -> ConfigError {
@@ -126,6 +130,7 @@ impl Config {
             limits: BatchLimits::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
             claim,
+            pool_name: PoolName::from_env(env)?,
         })
     }
 }

@@ -370,7 +370,7 @@ where
                 Err(_) => counts[5] += 1,
             }
         }
-        MetricSet::new(FUNCTION)
+        MetricSet::new(FUNCTION, &self.config.pool_name)
             .count("BatchesStarted", counts[0] + counts[1])
             .count("BatchSessionFromPool", counts[0])
             .count("BatchSessionFresh", counts[1])

@@ -5,6 +5,7 @@ use warmpool_core::clock::millis;
 use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::error::ConfigError;
+use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::pool::maintenance;
 use warmpool_core::pool::quota::CreationBudget;
@@ -38,6 +39,8 @@ pub struct Config {
     /// `DEADLINE_MARGIN_MS` (2000): retries stop this long before the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the retry budget when no Lambda deadline is known.
     pub run_budget: RunBudget,
+    /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics.
+    pub pool_name: PoolName,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
                 ..warmup_defaults
             },
             run_budget: RunBudget::from_env(env)?,
+            pool_name: PoolName::from_env(env)?,
         })
     }
 }

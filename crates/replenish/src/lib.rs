@@ -300,7 +300,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
     }
 
     fn emit(&self, warmup: &WarmupReport, skipped: u32, round: Option<(&Round, u32, u32)>) {
-        let mut metrics = MetricSet::new(FUNCTION)
+        let mut metrics = MetricSet::new(FUNCTION, &self.config.pool_name)
             .count("RefillSkipped", skipped)
             .count("WarmupsRequested", warmup.requested)
             .count("WarmupsEnqueued", warmup.enqueued)

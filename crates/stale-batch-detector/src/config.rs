@@ -6,6 +6,7 @@ use warmpool_core::batch::settings::TrackingLayout;
 use warmpool_core::batch::settings::{MAX_RETRY_DELAY, pending_timeout_from_env, positive};
 use warmpool_core::config::Env;
 use warmpool_core::error::ConfigError;
+use warmpool_core::metrics::PoolName;
 use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
 
@@ -36,6 +37,9 @@ pub struct Config {
     pub layout: TrackingLayout,
     /// `SESSION_LOG_KEY`: session IDs appear in logs only as keyed hashes.
     pub log_key: LogKey,
+    /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics; the batch
+    /// pool's name, as the invoker's.
+    pub pool_name: PoolName,
 }
 
 impl Config {
@@ -62,6 +66,7 @@ impl Config {
             run_budget: RunBudget::from_env(env)?,
             layout: TrackingLayout::from_env(env)?,
             log_key: LogKey::from_env(env)?,
+            pool_name: PoolName::from_env(env)?,
         })
     }
 }

@@ -257,7 +257,7 @@ impl<T: TrackingTable, Q: MessageSink, A: AgentRuntime, C: Clock> Detector<T, Q,
     }
 
     fn emit(&self, report: &RunReport) {
-        MetricSet::new(FUNCTION)
+        MetricSet::new(FUNCTION, &self.config.pool_name)
             .count("BatchesStale", count_u32(report.overdue))
             .count("PendingExpired", count_u32(report.pending_expired))
             .count("BatchesRetried", count_u32(report.retried))
