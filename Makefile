@@ -87,14 +87,27 @@ sam: $(SAM)
 # sam deploy of one template ($(1)) with its own samconfig file ($(2)); guided on first use,
 # whose answers are kept in that file (git-ignored). DEPLOY_ARGS passes more options, e.g.
 # DEPLOY_ARGS='--parameter-overrides PoolTarget=20'. Prerequisites: docs/operations.md.
+# Every stack is tagged warmpool:pool=$(POOL), which `warmpool pools` finds it by.
 define sam_deploy
 	@if [ -f $(2) ]; then \
-	  $(SAM) deploy --template-file $(1) --config-file "$(CURDIR)/$(2)" $(DEPLOY_ARGS); \
+	  $(SAM) deploy --template-file $(1) --config-file "$(CURDIR)/$(2)" --tags warmpool:pool=$(POOL) $(DEPLOY_ARGS); \
 	else \
 	  $(SAM) deploy --guided --template-file $(1) --config-file "$(CURDIR)/$(2)" \
-	    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND $(DEPLOY_ARGS); \
+	    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --tags warmpool:pool=$(POOL) $(DEPLOY_ARGS); \
 	fi
 endef
+
+# The account's pools share one creation quota (docs/operations.md, "Many pools in one
+# account"): before a deploy, `warmpool pools check` refuses a share (POOL_SHARE: what this
+# stack's CreationBudgetPerSec and BatchCreationBudgetPerSec add up to) that would take the
+# account's pools past ACCOUNT_QUOTA. POOL names the stack's pool (its tag).
+POOL ?= warmpool
+ACCOUNT_QUOTA ?= 25
+# The templates' defaults: the pool 20/s, the batch pool 2/s, the full system both.
+deploy-pool: POOL_SHARE ?= 20
+deploy-batch: POOL_SHARE ?= 2
+deploy: POOL_SHARE ?= 22
+POOLS_CHECK = cargo run -q -p cli --bin warmpool -- pools check --pool $(POOL) --share $(POOL_SHARE) --quota $(ACCOUNT_QUOTA)
 
 # ---- NOT CLOUDFORMATION: the V2 warmup build hook ----------------------------------------------
 # AWS::BedrockAgentCore::Runtime cannot set the hook yet: after each deploy that owns the
@@ -110,6 +123,7 @@ enable-warmup-hook: sam
 # The full system (infra/template.yaml: the batch stack with the reference runtime, and the user
 # pool in front of it, as two nested stacks), then the warmup hook on its runtime.
 deploy: build sam
+	$(POOLS_CHECK)
 	$(call sam_deploy,infra/template.yaml,infra/samconfig.toml)
 	$(WARMUP_HOOK) --samconfig infra/samconfig.toml
 
@@ -118,6 +132,7 @@ deploy: build sam
 # `make deploy-pool WARMUP_HOOK_RUNTIME=1` also runs enable-warmup-hook on the AgentRuntimeArn
 # the stack was deployed with (your container must then answer POST /warmup on port 8080).
 deploy-pool: sam
+	$(POOLS_CHECK)
 	@$(MAKE) --no-print-directory build LAMBDAS="get-session replenish"
 	$(call sam_deploy,infra/pool.yaml,infra/samconfig-pool.toml)
 	@if [ "$(WARMUP_HOOK_RUNTIME)" = 1 ]; then $(WARMUP_HOOK) --samconfig infra/samconfig-pool.toml; fi
@@ -125,6 +140,7 @@ deploy-pool: sam
 # The batch pipeline alone (infra/batch.yaml): replenish, invoker and stale-batch-detector; then
 # the warmup hook when the stack created the reference runtime on V2.
 deploy-batch: sam
+	$(POOLS_CHECK)
 	@$(MAKE) --no-print-directory build LAMBDAS="replenish invoker stale-batch-detector"
 	$(call sam_deploy,infra/batch.yaml,infra/samconfig-batch.toml)
 	$(WARMUP_HOOK) --samconfig infra/samconfig-batch.toml

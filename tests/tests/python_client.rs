@@ -109,6 +109,10 @@ async fn a_boto3_client_claims_through_get_session_and_lands_on_a_warm_python_ag
         .find(|s| s.session_id == session_id)
         .expect("the emulator knows the session");
     let calls: Vec<bool> = view.history.iter().map(|call| call.cold).collect();
-    assert_eq!(calls, [true, false], "the warmup was the cold start; the client's call landed warm");
+    assert_eq!(
+        calls,
+        [true, false],
+        "the warmup was the cold start; the client's call landed warm"
+    );
     assert_eq!(result["answer"]["turns"], 1, "{result}");
 }

@@ -13,8 +13,9 @@ use warmpool_core::pool::quota::PoolShare;
 
 /// The stack tag that names a pool; its value is the pool's name (the `Pool` dimension).
 pub const POOL_TAG: &str = "warmpool:pool";
-/// The template parameter that holds a pool's share of the account's creation quota.
-pub const SHARE_PARAMETER: &str = "CreationBudgetPerSec";
+/// The template parameters that hold a stack's shares of the account's creation quota: the
+/// pool's and, in a stack with the batch pipeline, the batch pool's.
+pub const SHARE_PARAMETERS: [&str; 2] = ["CreationBudgetPerSec", "BatchCreationBudgetPerSec"];
 const RUNTIME_PARAMETER: &str = "AgentRuntimeArn";
 const QUEUE_OUTPUT: &str = "PoolQueueUrl";
 /// Stacks read at most (DescribeStacks pages of up to 100): bounds a listing in a busy account.
@@ -33,8 +34,12 @@ pub struct DeployedPool {
 }
 
 impl DeployedPool {
-    /// `None` for a stack that is not a pool's (no [`POOL_TAG`]).
+    /// `None` for a stack that is not a pool's (no [`POOL_TAG`]), and for a nested stack: its
+    /// parent carries the tag (tags propagate) and the shares of all its pools.
     pub fn from_stack(stack: &Stack) -> Option<Self> {
+        if stack.parent_id().is_some() {
+            return None;
+        }
         let pool = stack
             .tags()
             .iter()
@@ -61,7 +66,10 @@ impl DeployedPool {
             pool,
             stack: stack.stack_name().unwrap_or_default().to_string(),
             runtime_arn: parameter(RUNTIME_PARAMETER),
-            share_per_sec: parameter(SHARE_PARAMETER).and_then(|v| v.parse().ok()),
+            share_per_sec: SHARE_PARAMETERS
+                .iter()
+                .filter_map(|key| parameter(key).and_then(|v| v.parse::<u32>().ok()))
+                .reduce(u32::saturating_add),
             queue_url: output(QUEUE_OUTPUT),
         })
     }

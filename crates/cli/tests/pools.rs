@@ -66,10 +66,16 @@ async fn pools_are_listed_by_tag_and_a_share_that_oversubscribes_the_account_is_
     let refused = run(pools("check --pool docs --share 10 --quota 25")).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "30/s of a 25/s quota must be refused");
-    assert!(stderr.contains("needs 30/s") && stderr.contains("chat 10/s"), "{stderr}");
+    assert!(
+        stderr.contains("needs 30/s") && stderr.contains("chat 10/s"),
+        "{stderr}"
+    );
 
     let (fits, _) = run_json(pools("check --pool docs --share 5 --quota 25 --output json")).await;
     assert_eq!(fits["accountTotalPerSec"], 25);
     let (redeploy, _) = run_json(pools("check --pool chat --share 15 --quota 25 --output json")).await;
-    assert_eq!(redeploy["accountTotalPerSec"], 25, "chat's own 10/s is replaced: {redeploy}");
+    assert_eq!(
+        redeploy["accountTotalPerSec"], 25,
+        "chat's own 10/s is replaced: {redeploy}"
+    );
 }
