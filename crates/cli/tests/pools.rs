@@ -14,7 +14,7 @@ const POOL_TEMPLATE: &str = r#"{
     "CreationBudgetPerSec": {"Type": "Number"},
     "AgentRuntimeArn": {"Type": "String"}
   },
-  "Resources": {"PoolQueue": {"Type": "AWS::SQS::Queue", "Properties": {"FifoQueue": true}}},
+  "Resources": {"PoolQueue": {"Type": "AWS::SQS::Queue", "Properties": {"FifoQueue": true, "QueueName": "QUEUE_NAME.fifo"}}},
   "Outputs": {"PoolQueueUrl": {"Value": {"Ref": "PoolQueue"}}}
 }"#;
 
@@ -34,7 +34,7 @@ async fn deploy(stack: &str, pool: Option<&str>, share: u32) {
     let mut create = cloudformation()
         .create_stack()
         .stack_name(stack)
-        .template_body(POOL_TEMPLATE)
+        .template_body(POOL_TEMPLATE.replace("QUEUE_NAME", stack))
         .parameters(parameter("CreationBudgetPerSec", share.to_string()))
         .parameters(parameter("AgentRuntimeArn", RUNTIME_ARN.to_string()));
     if let Some(pool) = pool {
