@@ -7,10 +7,11 @@
 use crate::clock::Backoff;
 use crate::clock::{Clock, millis};
 use crate::error::AgentError;
+use crate::pool::breaker::WarmupBreaker;
 use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::pool::quota::CreationPacer;
 use crate::ports::{AgentRuntime, PoolQueue};
-use crate::session::{LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::session::{AgentVersion, LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
 use crate::stop::stop_before;
 use futures::StreamExt;
 use std::num::NonZeroUsize;
@@ -83,6 +84,24 @@ pub struct WarmupReport {
     pub deferred: u32,
     /// Latency of each successful warmup invocation, in milliseconds.
     pub latencies_ms: Vec<u64>,
+    /// Not attempted: the warmup breaker was open.
+    pub breaker_skipped: u32,
+}
+
+/// What a replenish run adds to its warmups: the version to record in each pool message, and
+/// the breaker that stops warming a broken agent ([`crate::pool::breaker`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Warming<'a> {
+    pub version: Option<&'a AgentVersion>,
+    pub breaker: Option<&'a WarmupBreaker>,
+    /// This run is the breaker's probe: it warms even though the breaker is open.
+    pub probe: bool,
+}
+
+impl Warming<'_> {
+    fn stopped_by_breaker(&self) -> bool {
+        !self.probe && self.breaker.is_some_and(WarmupBreaker::is_open)
+    }
 }
 
 enum Outcome {
@@ -91,6 +110,7 @@ enum Outcome {
     WarmupFailed { throttles: u32 },
     EnqueueFailed { throttles: u32 },
     Deferred { throttles: u32 },
+    BreakerSkipped,
 }
 
 /// Warms exactly `count` new sessions and enqueues each one whose warmup succeeded.
@@ -110,8 +130,36 @@ where
     Q: PoolQueue,
     C: Clock,
 {
+    let ports = Ports { agent, queue, clock };
+    warm_new_sessions_with(count, &ports, policy, pacer, deadline, Warming::default()).await
+}
+
+/// The ports a warmup uses.
+pub struct Ports<'a, A, Q, C> {
+    pub agent: &'a A,
+    pub queue: &'a Q,
+    pub clock: &'a C,
+}
+
+/// [`warm_new_sessions`], recording `warming.version` in each pool message and obeying
+/// `warming.breaker`: once it is open (by this run's failures or another's), the warmups not
+/// yet started are skipped.
+pub async fn warm_new_sessions_with<A, Q, C>(
+    count: u32,
+    ports: &Ports<'_, A, Q, C>,
+    policy: &WarmupPolicy,
+    pacer: &CreationPacer,
+    deadline: Instant,
+    warming: Warming<'_>,
+) -> WarmupReport
+where
+    A: AgentRuntime,
+    Q: PoolQueue,
+    C: Clock,
+{
+    let Ports { agent, queue, clock } = *ports;
     let outcomes: Vec<Outcome> = futures::stream::iter(0..count)
-        .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline))
+        .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline, warming))
         .buffer_unordered(policy.concurrency.get())
         .collect()
         .await;
@@ -143,6 +191,7 @@ where
                 report.deferred += 1;
                 report.throttles += throttles;
             }
+            Outcome::BreakerSkipped => report.breaker_skipped += 1,
         }
     }
     report
@@ -155,12 +204,18 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     policy: &WarmupPolicy,
     pacer: &CreationPacer,
     deadline: Instant,
+    warming: Warming<'_>,
 ) -> Outcome {
     let session_id = SessionId::generate();
     let session = session_id.log_id(&policy.log_key);
     let mut throttles = 0;
     let mut attempt = 0;
     loop {
+        // Checked before every attempt: warmups queued behind the concurrency limit, and
+        // retries, stop as soon as the breaker opens.
+        if warming.stopped_by_breaker() {
+            return Outcome::BreakerSkipped;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let latest_ms = clock.now_ms().saturating_add(millis(remaining));
         if !pacer.wait_turn(clock, latest_ms).await {
@@ -173,7 +228,10 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
         match agent.invoke(&session_id, WARMUP_PAYLOAD).await {
             Ok(_) => {
                 let latency_ms = millis(started.elapsed());
-                let warm = PooledSession::new(session_id, started_ms, started_ms);
+                if let Some(breaker) = warming.breaker {
+                    breaker.record_success();
+                }
+                let warm = PooledSession::new(session_id, started_ms, started_ms).with_version(warming.version);
                 return enqueue_warm(agent, queue, policy, &warm, deadline, latency_ms, throttles).await;
             }
             Err(error) => {
@@ -181,6 +239,11 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
                 let pause = policy.backoff(attempt);
                 attempt += 1;
                 if !error.is_retryable() || Instant::now() + pause >= deadline {
+                    if let Some(breaker) = warming.breaker
+                        && breaker.record_failure(&error, clock.now_ms())
+                    {
+                        warn!(%error, "warmup breaker opened: the agent failed warmups in a row");
+                    }
                     give_up(agent, &session_id, session, policy, &error, attempt, deadline).await;
                     return Outcome::WarmupFailed { throttles };
                 }
@@ -464,5 +527,93 @@ mod tests {
         for attempt in 0..40 {
             assert!(p.backoff(attempt) <= Duration::from_secs(1));
         }
+    }
+
+    async fn warm_with(count: u32, agent: &ScriptedAgent, pool: &MemoryPool, warming: Warming<'_>) -> WarmupReport {
+        let ports = Ports {
+            agent,
+            queue: pool,
+            clock: &SystemClock,
+        };
+        let unpaced = CreationPacer::unlimited();
+        warm_new_sessions_with(count, &ports, &policy(), &unpaced, far_deadline(), warming).await
+    }
+
+    #[tokio::test]
+    async fn every_warmed_session_records_the_version_that_served_it() {
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        let version = AgentVersion::new("3", 1_000).unwrap();
+        let warming = Warming {
+            version: Some(&version),
+            ..Warming::default()
+        };
+        warm_with(3, &agent, &pool, warming).await;
+        assert!(
+            pool.sessions()
+                .iter()
+                .all(|s| s.agent_version() == Some(version.clone()))
+        );
+    }
+
+    #[tokio::test]
+    async fn when_the_agent_fails_every_warmup_then_the_breaker_stops_the_run_after_the_threshold() {
+        use crate::pool::breaker::{BreakerSettings, WarmupBreaker};
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        agent.fail_with(std::iter::repeat_n(Agent, 1_000));
+        let breaker = WarmupBreaker::new(BreakerSettings {
+            threshold: std::num::NonZeroU32::new(3).unwrap(),
+            probe_interval: Duration::from_secs(60),
+        });
+        let warming = Warming {
+            breaker: Some(&breaker),
+            ..Warming::default()
+        };
+        let one_at_a_time = WarmupPolicy {
+            concurrency: NonZeroUsize::MIN,
+            ..policy()
+        };
+        let ports = Ports {
+            agent: &agent,
+            queue: &pool,
+            clock: &SystemClock,
+        };
+        let report = warm_new_sessions_with(
+            20,
+            &ports,
+            &one_at_a_time,
+            &CreationPacer::unlimited(),
+            far_deadline(),
+            warming,
+        )
+        .await;
+        assert_eq!((report.failed, report.breaker_skipped), (3, 17), "{report:?}");
+        assert_eq!(
+            agent.invocations().len(),
+            3,
+            "no creation spent after the breaker opened"
+        );
+        assert!(breaker.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_probe_warms_while_the_breaker_is_open_and_a_success_closes_it() {
+        use crate::pool::breaker::{BreakerSettings, WarmupBreaker};
+        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+        let breaker = WarmupBreaker::new(BreakerSettings {
+            threshold: std::num::NonZeroU32::MIN,
+            probe_interval: Duration::from_secs(60),
+        });
+        breaker.record_failure(&AgentError::new("InvokeAgentRuntime", Server, "down"), 0);
+        let closed_run = Warming {
+            breaker: Some(&breaker),
+            ..Warming::default()
+        };
+        assert_eq!(warm_with(2, &agent, &pool, closed_run).await.breaker_skipped, 2);
+        let probe = Warming {
+            probe: true,
+            ..closed_run
+        };
+        assert_eq!(warm_with(1, &agent, &pool, probe).await.enqueued, 1);
+        assert!(!breaker.is_open());
     }
 }
