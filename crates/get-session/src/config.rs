@@ -4,6 +4,7 @@ use std::time::Duration;
 use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
 use warmpool_core::error::ConfigError;
 use warmpool_core::pool::claim::ClaimPolicy;
+use warmpool_core::pool::version::DrainSettings;
 use warmpool_core::session::LogKey;
 
 pub const CLAIM_MIN_LIFETIME: &str = "CLAIM_MIN_LIFETIME_SECS";
@@ -27,6 +28,9 @@ pub struct Config {
     /// `GET_SESSION_TIMEOUT_SECS` (10): this function's own timeout. Lambda does not put it in
     /// the environment, so the template sets this from the parameter that sets the timeout.
     pub timeout: Duration,
+    /// `VERSION_DRAIN_GRACE_SECS` (0): how long after a new agent version went live claims
+    /// still hand out sessions of the one before (docs/decisions/0212).
+    pub version_grace: Duration,
 }
 
 impl Config {
@@ -63,6 +67,7 @@ impl Config {
             });
         }
         Ok(Self {
+            version_grace: DrainSettings::from_env(env)?.grace,
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
             claim,

@@ -6,8 +6,10 @@ use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::error::ConfigError;
 use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::breaker::BreakerSettings;
 use warmpool_core::pool::maintenance;
 use warmpool_core::pool::quota::CreationBudget;
+use warmpool_core::pool::version::DrainSettings;
 use warmpool_core::pool::warmup::WarmupPolicy;
 use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
@@ -38,6 +40,10 @@ pub struct Config {
     /// `DEADLINE_MARGIN_MS` (2000): retries stop this long before the Lambda deadline;
     /// `FALLBACK_BUDGET_SECS` (60): the retry budget when no Lambda deadline is known.
     pub run_budget: RunBudget,
+    /// `VERSION_DRAIN_GRACE_SECS`, `VERSION_DRAIN_PER_SWEEP`: draining after a new agent version.
+    pub drain: DrainSettings,
+    /// `WARMUP_BREAKER_THRESHOLD`, `WARMUP_BREAKER_PROBE_SECS`: the warmup circuit breaker.
+    pub breaker: BreakerSettings,
 }
 
 impl Config {
@@ -71,6 +77,8 @@ impl Config {
                 ..warmup_defaults
             },
             run_budget: RunBudget::from_env(env)?,
+            drain: DrainSettings::from_env(env)?,
+            breaker: BreakerSettings::from_env(env)?,
         })
     }
 }
@@ -106,6 +114,9 @@ mod tests {
             "MAX_CREATIONS_PER_RUN",
             "SWEEP_MAX_BATCHES",
             "WARMUP_CONCURRENCY",
+            "VERSION_DRAIN_PER_SWEEP",
+            "WARMUP_BREAKER_THRESHOLD",
+            "WARMUP_BREAKER_PROBE_SECS",
         ] {
             let env = Env::from_pairs([
                 ("POOL_QUEUE_URL", "q"),

@@ -6,7 +6,8 @@
 //! The state lives as long as the execution environment, shared by every run in it: a broken
 //! agent costs each environment `threshold` warmups, then one per probe interval.
 
-use crate::error::{AgentError, AgentErrorKind};
+use crate::config::Env;
+use crate::error::{AgentError, AgentErrorKind, ConfigError};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,6 +18,27 @@ pub struct BreakerSettings {
     pub threshold: NonZeroU32,
     /// `WARMUP_BREAKER_PROBE_SECS` (60): one probe warmup per this long while open.
     pub probe_interval: Duration,
+}
+
+pub const WARMUP_BREAKER_THRESHOLD: &str = "WARMUP_BREAKER_THRESHOLD";
+pub const WARMUP_BREAKER_PROBE: &str = "WARMUP_BREAKER_PROBE_SECS";
+
+impl BreakerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let probe_interval = env.secs_or(WARMUP_BREAKER_PROBE, defaults.probe_interval.as_secs())?;
+        if probe_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: WARMUP_BREAKER_PROBE,
+                value: "0".into(),
+                reason: "an open breaker probes at most once per interval; 0 would not slow it down".into(),
+            });
+        }
+        Ok(Self {
+            threshold: env.positive_or(WARMUP_BREAKER_THRESHOLD, defaults.threshold)?,
+            probe_interval,
+        })
+    }
 }
 
 impl Default for BreakerSettings {

@@ -9,15 +9,55 @@
 //! - maintenance knows the live version from its own read and stops outdated sessions, at
 //!   most [`Drain::per_sweep`] a sweep, so the top-up replaces them inside the creation budget.
 
-use crate::error::VersionError;
+use crate::config::{Env, at_least_one};
+use crate::error::{ConfigError, VersionError};
 use crate::session::{AgentVersion, PooledSession};
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
+
+pub const VERSION_DRAIN_GRACE: &str = "VERSION_DRAIN_GRACE_SECS";
+pub const VERSION_DRAIN_PER_SWEEP: &str = "VERSION_DRAIN_PER_SWEEP";
+
+/// How a deploy of a new agent version drains the pool, parsed once at init (get-session
+/// reads the grace, replenish both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// `VERSION_DRAIN_GRACE_SECS` (0): how long after the new version went live older
+    /// sessions are still handed out (0: not at all).
+    pub grace: Duration,
+    /// `VERSION_DRAIN_PER_SWEEP` (25, at least 1): outdated sessions one sweep stops at most.
+    pub per_sweep: NonZeroU32,
+}
+
+impl DrainSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grace: env.secs_or(VERSION_DRAIN_GRACE, 0)?,
+            per_sweep: env.positive_or(VERSION_DRAIN_PER_SWEEP, at_least_one(25))?,
+        })
+    }
+
+    /// The drain of a sweep when `current` is the endpoint's live version.
+    pub fn drain(&self, current: Option<AgentVersion>) -> Drain {
+        Drain {
+            current,
+            grace: self.grace,
+            per_sweep: self.per_sweep.get(),
+        }
+    }
+}
 
 /// Reads the version the endpoint serves now (the AgentCore control plane in production).
 pub trait VersionSource: Send + Sync {
     fn live_version(&self) -> impl Future<Output = Result<AgentVersion, VersionError>> + Send;
+}
+
+impl<V: VersionSource + ?Sized> VersionSource for std::sync::Arc<V> {
+    fn live_version(&self) -> impl Future<Output = Result<AgentVersion, VersionError>> + Send {
+        (**self).live_version()
+    }
 }
 
 /// No control plane: nothing is recorded and nothing is drained (the behaviour before 0210).
