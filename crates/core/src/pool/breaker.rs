@@ -1,5 +1,5 @@
-//! The warmup circuit breaker (docs/decisions/0214): after `threshold` consecutive warmups that
-//! the agent failed (424 / 500: [`AgentErrorKind::Agent`] and [`AgentErrorKind::Server`], not
+//! The warmup circuit breaker (docs/decisions/0214): after `threshold` consecutive warmup
+//! attempts (retries included) that the agent failed (424 / 500: [`AgentErrorKind::Agent`] and [`AgentErrorKind::Server`], not
 //! throttles nor quota answers, which say nothing about the agent), replenish stops warming,
 //! and probes with one warmup per `probe_interval` until one succeeds.
 //!
@@ -124,7 +124,7 @@ impl WarmupBreaker {
         *state = State::default();
     }
 
-    /// A warmup failed for good with `error` at `now_ms`. Returns true if this opened the breaker.
+    /// A warmup attempt failed with `error` at `now_ms`. Returns true if this opened the breaker.
     pub fn record_failure(&self, error: &AgentError, now_ms: u64) -> bool {
         if !is_agent_failure(error) {
             return false;

@@ -39,11 +39,14 @@ impl DrainSettings {
         })
     }
 
-    /// The drain of a sweep when `current` is the endpoint's live version.
+    /// The drain of a sweep when `current` is the endpoint's live version. It starts at the
+    /// switch, not after the grace: the grace is how long claims may still hand out older
+    /// sessions, and the drain is what has replaced them by its end (a grace of at least
+    /// `ceil(target / per_sweep)` maintenance intervals lets it finish; docs/decisions/0213).
     pub fn drain(&self, current: Option<AgentVersion>) -> Drain {
         Drain {
             current,
-            grace: self.grace,
+            grace: Duration::ZERO,
             per_sweep: self.per_sweep.get(),
         }
     }

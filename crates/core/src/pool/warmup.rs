@@ -236,14 +236,17 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
             }
             Err(error) => {
                 throttles += u32::from(error.is_throttle());
+                // Every attempt counts, retries included: each one is a creation spent on an
+                // agent that may be broken (a 500 on every attempt would otherwise retry to
+                // the deadline before the breaker saw a single failure).
+                if let Some(breaker) = warming.breaker
+                    && breaker.record_failure(&error, clock.now_ms())
+                {
+                    warn!(%error, "warmup breaker opened: the agent failed warmups in a row");
+                }
                 let pause = policy.backoff(attempt);
                 attempt += 1;
-                if !error.is_retryable() || Instant::now() + pause >= deadline {
-                    if let Some(breaker) = warming.breaker
-                        && breaker.record_failure(&error, clock.now_ms())
-                    {
-                        warn!(%error, "warmup breaker opened: the agent failed warmups in a row");
-                    }
+                if warming.stopped_by_breaker() || !error.is_retryable() || Instant::now() + pause >= deadline {
                     give_up(agent, &session_id, session, policy, &error, attempt, deadline).await;
                     return Outcome::WarmupFailed { throttles };
                 }

@@ -310,3 +310,25 @@ async fn a_probe_warms_while_the_breaker_is_open_and_a_success_closes_it() {
     assert_eq!(warm_with(1, &agent, &pool, probe).await.enqueued, 1);
     assert!(!breaker.is_open());
 }
+
+#[tokio::test]
+async fn when_every_attempt_answers_500_then_the_breaker_stops_the_retries_too() {
+    use crate::pool::breaker::{BreakerSettings, WarmupBreaker};
+    let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+    agent.fail_with(std::iter::repeat_n(Server, 1_000));
+    let breaker = WarmupBreaker::new(BreakerSettings {
+        threshold: std::num::NonZeroU32::new(3).unwrap(),
+        probe_interval: Duration::from_secs(60),
+    });
+    let warming = Warming {
+        breaker: Some(&breaker),
+        ..Warming::default()
+    };
+    let report = warm_with(1, &agent, &pool, warming).await;
+    assert_eq!(report.failed, 1);
+    assert_eq!(
+        agent.invocations().len(),
+        3,
+        "three creations, not retries to the deadline"
+    );
+}
