@@ -246,7 +246,9 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
                 }
                 let pause = policy.backoff(attempt);
                 attempt += 1;
-                if warming.stopped_by_breaker() || !error.is_retryable() || Instant::now() + pause >= deadline {
+                // A probe is one attempt: it asks whether the agent works, not for a session.
+                let done = warming.probe || warming.stopped_by_breaker() || !error.is_retryable();
+                if done || Instant::now() + pause >= deadline {
                     give_up(agent, &session_id, session, policy, &error, attempt, deadline).await;
                     return Outcome::WarmupFailed { throttles };
                 }

@@ -332,3 +332,18 @@ async fn when_every_attempt_answers_500_then_the_breaker_stops_the_retries_too()
         "three creations, not retries to the deadline"
     );
 }
+
+#[tokio::test]
+async fn a_probe_is_a_single_attempt_even_when_its_error_is_retryable() {
+    use crate::pool::breaker::{BreakerSettings, WarmupBreaker};
+    let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
+    agent.fail_with(std::iter::repeat_n(Server, 1_000));
+    let breaker = WarmupBreaker::new(BreakerSettings::default());
+    let probe = Warming {
+        breaker: Some(&breaker),
+        probe: true,
+        ..Warming::default()
+    };
+    assert_eq!(warm_with(1, &agent, &pool, probe).await.failed, 1);
+    assert_eq!(agent.invocations().len(), 1);
+}
