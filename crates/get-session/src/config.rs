@@ -67,7 +67,7 @@ impl Config {
             });
         }
         Ok(Self {
-            version_grace: DrainSettings::from_env(env)?.grace,
+            version_grace: DrainSettings::grace_from_env(env)?,
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
             claim,

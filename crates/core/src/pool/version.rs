@@ -34,9 +34,14 @@ pub struct DrainSettings {
 impl DrainSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            grace: env.secs_or(VERSION_DRAIN_GRACE, 0)?,
+            grace: Self::grace_from_env(env)?,
             per_sweep: env.positive_or(VERSION_DRAIN_PER_SWEEP, at_least_one(25))?,
         })
+    }
+
+    /// `VERSION_DRAIN_GRACE_SECS` alone: all a claimer needs.
+    pub fn grace_from_env(env: &Env) -> Result<Duration, ConfigError> {
+        env.secs_or(VERSION_DRAIN_GRACE, 0)
     }
 
     /// The drain of a sweep when `current` is the endpoint's live version. It starts at the
