@@ -109,6 +109,47 @@ impl AgentError {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionErrorKind {
+    /// No control plane configured: nothing to read.
+    NotConfigured,
+    Throttled,
+    /// Timeouts, connection failures, 5xx.
+    Transport,
+    /// The endpoint answered without a live version (still being created, or failed).
+    NoLiveVersion,
+    /// Anything else refused (missing endpoint, access denied).
+    Rejected,
+}
+
+/// Reading the endpoint's live version failed; replenish goes on with the last one it read.
+#[derive(Debug, thiserror::Error)]
+#[error("agent version read failed ({kind:?}): {message}")]
+pub struct VersionError {
+    pub kind: VersionErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl VersionError {
+    pub fn new(kind: VersionErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn not_configured() -> Self {
+        Self::new(VersionErrorKind::NotConfigured, "no version source")
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, VersionErrorKind::Throttled | VersionErrorKind::Transport)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("replenish trigger failed: {message}")]
 pub struct TriggerError {

@@ -424,6 +424,25 @@ impl AgentRuntime for ScriptedAgent {
     }
 }
 
+/// A control plane whose endpoint serves what the test set; unset, every read fails as a
+/// transport error would.
+#[derive(Debug, Default)]
+pub struct SettableVersion(Mutex<Option<crate::session::AgentVersion>>);
+
+impl SettableVersion {
+    pub fn set(&self, version: Option<crate::session::AgentVersion>) {
+        *self.0.lock().unwrap() = version;
+    }
+}
+
+impl crate::pool::version::VersionSource for SettableVersion {
+    async fn live_version(&self) -> Result<crate::session::AgentVersion, crate::error::VersionError> {
+        self.0.lock().unwrap().clone().ok_or_else(|| {
+            crate::error::VersionError::new(crate::error::VersionErrorKind::Transport, "control plane unreachable")
+        })
+    }
+}
+
 /// Log lines written while the guard lives on this thread (a current-thread runtime keeps a
 /// test's tasks on it), for tests that check what reaches the logs.
 ///

@@ -156,7 +156,10 @@ impl fmt::Display for SessionId {
 }
 
 /// A warm session as it sits in the pool queue:
-/// `{"v":1,"sessionId":"...","createdAt":<ms>,"lastPingAt":<ms>}`.
+/// `{"v":1,"sessionId":"...","createdAt":<ms>,"lastPingAt":<ms>}`, and, from replenish runs
+/// that read the endpoint's live version, `"agentVersion":"<version>","versionSince":<ms>`
+/// (the runtime version that served the warmup, and when the endpoint last changed; both or
+/// neither, see docs/decisions/0210). Messages without them stay readable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PooledSession {
@@ -164,6 +167,37 @@ pub struct PooledSession {
     pub session_id: SessionId,
     pub created_at: u64,
     pub last_ping_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version_since: Option<u64>,
+}
+
+/// The runtime version an endpoint serves, and since when (the endpoint's `lastUpdatedAt`, in
+/// ms): every replenish environment reads the same pair, so `since` orders versions across
+/// rollbacks too, where version numbers would not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentVersion {
+    pub version: String,
+    pub since_ms: u64,
+}
+
+/// Longest version accepted in a pool message (AgentCore's are at most 5 digits).
+pub const MAX_AGENT_VERSION_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("agent version must be 1..={MAX_AGENT_VERSION_LEN} characters of [A-Za-z0-9._-]")]
+pub struct InvalidAgentVersion;
+
+impl AgentVersion {
+    pub fn new(version: impl Into<String>, since_ms: u64) -> Result<Self, InvalidAgentVersion> {
+        let version = version.into();
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if version.is_empty() || version.len() > MAX_AGENT_VERSION_LEN || !version.bytes().all(allowed) {
+            return Err(InvalidAgentVersion);
+        }
+        Ok(Self { version, since_ms })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +210,8 @@ pub enum MalformedPoolMessage {
     PingBeforeCreation,
     #[error("pool message has {field} {ahead_ms} ms ahead of this clock, beyond the skew allowance")]
     FromTheFuture { field: &'static str, ahead_ms: u64 },
+    #[error("pool message has agentVersion and versionSince not both or neither, or an invalid version")]
+    AgentVersion,
 }
 
 impl PooledSession {
@@ -187,6 +223,37 @@ impl PooledSession {
             session_id,
             created_at,
             last_ping_at,
+            agent_version: None,
+            version_since: None,
+        }
+    }
+
+    /// The same session recorded as warmed by `version` (`None`: unknown).
+    pub fn with_version(self, version: Option<&AgentVersion>) -> Self {
+        Self {
+            agent_version: version.map(|v| v.version.clone()),
+            version_since: version.map(|v| v.since_ms),
+            ..self
+        }
+    }
+
+    /// The runtime version that served this session's warmup, when the pool message says.
+    pub fn agent_version(&self) -> Option<AgentVersion> {
+        match (&self.agent_version, self.version_since) {
+            (Some(version), Some(since_ms)) => Some(AgentVersion {
+                version: version.clone(),
+                since_ms,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The same session after a ping at `ping_at`: everything else, its version included, is
+    /// kept.
+    pub fn pinged_at(&self, ping_at: u64) -> Self {
+        Self {
+            last_ping_at: ping_at,
+            ..self.clone()
         }
     }
 
@@ -198,6 +265,11 @@ impl PooledSession {
         if session.last_ping_at < session.created_at {
             return Err(MalformedPoolMessage::PingBeforeCreation);
         }
+        match (&session.agent_version, session.version_since) {
+            (None, None) => {}
+            (Some(version), Some(since)) if AgentVersion::new(version.as_str(), since).is_ok() => {}
+            _ => return Err(MalformedPoolMessage::AgentVersion),
+        }
         Ok(session)
     }
 
@@ -208,7 +280,12 @@ impl PooledSession {
         let session = Self::parse(body)?;
         let latest = now_ms.saturating_add(crate::clock::millis(CLOCK_SKEW_ALLOWANCE));
         // lastPingAt >= createdAt (checked above), so lastPingAt is the one to test first.
-        for (field, at) in [("lastPingAt", session.last_ping_at), ("createdAt", session.created_at)] {
+        let since = ("versionSince", session.version_since.unwrap_or(0));
+        for (field, at) in [
+            ("lastPingAt", session.last_ping_at),
+            ("createdAt", session.created_at),
+            since,
+        ] {
             if at > latest {
                 return Err(MalformedPoolMessage::FromTheFuture {
                     field,
@@ -347,6 +424,49 @@ mod tests {
             "not json".to_string(),
         ] {
             assert!(PooledSession::parse(&body).is_err(), "accepted {body}");
+        }
+    }
+
+    #[test]
+    fn a_versioned_message_round_trips_and_an_unversioned_one_stays_readable() {
+        let id = SessionId::generate();
+        let v2 = AgentVersion::new("2", 1_500).unwrap();
+        let session = PooledSession::new(id.clone(), 1_000, 2_000).with_version(Some(&v2));
+        let body = session.to_body();
+        assert_eq!(
+            body,
+            format!(
+                r#"{{"v":1,"sessionId":"{id}","createdAt":1000,"lastPingAt":2000,"agentVersion":"2","versionSince":1500}}"#
+            )
+        );
+        let parsed = PooledSession::parse(&body).unwrap();
+        assert_eq!(parsed.agent_version(), Some(v2.clone()));
+        assert_eq!(
+            parsed.pinged_at(3_000).agent_version(),
+            Some(v2),
+            "a heartbeat keeps the version"
+        );
+        let old = format!(r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2}}"#);
+        assert_eq!(PooledSession::parse(&old).unwrap().agent_version(), None);
+    }
+
+    #[test]
+    fn a_half_or_hostile_version_is_malformed() {
+        let id = SessionId::generate();
+        let now = 1_700_000_000_000_u64;
+        for body in [
+            format!(r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2,"agentVersion":"2"}}"#),
+            format!(r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2,"versionSince":1}}"#),
+            format!(r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2,"agentVersion":"","versionSince":1}}"#),
+            format!(
+                r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2,"agentVersion":"a b","versionSince":1}}"#
+            ),
+            format!(
+                r#"{{"v":1,"sessionId":"{id}","createdAt":1,"lastPingAt":2,"agentVersion":"2","versionSince":{}}}"#,
+                u64::MAX
+            ),
+        ] {
+            assert!(PooledSession::parse_at(&body, now).is_err(), "accepted {body}");
         }
     }
 

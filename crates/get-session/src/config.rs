@@ -5,6 +5,7 @@ use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
 use warmpool_core::error::ConfigError;
 use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::claim::ClaimPolicy;
+use warmpool_core::pool::version::DrainSettings;
 use warmpool_core::session::LogKey;
 
 pub const CLAIM_MIN_LIFETIME: &str = "CLAIM_MIN_LIFETIME_SECS";
@@ -30,6 +31,9 @@ pub struct Config {
     pub timeout: Duration,
     /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics.
     pub pool_name: PoolName,
+    /// `VERSION_DRAIN_GRACE_SECS` (0): how long after a new agent version went live claims
+    /// still hand out sessions of the one before (docs/decisions/0212).
+    pub version_grace: Duration,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             });
         }
         Ok(Self {
+            version_grace: DrainSettings::grace_from_env(env)?,
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
             claim,

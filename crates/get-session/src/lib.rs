@@ -19,6 +19,7 @@ use warmpool_core::clock::Clock;
 use warmpool_core::error::QueueError;
 use warmpool_core::metrics::{MetricSet, PoolName};
 use warmpool_core::pool::claim::{ClaimError, ClaimedSession, Claimer, Source};
+use warmpool_core::pool::version::VersionWatch;
 use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
 
 pub const FUNCTION: &str = "get-session";
@@ -89,6 +90,8 @@ fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
 pub struct GetSession<Q, T, C> {
     claimer: Claimer<Q, T, C>,
     pool_name: PoolName,
+    /// The newest agent version this environment's claims have seen (docs/decisions/0212).
+    versions: VersionWatch,
 }
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
@@ -101,13 +104,14 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 policy: config.claim,
             },
             pool_name: config.pool_name.clone(),
+            versions: VersionWatch::new(config.version_grace),
         }
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
         let request = parse_request(event.payload)?;
         let started = Instant::now();
-        let result = self.claimer.claim().await;
+        let result = self.claimer.claim_with(&self.versions).await;
         let latency_ms = warmpool_core::clock::millis(started.elapsed());
         let now = self.claimer.clock.now_ms();
         match result {
@@ -131,6 +135,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                     .count("StaleDiscarded", claim.stale_discarded)
                     .count("ShortLivedDiscarded", claim.short_lived_discarded)
                     .count("MalformedDiscarded", claim.malformed_discarded)
+                    .count("OutdatedDiscarded", claim.outdated_discarded)
                     .count("LostDeletes", claim.lost_deletes)
                     .count("ReplenishTriggerFailed", u32::from(claim.trigger_failed))
                     .emit(now);
@@ -180,6 +185,27 @@ mod tests {
 
     fn event(payload: Value) -> LambdaEvent<Value> {
         LambdaEvent::new(payload, Default::default())
+    }
+
+    #[tokio::test]
+    async fn when_a_newer_agent_version_was_seen_then_get_session_no_longer_hands_out_the_older_one() {
+        use warmpool_core::session::AgentVersion;
+        let f = function(OnEmpty::Fresh);
+        let v1 = AgentVersion::new("1", NOW - 3_600_000).unwrap();
+        let v2 = AgentVersion::new("2", NOW - 1_000).unwrap();
+        f.claimer
+            .queue
+            .push(&PooledSession::new(SessionId::generate(), NOW - 1_000, NOW - 500).with_version(Some(&v2)));
+        let old = PooledSession::new(SessionId::generate(), NOW - 1_000, NOW - 500).with_version(Some(&v1));
+        f.claimer.queue.push(&old);
+        f.handle(event(Value::Null)).await.unwrap();
+        let second = f.handle(event(Value::Null)).await.unwrap();
+        assert_eq!(
+            second.source,
+            Source::Fresh,
+            "the v1 session was discarded, not handed out"
+        );
+        assert_ne!(second.session_id, old.session_id);
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@ use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::error::ConfigError;
 use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::Lifecycle;
+use warmpool_core::pool::breaker::BreakerSettings;
 use warmpool_core::pool::maintenance;
 use warmpool_core::pool::quota::CreationBudget;
+use warmpool_core::pool::version::DrainSettings;
 use warmpool_core::pool::warmup::WarmupPolicy;
 use warmpool_core::schedule::RunBudget;
 use warmpool_core::session::LogKey;
@@ -41,6 +43,10 @@ pub struct Config {
     pub run_budget: RunBudget,
     /// `POOL_NAME` ("default"): the `Pool` dimension of this function's metrics.
     pub pool_name: PoolName,
+    /// `VERSION_DRAIN_GRACE_SECS`, `VERSION_DRAIN_PER_SWEEP`: draining after a new agent version.
+    pub drain: DrainSettings,
+    /// `WARMUP_BREAKER_THRESHOLD`, `WARMUP_BREAKER_PROBE_SECS`: the warmup circuit breaker.
+    pub breaker: BreakerSettings,
 }
 
 impl Config {
@@ -75,6 +81,8 @@ impl Config {
             },
             run_budget: RunBudget::from_env(env)?,
             pool_name: PoolName::from_env(env)?,
+            drain: DrainSettings::from_env(env)?,
+            breaker: BreakerSettings::from_env(env)?,
         })
     }
 }
@@ -110,6 +118,9 @@ mod tests {
             "MAX_CREATIONS_PER_RUN",
             "SWEEP_MAX_BATCHES",
             "WARMUP_CONCURRENCY",
+            "VERSION_DRAIN_PER_SWEEP",
+            "WARMUP_BREAKER_THRESHOLD",
+            "WARMUP_BREAKER_PROBE_SECS",
         ] {
             let env = Env::from_pairs([
                 ("POOL_QUEUE_URL", "q"),

@@ -16,6 +16,7 @@
 //! carry a count, and a count run never sends events, so nothing can loop.
 
 mod config;
+mod versions;
 
 pub use config::Config;
 
@@ -29,12 +30,15 @@ use tracing::{info, warn};
 use warmpool_core::clock::Clock;
 use warmpool_core::error::QueueError;
 use warmpool_core::metrics::MetricSet;
+use warmpool_core::pool::breaker::{Permit, WarmupBreaker};
 use warmpool_core::pool::maintenance::{self, Round, SweepReport};
 use warmpool_core::pool::quota::{CreationPacer, spread};
 use warmpool_core::pool::target::{Target, WarmupTimes};
-use warmpool_core::pool::warmup::{WarmupReport, warm_new_sessions};
+use warmpool_core::pool::version::{NoVersionSource, VersionSource};
+use warmpool_core::pool::warmup::{Ports, Warming, WarmupReport, warm_new_sessions_with};
 use warmpool_core::ports::{AgentRuntime, PoolMaintenance, ReplenishTrigger};
 use warmpool_core::schedule::is_scheduled_event;
+use warmpool_core::session::AgentVersion;
 
 pub const FUNCTION: &str = "replenish";
 
@@ -100,6 +104,15 @@ pub struct RunReport {
     /// event could not be sent (the next scheduled run counts them as missing again).
     pub dispatched: u32,
     pub dispatch_failed: u32,
+    /// Sessions not warmed (count runs) or not dispatched (scheduled runs) because the warmup
+    /// breaker was open, and whether it is open at the end of the run.
+    pub breaker_skipped: u32,
+    pub breaker_open: bool,
+    /// The endpoint's live version this run recorded in new sessions (docs/decisions/0211),
+    /// and whether reading it failed (the last one read was used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    pub version_read_failed: bool,
     /// Scheduled runs only: the target in force and what the sweep did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
@@ -120,6 +133,10 @@ impl From<&WarmupReport> for RunReport {
             deferred: r.deferred,
             dispatched: 0,
             dispatch_failed: 0,
+            breaker_skipped: r.breaker_skipped,
+            breaker_open: false,
+            agent_version: None,
+            version_read_failed: false,
             target: None,
             sweep: None,
         }
@@ -143,7 +160,9 @@ impl Config {
     }
 }
 
-pub struct Replenish<A, Q, C, T> {
+/// The function. `V` reads the endpoint's live version once per run (the AgentCore control
+/// plane in production); without one ([`NoVersionSource`]) nothing is versioned or drained.
+pub struct Replenish<A, Q, C, T, V = NoVersionSource> {
     config: Config,
     agent: A,
     queue: Q,
@@ -152,31 +171,62 @@ pub struct Replenish<A, Q, C, T> {
     trigger: T,
     pacer: CreationPacer,
     warmup_times: Mutex<WarmupTimes>,
+    versions: versions::LiveVersion<V>,
+    /// Lives as long as the execution environment (docs/decisions/0214).
+    breaker: WarmupBreaker,
 }
 
-impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Replenish<A, Q, C, T> {
+/// What one run knows of the agent: the version to record, whether reading it failed.
+type RunVersion = (Option<AgentVersion>, bool);
+
+impl<A, Q, C, T> Replenish<A, Q, C, T> {
     pub fn new(config: Config, agent: A, queue: Q, clock: C, trigger: T) -> Self {
         Self {
             trigger,
             pacer: CreationPacer::new(&config.creation_budget),
             warmup_times: Mutex::new(WarmupTimes::default()),
+            versions: versions::LiveVersion::new(NoVersionSource),
+            breaker: WarmupBreaker::new(config.breaker),
             config,
             agent,
             queue,
             clock,
         }
     }
+}
 
+impl<A, Q, C, T, V> Replenish<A, Q, C, T, V> {
+    /// The same function, reading the endpoint's live version from `source` once per run.
+    pub fn with_version_source<W: VersionSource>(self, source: W) -> Replenish<A, Q, C, T, W> {
+        Replenish {
+            config: self.config,
+            agent: self.agent,
+            queue: self.queue,
+            clock: self.clock,
+            trigger: self.trigger,
+            pacer: self.pacer,
+            warmup_times: self.warmup_times,
+            versions: versions::LiveVersion::new(source),
+            breaker: self.breaker,
+        }
+    }
+}
+
+impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger, V: VersionSource> Replenish<A, Q, C, T, V> {
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, ReplenishError> {
         let trigger = self.config.parse_trigger(&event.payload)?;
         let remaining = self
             .config
             .run_budget
             .remaining(event.context.deadline, self.clock.now_ms());
-        let run = match trigger {
-            Trigger::Refill { count } => self.refill(count, remaining).await,
-            Trigger::Scheduled => self.maintain(remaining).await?,
+        let version = self.versions.read().await;
+        let mut run = match trigger {
+            Trigger::Refill { count } => self.refill(count, remaining, &version).await,
+            Trigger::Scheduled => self.maintain(remaining, &version).await?,
         };
+        run.breaker_open = self.breaker.is_open();
+        run.agent_version = version.0.map(|v| v.version);
+        run.version_read_failed = version.1;
         info!(
             trigger = ?trigger,
             requested = run.requested,
@@ -186,6 +236,9 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             deferred = run.deferred,
             dispatched = run.dispatched,
             target = run.target.map(|t| t.value),
+            breaker_open = run.breaker_open,
+            breaker_skipped = run.breaker_skipped,
+            agent_version = run.agent_version.as_deref().unwrap_or(""),
             "replenish run done"
         );
         Ok(run)
@@ -194,7 +247,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
     /// Warms `count` sessions, one per pool message a claim consumed, but no more than the pool
     /// has room for ([`maintenance::Sizing::room`]). A pool that cannot be looked at is
     /// refilled in full: a replacement too many costs less than a claim sent to a cold start.
-    async fn refill(&self, count: u32, remaining: Duration) -> RunReport {
+    async fn refill(&self, count: u32, remaining: Duration, version: &RunVersion) -> RunReport {
         let settings = &self.config.maintenance;
         let p95 = self.warmup_times().p95();
         let room = match maintenance::size(
@@ -213,8 +266,16 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             }
         };
         let skipped = count - count.min(room);
-        let warmup = self.warm(count - skipped, remaining).await;
-        self.emit(&warmup, skipped, None);
+        let wanted = count - skipped;
+        // An open breaker warms nothing here but a due probe (docs/decisions/0214).
+        let (allowed, probe) = match self.breaker.permit(self.clock.now_ms()) {
+            Permit::All => (wanted, false),
+            Permit::Probe => (wanted.min(1), true),
+            Permit::None => (0, false),
+        };
+        let mut warmup = self.warm(allowed, remaining, version, probe).await;
+        warmup.breaker_skipped += wanted - allowed;
+        self.emit(&warmup, skipped, None, version);
         RunReport {
             requested: count,
             skipped,
@@ -223,22 +284,36 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
     }
 
     /// A maintenance round ([`maintenance::round`]), then its top-up sent out as count events.
-    async fn maintain(&self, remaining: Duration) -> Result<RunReport, ReplenishError> {
+    async fn maintain(&self, remaining: Duration, version: &RunVersion) -> Result<RunReport, ReplenishError> {
         let started = Instant::now();
         let p95 = self.warmup_times().p95();
-        let round = maintenance::round(
+        let round = maintenance::round_with(
             &self.queue,
             &self.agent,
             &self.clock,
             &self.config.maintenance,
             p95,
             remaining,
+            &self.config.drain.drain(version.0.clone()),
         )
         .await
         .map_err(ReplenishError::PoolUnavailable)?;
-        let (dispatched, dispatch_failed) = self.dispatch(round.top_up, started, remaining).await;
-        let warmup = WarmupReport::default();
-        self.emit(&warmup, 0, Some((&round, dispatched, dispatch_failed)));
+        let mut warmup = WarmupReport::default();
+        let mut top_up = round.top_up;
+        if self.breaker.is_open() && top_up > 0 {
+            // The top-up would only meet closed doors: probe here instead, once per interval,
+            // and send the rest out only if the agent answered.
+            if self.breaker.permit(self.clock.now_ms()) == Permit::Probe {
+                warmup = self.warm(1, remaining, version, true).await;
+                top_up = top_up.saturating_sub(warmup.enqueued + warmup.unconfirmed);
+            }
+            if self.breaker.is_open() {
+                warmup.breaker_skipped += top_up;
+                top_up = 0;
+            }
+        }
+        let (dispatched, dispatch_failed) = self.dispatch(top_up, started, remaining).await;
+        self.emit(&warmup, 0, Some((&round, dispatched, dispatch_failed)), version);
         Ok(RunReport {
             dispatched,
             dispatch_failed,
@@ -274,20 +349,24 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
         (dispatched, not_sent)
     }
 
-    async fn warm(&self, count: u32, remaining: Duration) -> WarmupReport {
+    async fn warm(&self, count: u32, remaining: Duration, version: &RunVersion, probe: bool) -> WarmupReport {
+        if count == 0 {
+            return WarmupReport::default();
+        }
         // Failed warmups are reported, not raised: Lambda would retry the whole event, and
         // re-warming the sessions that did succeed would overshoot the target.
         let deadline = Instant::now() + remaining;
-        let report = warm_new_sessions(
-            count,
-            &self.agent,
-            &self.queue,
-            &self.clock,
-            &self.config.warmup,
-            &self.pacer,
-            deadline,
-        )
-        .await;
+        let ports = Ports {
+            agent: &self.agent,
+            queue: &self.queue,
+            clock: &self.clock,
+        };
+        let warming = Warming {
+            version: version.0.as_ref(),
+            breaker: Some(&self.breaker),
+            probe,
+        };
+        let report = warm_new_sessions_with(count, &ports, &self.config.warmup, &self.pacer, deadline, warming).await;
         self.warmup_times().record(report.latencies_ms.iter().copied());
         report
     }
@@ -299,8 +378,12 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn emit(&self, warmup: &WarmupReport, skipped: u32, round: Option<(&Round, u32, u32)>) {
+    fn emit(&self, warmup: &WarmupReport, skipped: u32, round: Option<(&Round, u32, u32)>, version: &RunVersion) {
         let mut metrics = MetricSet::new(FUNCTION, &self.config.pool_name)
+            // WarmupBreakerOpen carries the alarm (infra/template.yaml, WarmupBreakerAlarm).
+            .count("WarmupBreakerOpen", u32::from(self.breaker.is_open()))
+            .count("WarmupBreakerSkipped", warmup.breaker_skipped)
+            .count("AgentVersionReadFailures", u32::from(version.1))
             .count("RefillSkipped", skipped)
             .count("WarmupsRequested", warmup.requested)
             .count("WarmupsEnqueued", warmup.enqueued)
@@ -324,6 +407,7 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
                 .count("HeartbeatUnconfirmed", sweep.unconfirmed)
                 .count("Retirements", sweep.retired)
                 .count("Trimmed", sweep.trimmed)
+                .count("VersionDrained", sweep.drained)
                 .count("SweepStaleDiscarded", sweep.stale_discarded)
                 .count("SweepMalformedDiscarded", sweep.malformed_discarded)
                 .count("SweepReleased", sweep.released)
@@ -341,233 +425,4 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger> Repleni
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use warmpool_core::clock::ManualClock;
-    use warmpool_core::config::Env;
-    use warmpool_core::error::AgentErrorKind;
-    use warmpool_core::fakes::{MemoryPool, RecordingTrigger, ScriptedAgent};
-    use warmpool_core::session::{PooledSession, SessionId};
-
-    const NOW: u64 = 1_700_000_000_000;
-    const S: u64 = 1_000;
-    const SCHEDULE: &str = include_str!("../../../events/replenish-schedule.json");
-
-    type Function = Replenish<ScriptedAgent, MemoryPool, ManualClock, RecordingTrigger>;
-
-    fn function_with(extra: &[(&'static str, &'static str)]) -> (Function, ManualClock) {
-        let mut pairs = vec![
-            ("POOL_QUEUE_URL", "q"),
-            ("AWS_LAMBDA_FUNCTION_NAME", "replenish"),
-            (
-                "AGENT_RUNTIME_ARN",
-                "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent-1",
-            ),
-            ("WARMUP_BACKOFF_BASE_MS", "1"),
-            // One slot per millisecond: these tests are about decisions, not pacing.
-            ("CREATION_BUDGET_PER_SEC", "1000"),
-            ("MAX_CONCURRENT_RUNS", "1"),
-        ];
-        pairs.extend_from_slice(extra);
-        let clock = ManualClock::at(NOW);
-        let f = Replenish::new(
-            Config::from_env(&Env::from_pairs(pairs)).unwrap(),
-            ScriptedAgent::default(),
-            MemoryPool::with_clock(Arc::new(clock.clone())),
-            clock.clone(),
-            RecordingTrigger::default(),
-        );
-        (f, clock)
-    }
-
-    fn function(target: &'static str) -> Function {
-        function_with(&[("POOL_TARGET", target)]).0
-    }
-
-    fn event(raw: &str) -> LambdaEvent<Value> {
-        LambdaEvent::new(serde_json::from_str(raw).unwrap(), Default::default())
-    }
-
-    fn session(created_ago_s: u64, pinged_ago_s: u64) -> PooledSession {
-        PooledSession::new(SessionId::generate(), NOW - created_ago_s * S, NOW - pinged_ago_s * S)
-    }
-
-    #[tokio::test]
-    async fn a_count_trigger_warms_exactly_that_many_sessions() {
-        let f = function("10");
-        let report = f
-            .handle(event(include_str!("../../../events/replenish-count.json")))
-            .await
-            .unwrap();
-        assert_eq!((report.requested, report.enqueued), (3, 3));
-        assert_eq!(f.queue.len(), 3);
-        assert!(report.target.is_none() && report.sweep.is_none());
-    }
-
-    #[tokio::test]
-    async fn a_count_run_warms_no_more_than_the_pool_has_room_for() {
-        let f = function("3");
-        for _ in 0..4 {
-            f.queue.push(&session(10, 10));
-        }
-        // Twice the target is 6: room for 2 of the 3 asked.
-        let report = f.handle(event(r#"{"count": 3}"#)).await.unwrap();
-        assert_eq!((report.requested, report.skipped, report.enqueued), (3, 1, 2));
-        assert_eq!(f.queue.len(), 6);
-    }
-
-    #[tokio::test]
-    async fn the_schedule_tops_the_pool_up_to_its_target_counting_what_is_there() {
-        let f = function("5");
-        f.queue.push(&session(10, 10));
-        f.queue.push(&session(10, 10));
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        assert_eq!(report.dispatched, 3);
-        assert_eq!(report.target.map(|t| t.value), Some(5));
-        assert_eq!(f.trigger.requests().iter().sum::<u32>(), 3);
-        assert!(
-            f.agent.invocations().is_empty(),
-            "the scheduled run warms nothing itself"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_full_pool_warms_nothing_on_schedule() {
-        let f = function("1");
-        f.queue.push(&session(10, 10));
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        assert_eq!(report.dispatched, 0);
-        assert!(f.trigger.requests().is_empty());
-        assert!(f.agent.invocations().is_empty());
-    }
-
-    #[tokio::test]
-    async fn the_schedule_pings_due_sessions_and_replaces_the_ones_it_retired_or_found_stale() {
-        let f = function("4");
-        let due = session(1_000, 500);
-        let fresh = session(100, 100);
-        f.queue.push(&due);
-        f.queue.push(&fresh);
-        f.queue.push(&session(28_300, 500));
-        f.queue.push(&session(2_000, 900));
-
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-
-        let sweep = report.sweep.clone().unwrap();
-        assert_eq!(
-            (sweep.heartbeats, sweep.retired, sweep.stale_discarded),
-            (1, 1, 1),
-            "{sweep:?}"
-        );
-        assert_eq!(report.dispatched, 2, "one retired and one stale replaced");
-        assert_eq!(f.queue.len(), 2);
-        let pooled = f.queue.sessions();
-        let pinged = pooled.iter().find(|s| s.session_id == due.session_id).unwrap();
-        assert_eq!(pinged.last_ping_at, NOW);
-        assert!(pooled.iter().any(|s| s.session_id == fresh.session_id));
-        assert_eq!(f.agent.stopped().len(), 1, "the retired session was stopped");
-    }
-
-    #[tokio::test]
-    async fn well_above_its_target_the_pool_is_trimmed_oldest_first_not_refilled() {
-        let f = function("2");
-        let oldest = session(1_000, 300);
-        f.queue.push(&oldest);
-        for _ in 0..5 {
-            f.queue.push(&session(100, 10));
-        }
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        let sweep = report.sweep.unwrap();
-        // Target 2 plus a quarter of slack keeps 3.
-        assert_eq!((sweep.trimmed, sweep.heartbeats, report.dispatched), (3, 0, 0));
-        assert_eq!(f.queue.len(), 3);
-        assert_eq!(f.agent.stopped().len(), 3);
-        assert!(f.agent.stopped().contains(&oldest.session_id));
-    }
-
-    /// Fills the pool with `depth` sessions sent `waited_s` ago, as claims at
-    /// `depth / waited_s` per second would leave it, then runs the schedule.
-    async fn target_after(f: &Function, clock: &ManualClock, depth: usize, waited_s: u64) -> Target {
-        empty(&f.queue).await;
-        for _ in 0..depth {
-            let now = clock.now_ms();
-            f.queue.push(&PooledSession::new(SessionId::generate(), now, now));
-        }
-        clock.advance(Duration::from_secs(waited_s));
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        report.target.unwrap()
-    }
-
-    async fn empty(queue: &MemoryPool) {
-        use warmpool_core::ports::PoolQueue;
-        while !queue.is_empty() {
-            for message in queue
-                .receive(10, Duration::ZERO, Duration::from_secs(30))
-                .await
-                .unwrap()
-            {
-                queue.delete(&message.receipt).await.unwrap();
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn the_adaptive_target_follows_the_claim_rate_the_pool_shows_up_and_down() {
-        let (f, clock) = function_with(&[
-            ("POOL_TARGET_MODE", "adaptive"),
-            ("ADAPTIVE_SAFETY_FACTOR", "2"),
-            ("ADAPTIVE_FLOOR", "2"),
-            ("ADAPTIVE_DEFAULT_WARMUP_MS", "5000"),
-            ("POOL_TARGET_MAX", "400"),
-            ("MAX_CREATIONS_PER_RUN", "1"),
-        ]);
-        let low = target_after(&f, &clock, 20, 10).await;
-        let high = target_after(&f, &clock, 80, 4).await;
-        let low_again = target_after(&f, &clock, 20, 10).await;
-        assert_eq!(low.claim_rate, Some(2.0));
-        assert_eq!((low.value, high.value, low_again.value), (22, 202, 22));
-    }
-
-    #[tokio::test]
-    async fn a_large_top_up_goes_out_as_count_events_for_several_environments() {
-        let (f, _) = function_with(&[("POOL_TARGET", "25"), ("MAX_CONCURRENT_RUNS", "4")]);
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        assert_eq!(report.dispatched, 25);
-        assert_eq!(f.trigger.requests(), vec![7, 6, 6, 6]);
-    }
-
-    #[tokio::test]
-    async fn a_top_up_event_that_cannot_be_sent_is_reported_for_the_next_run() {
-        let f = function("3");
-        f.trigger.fail_all();
-        let report = f.handle(event(SCHEDULE)).await.unwrap();
-        assert_eq!((report.dispatched, report.dispatch_failed), (0, 3));
-    }
-
-    #[tokio::test]
-    async fn failed_warmups_are_reported_not_raised_and_not_enqueued() {
-        let f = function("10");
-        f.agent.fail_with([AgentErrorKind::Rejected]);
-        let report = f.handle(event(r#"{"count": 2}"#)).await.unwrap();
-        assert_eq!((report.enqueued, report.failed), (1, 1));
-        assert_eq!(f.queue.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn malformed_triggers_are_validation_errors() {
-        let f = function("10");
-        for raw in [
-            r#"{"count": 0}"#,
-            r#"{"count": 101}"#,
-            r#"{"count": -1}"#,
-            r#"{"count": 1, "extra": 1}"#,
-            r#"{}"#,
-            r#""hello""#,
-        ] {
-            let error = f.handle(event(raw)).await.unwrap_err();
-            assert!(matches!(error, ReplenishError::Validation(_)), "{raw}");
-        }
-        assert!(f.agent.invocations().is_empty());
-    }
-}
+mod tests;

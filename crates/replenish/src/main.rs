@@ -1,6 +1,6 @@
 use lambda_runtime::{Error, service_fn};
 use replenish::{Config, Replenish};
-use warmpool_core::aws::{self, AgentCoreRuntime, LambdaReplenishTrigger, SqsPoolQueue};
+use warmpool_core::aws::{self, AgentCoreEndpointVersion, AgentCoreRuntime, LambdaReplenishTrigger, SqsPoolQueue};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
 
@@ -16,6 +16,12 @@ async fn main() -> Result<(), Error> {
         &config.qualifier,
     );
     let itself = LambdaReplenishTrigger::new(aws_sdk_lambda::Client::new(&sdk), &config.function_name);
-    let function = Replenish::new(config, agent, queue, SystemClock, itself);
+    // The endpoint the pool invokes is the one whose live version it records (the ARN was
+    // checked at init: it names a runtime).
+    let runtime_id = aws::runtime_id_of(&config.agent_runtime_arn)
+        .unwrap_or_default()
+        .to_string();
+    let versions = AgentCoreEndpointVersion::new(aws::agentcore_control_client(&sdk), runtime_id, &config.qualifier);
+    let function = Replenish::new(config, agent, queue, SystemClock, itself).with_version_source(versions);
     lambda_runtime::run(service_fn(|event| function.handle(event))).await
 }

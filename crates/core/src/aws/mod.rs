@@ -6,6 +6,8 @@
 
 #[cfg(feature = "agentcore")]
 mod agentcore;
+#[cfg(feature = "agentcore-control")]
+mod agentcore_control;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 #[cfg(feature = "lambda")]
@@ -22,6 +24,8 @@ mod sqs_sink;
 
 #[cfg(feature = "agentcore")]
 pub use agentcore::{AgentCoreRuntime, agentcore_client};
+#[cfg(feature = "agentcore-control")]
+pub use agentcore_control::{AgentCoreEndpointVersion, agentcore_control_client, runtime_id_of};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoTrackingTable, RUNNING_INDEX, running_shard};
 #[cfg(feature = "lambda")]

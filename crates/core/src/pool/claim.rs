@@ -4,6 +4,7 @@
 use super::{Freshness, Lifecycle};
 use crate::clock::{Clock, millis};
 use crate::error::QueueError;
+use crate::pool::version::VersionWatch;
 use crate::ports::{PoolQueue, ReplenishTrigger};
 use crate::session::{LogKey, PooledSession, SessionId};
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,9 @@ pub struct Claim {
     /// Fresh, but with less lifetime left than the claimer needs ([`ClaimPolicy::min_lifetime`]).
     pub short_lived_discarded: u32,
     pub malformed_discarded: u32,
+    /// Of an agent version a newer deploy replaced ([`crate::pool::version`]): deleted and
+    /// replaced like stale ones, not handed out.
+    pub outdated_discarded: u32,
     /// Messages whose delete failed: not ours any more, never handed out.
     pub lost_deletes: u32,
     /// Pool messages this claim removed (claimed or discarded): each needs a replacement.
@@ -126,7 +130,11 @@ pub struct Claim {
 impl Claim {
     /// Unusable messages this claim worked through.
     pub fn discarded(&self) -> u32 {
-        self.stale_discarded + self.short_lived_discarded + self.malformed_discarded + self.lost_deletes
+        self.stale_discarded
+            + self.short_lived_discarded
+            + self.malformed_discarded
+            + self.outdated_discarded
+            + self.lost_deletes
     }
 }
 
@@ -160,7 +168,13 @@ pub struct Claimer<Q, T, C> {
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
     pub async fn claim(&self) -> Result<Claim, ClaimError> {
-        let mut outcome = self.take_from_pool().await;
+        self.claim_with(&VersionWatch::disabled()).await
+    }
+
+    /// [`Self::claim`], refusing sessions of an agent version `versions` knows to be outdated
+    /// (and learning the newest version from what it receives).
+    pub async fn claim_with(&self, versions: &VersionWatch) -> Result<Claim, ClaimError> {
+        let mut outcome = self.take_from_pool(versions).await;
         let consumed = match &outcome {
             Ok(claim) => claim.consumed,
             Err((_, consumed)) => *consumed,
@@ -188,13 +202,14 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
 
     /// The error side carries how many messages were consumed before failing, so that their
     /// replacements are still requested.
-    async fn take_from_pool(&self) -> Result<Claim, (ClaimError, u32)> {
+    async fn take_from_pool(&self, versions: &VersionWatch) -> Result<Claim, (ClaimError, u32)> {
         let policy = &self.policy;
         let mut claim = Claim {
             session: self.fresh_session(),
             stale_discarded: 0,
             short_lived_discarded: 0,
             malformed_discarded: 0,
+            outdated_discarded: 0,
             lost_deletes: 0,
             consumed: 0,
             trigger_failed: false,
@@ -209,7 +224,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             let Some(message) = received.into_iter().next() else {
                 break;
             };
-            let usable = self.judge(&message.body, &message.message_id, &mut claim);
+            let usable = self.judge(&message.body, &message.message_id, &mut claim, versions);
             // Invariant 1: the delete is the claim. Only a successful delete proves that
             // no other caller holds (or will receive) this message.
             if let Err(error) = self.queue.delete(&message.receipt).await {
@@ -240,7 +255,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
     }
 
     /// The session in `body` if it may be handed out; otherwise why not, counted in `claim`.
-    fn judge(&self, body: &str, message_id: &str, claim: &mut Claim) -> Option<PooledSession> {
+    fn judge(&self, body: &str, message_id: &str, claim: &mut Claim, versions: &VersionWatch) -> Option<PooledSession> {
         let policy = &self.policy;
         let now = self.clock.now_ms();
         let session = match PooledSession::parse_at(body, now) {
@@ -269,6 +284,16 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
                 "discarding a pool session too close to its max lifetime for this claimer"
             );
             claim.short_lived_discarded += 1;
+            return None;
+        }
+        if versions.outdated(&session, now) {
+            info!(
+                session = %session_log,
+                version = session.agent_version().map(|v| v.version).unwrap_or_default(),
+                newest = versions.newest().map(|v| v.version).unwrap_or_default(),
+                "discarding a pool session of an outdated agent version"
+            );
+            claim.outdated_discarded += 1;
             return None;
         }
         Some(session)

@@ -7,15 +7,19 @@
 //! - [`trigger`]: the replenish trigger that never blocks nor fails a claim;
 //! - [`target`]: how many sessions the pool should hold (static, scheduled windows, adaptive,
 //!   pre-warm plans);
+//! - [`version`]: which pooled sessions a deploy of a new agent version made outdated;
+//! - [`breaker`]: stopping warmups while the agent fails every one;
 //! - [`maintenance`]: heartbeats, retirement and trimming of pooled sessions (rules, sizing,
 //!   the sweep).
 
+pub mod breaker;
 pub mod claim;
 pub mod enqueue;
 pub mod maintenance;
 pub mod quota;
 pub mod target;
 pub mod trigger;
+pub mod version;
 pub mod warmup;
 
 use crate::clock::millis;

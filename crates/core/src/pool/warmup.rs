@@ -7,10 +7,11 @@
 use crate::clock::Backoff;
 use crate::clock::{Clock, millis};
 use crate::error::AgentError;
+use crate::pool::breaker::WarmupBreaker;
 use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
 use crate::pool::quota::CreationPacer;
 use crate::ports::{AgentRuntime, PoolQueue};
-use crate::session::{LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
+use crate::session::{AgentVersion, LogId, LogKey, PooledSession, SessionId, WARMUP_PAYLOAD};
 use crate::stop::stop_before;
 use futures::StreamExt;
 use std::num::NonZeroUsize;
@@ -83,6 +84,24 @@ pub struct WarmupReport {
     pub deferred: u32,
     /// Latency of each successful warmup invocation, in milliseconds.
     pub latencies_ms: Vec<u64>,
+    /// Not attempted: the warmup breaker was open.
+    pub breaker_skipped: u32,
+}
+
+/// What a replenish run adds to its warmups: the version to record in each pool message, and
+/// the breaker that stops warming a broken agent ([`crate::pool::breaker`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Warming<'a> {
+    pub version: Option<&'a AgentVersion>,
+    pub breaker: Option<&'a WarmupBreaker>,
+    /// This run is the breaker's probe: it warms even though the breaker is open.
+    pub probe: bool,
+}
+
+impl Warming<'_> {
+    fn stopped_by_breaker(&self) -> bool {
+        !self.probe && self.breaker.is_some_and(WarmupBreaker::is_open)
+    }
 }
 
 enum Outcome {
@@ -91,6 +110,7 @@ enum Outcome {
     WarmupFailed { throttles: u32 },
     EnqueueFailed { throttles: u32 },
     Deferred { throttles: u32 },
+    BreakerSkipped,
 }
 
 /// Warms exactly `count` new sessions and enqueues each one whose warmup succeeded.
@@ -110,8 +130,36 @@ where
     Q: PoolQueue,
     C: Clock,
 {
+    let ports = Ports { agent, queue, clock };
+    warm_new_sessions_with(count, &ports, policy, pacer, deadline, Warming::default()).await
+}
+
+/// The ports a warmup uses.
+pub struct Ports<'a, A, Q, C> {
+    pub agent: &'a A,
+    pub queue: &'a Q,
+    pub clock: &'a C,
+}
+
+/// [`warm_new_sessions`], recording `warming.version` in each pool message and obeying
+/// `warming.breaker`: once it is open (by this run's failures or another's), the warmups not
+/// yet started are skipped.
+pub async fn warm_new_sessions_with<A, Q, C>(
+    count: u32,
+    ports: &Ports<'_, A, Q, C>,
+    policy: &WarmupPolicy,
+    pacer: &CreationPacer,
+    deadline: Instant,
+    warming: Warming<'_>,
+) -> WarmupReport
+where
+    A: AgentRuntime,
+    Q: PoolQueue,
+    C: Clock,
+{
+    let Ports { agent, queue, clock } = *ports;
     let outcomes: Vec<Outcome> = futures::stream::iter(0..count)
-        .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline))
+        .map(|_| warm_one(agent, queue, clock, policy, pacer, deadline, warming))
         .buffer_unordered(policy.concurrency.get())
         .collect()
         .await;
@@ -143,6 +191,7 @@ where
                 report.deferred += 1;
                 report.throttles += throttles;
             }
+            Outcome::BreakerSkipped => report.breaker_skipped += 1,
         }
     }
     report
@@ -155,12 +204,18 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
     policy: &WarmupPolicy,
     pacer: &CreationPacer,
     deadline: Instant,
+    warming: Warming<'_>,
 ) -> Outcome {
     let session_id = SessionId::generate();
     let session = session_id.log_id(&policy.log_key);
     let mut throttles = 0;
     let mut attempt = 0;
     loop {
+        // Checked before every attempt: warmups queued behind the concurrency limit, and
+        // retries, stop as soon as the breaker opens.
+        if warming.stopped_by_breaker() {
+            return Outcome::BreakerSkipped;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let latest_ms = clock.now_ms().saturating_add(millis(remaining));
         if !pacer.wait_turn(clock, latest_ms).await {
@@ -173,14 +228,27 @@ async fn warm_one<A: AgentRuntime, Q: PoolQueue, C: Clock>(
         match agent.invoke(&session_id, WARMUP_PAYLOAD).await {
             Ok(_) => {
                 let latency_ms = millis(started.elapsed());
-                let warm = PooledSession::new(session_id, started_ms, started_ms);
+                if let Some(breaker) = warming.breaker {
+                    breaker.record_success();
+                }
+                let warm = PooledSession::new(session_id, started_ms, started_ms).with_version(warming.version);
                 return enqueue_warm(agent, queue, policy, &warm, deadline, latency_ms, throttles).await;
             }
             Err(error) => {
                 throttles += u32::from(error.is_throttle());
+                // Every attempt counts, retries included: each one is a creation spent on an
+                // agent that may be broken (a 500 on every attempt would otherwise retry to
+                // the deadline before the breaker saw a single failure).
+                if let Some(breaker) = warming.breaker
+                    && breaker.record_failure(&error, clock.now_ms())
+                {
+                    warn!(%error, "warmup breaker opened: the agent failed warmups in a row");
+                }
                 let pause = policy.backoff(attempt);
                 attempt += 1;
-                if !error.is_retryable() || Instant::now() + pause >= deadline {
+                // A probe is one attempt: it asks whether the agent works, not for a session.
+                let done = warming.probe || warming.stopped_by_breaker() || !error.is_retryable();
+                if done || Instant::now() + pause >= deadline {
                     give_up(agent, &session_id, session, policy, &error, attempt, deadline).await;
                     return Outcome::WarmupFailed { throttles };
                 }
@@ -240,229 +308,4 @@ async fn give_up<A: AgentRuntime>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::SystemClock;
-    use crate::error::AgentErrorKind::{Agent, QuotaExceeded, Rejected, Server, Throttled};
-    use crate::fakes::{MemoryPool, ScriptedAgent};
-
-    fn policy() -> WarmupPolicy {
-        WarmupPolicy {
-            concurrency: NonZeroUsize::new(4).unwrap(),
-            backoff_base: Duration::from_millis(1),
-            backoff_cap: Duration::from_millis(4),
-            send: SendRetry {
-                max_tries: 4,
-                backoff: Backoff {
-                    base: Duration::from_millis(1),
-                    cap: Duration::from_millis(4),
-                },
-            },
-            ..WarmupPolicy::default()
-        }
-    }
-
-    fn far_deadline() -> Instant {
-        Instant::now() + Duration::from_secs(30)
-    }
-
-    /// Unpaced, with time to spare: the decisions under test are retry and enqueue.
-    async fn warm(count: u32, agent: &ScriptedAgent, pool: &MemoryPool) -> WarmupReport {
-        warm_new_sessions(
-            count,
-            agent,
-            pool,
-            &SystemClock,
-            &policy(),
-            &CreationPacer::unlimited(),
-            far_deadline(),
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn warms_exactly_the_requested_number_of_distinct_sessions() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        let report = warm(5, &agent, &pool).await;
-        assert_eq!((report.requested, report.enqueued, report.failed), (5, 5, 0));
-        let mut ids: Vec<_> = pool.sessions().into_iter().map(|s| s.session_id).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 5);
-        assert!(agent.invocations().iter().all(|(_, payload)| payload == WARMUP_PAYLOAD));
-    }
-
-    #[tokio::test]
-    async fn throttled_warmups_are_retried_and_enqueued_once_the_throttle_lifts() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with([Throttled, QuotaExceeded, Server]);
-        let report = warm(1, &agent, &pool).await;
-        assert_eq!((report.enqueued, report.throttles), (1, 2));
-        assert_eq!(agent.invocations().len(), 4);
-        assert_eq!(pool.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn non_retryable_failures_are_not_retried_and_never_enqueued() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with([Rejected]);
-        let report = warm(1, &agent, &pool).await;
-        assert_eq!((report.enqueued, report.failed), (0, 1));
-        assert_eq!(agent.invocations().len(), 1);
-        assert!(pool.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_session_whose_agent_failed_is_stopped_and_not_enqueued() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with([Agent]);
-        let report = warm(1, &agent, &pool).await;
-        assert_eq!(report.failed, 1);
-        assert_eq!(agent.stopped().len(), 1);
-        assert!(pool.is_empty());
-    }
-
-    #[tokio::test]
-    async fn retries_stop_at_the_deadline() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with(std::iter::repeat_n(Throttled, 10_000));
-        let slow = WarmupPolicy {
-            backoff_base: Duration::from_millis(20),
-            backoff_cap: Duration::from_millis(40),
-            ..policy()
-        };
-        let deadline = Instant::now() + Duration::from_millis(200);
-        let report = warm_new_sessions(
-            1,
-            &agent,
-            &pool,
-            &SystemClock,
-            &slow,
-            &CreationPacer::unlimited(),
-            deadline,
-        )
-        .await;
-        assert_eq!(report.failed, 1);
-        assert!(Instant::now() <= deadline + Duration::from_millis(100));
-        assert!(pool.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_warm_session_the_pool_refused_for_good_is_stopped() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.refuse_next_enqueues(1);
-        let report = warm(1, &agent, &pool).await;
-        assert_eq!(report.enqueue_failures, 1);
-        assert_eq!(pool.send_attempts(), 1, "a refusal is not retried");
-        assert_eq!(agent.stopped().len(), 1);
-        assert!(pool.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_warm_session_whose_send_lost_its_answer_is_resent_with_the_same_deduplication_id_and_never_stopped() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.lose_next_enqueue_answers(1);
-        let report = warm(1, &agent, &pool).await;
-        assert!(agent.stopped().is_empty(), "its message is in the pool");
-        assert_eq!((report.enqueued, report.enqueue_failures), (1, 0));
-        assert_eq!(pool.send_attempts(), 2);
-        assert_eq!(pool.len(), 1, "the resend was deduplicated");
-    }
-
-    #[tokio::test]
-    async fn a_send_that_failed_before_it_landed_is_retried_into_the_pool() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.fail_next_enqueues(2);
-        let report = warm(1, &agent, &pool).await;
-        assert_eq!(report.enqueued, 1);
-        assert!(agent.stopped().is_empty());
-        assert_eq!(pool.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_send_whose_answer_stays_lost_leaves_the_session_running_never_stopped() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.lose_next_enqueue_answers(1_000);
-        let report = warm(1, &agent, &pool).await;
-        assert!(
-            agent.stopped().is_empty(),
-            "it may be pooled: stopping it would hand out a dead session"
-        );
-        assert_eq!(
-            (report.enqueued, report.unconfirmed, report.enqueue_failures),
-            (0, 1, 0)
-        );
-        assert_eq!(pool.len(), 1, "landed once, however often it was resent");
-    }
-
-    #[tokio::test]
-    async fn a_warm_session_the_pool_refused_is_stopped_through_a_throttled_stop() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        pool.refuse_next_enqueues(1);
-        agent.fail_stops_with([Throttled, Server]);
-        warm(1, &agent, &pool).await;
-        assert_eq!(agent.stopped().len(), 1);
-        let tokens: Vec<_> = agent.stop_calls().into_iter().map(|(_, token)| token).collect();
-        assert_eq!(tokens.len(), 3);
-        assert!(
-            tokens.iter().all(|t| *t == tokens[0]),
-            "one client token for every try: {tokens:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn warmup_logs_never_carry_a_full_session_id() {
-        let (logs, _guard) = crate::fakes::CapturedLogs::start();
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with([Agent]);
-        warm(2, &agent, &pool).await;
-        let text = logs.text();
-        assert!(
-            text.contains("warmed and enqueued") && text.contains("warmup failed"),
-            "{text}"
-        );
-        for (id, _) in agent.invocations() {
-            assert!(!text.contains(id.as_str()), "a full session id in the logs: {text}");
-            let shown = id.log_id(&LogKey::development()).to_string();
-            assert!(text.contains(&shown), "{shown} missing: {text}");
-        }
-    }
-
-    fn one_per_second() -> CreationPacer {
-        CreationPacer::new(&crate::pool::quota::CreationBudget {
-            per_second: std::num::NonZeroU32::new(1).unwrap(),
-            max_concurrent_runs: std::num::NonZeroU32::new(1).unwrap(),
-        })
-    }
-
-    #[tokio::test]
-    async fn creations_beyond_the_budget_before_the_deadline_are_deferred_not_attempted() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        let deadline = Instant::now() + Duration::from_millis(1_500);
-        let report = warm_new_sessions(3, &agent, &pool, &SystemClock, &policy(), &one_per_second(), deadline).await;
-        assert_eq!((report.enqueued, report.deferred), (2, 1));
-        assert_eq!(agent.invocations().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_retry_waits_for_its_own_creation_slot() {
-        let (agent, pool) = (ScriptedAgent::default(), MemoryPool::default());
-        agent.fail_with([Throttled, Throttled]);
-        let deadline = Instant::now() + Duration::from_millis(1_500);
-        let report = warm_new_sessions(1, &agent, &pool, &SystemClock, &policy(), &one_per_second(), deadline).await;
-        assert_eq!((report.enqueued, report.deferred, report.throttles), (0, 1, 2));
-        assert_eq!(agent.invocations().len(), 2, "the third attempt had no slot");
-    }
-
-    #[test]
-    fn backoff_never_exceeds_its_cap() {
-        let p = WarmupPolicy {
-            backoff_base: Duration::from_millis(100),
-            backoff_cap: Duration::from_secs(1),
-            ..WarmupPolicy::default()
-        };
-        for attempt in 0..40 {
-            assert!(p.backoff(attempt) <= Duration::from_secs(1));
-        }
-    }
-}
+mod tests;

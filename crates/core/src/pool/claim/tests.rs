@@ -322,3 +322,42 @@ async fn a_claim_works_through_at_most_max_discards_unusable_messages() {
     assert_eq!(claim.malformed_discarded, 10);
     assert_eq!(claimer.queue.len(), 5);
 }
+
+fn on_version(version: &str, since: u64) -> PooledSession {
+    let version = crate::session::AgentVersion::new(version, since).unwrap();
+    session(600, 10).with_version(Some(&version))
+}
+
+#[tokio::test]
+async fn when_a_claimer_has_seen_a_newer_agent_version_then_older_sessions_are_discarded_and_replaced() {
+    let pool = MemoryPool::default();
+    let newer = on_version("2", NOW - 1_000);
+    pool.push(&newer);
+    let older = [on_version("1", NOW - 3_600_000), session(600, 10)];
+    for s in &older {
+        pool.push(s);
+    }
+    let second_newer = on_version("2", NOW - 1_000);
+    pool.push(&second_newer);
+    let c = claimer(pool, OnEmpty::Fresh);
+    let watch = VersionWatch::new(Duration::ZERO);
+
+    let first = c.claim_with(&watch).await.unwrap();
+    let second = c.claim_with(&watch).await.unwrap();
+
+    assert_eq!(first.session.session_id, newer.session_id);
+    assert_eq!(second.session.session_id, second_newer.session_id);
+    assert_eq!((second.outdated_discarded, second.consumed), (2, 3));
+    assert_eq!(c.trigger.requests(), vec![1, 3], "each discarded session is replaced");
+}
+
+#[tokio::test]
+async fn a_claimer_without_a_version_watch_hands_out_any_version() {
+    let pool = MemoryPool::default();
+    pool.push(&on_version("2", NOW - 1_000));
+    let older = on_version("1", NOW - 3_600_000);
+    pool.push(&older);
+    let c = claimer(pool, OnEmpty::Fresh);
+    c.claim().await.unwrap();
+    assert_eq!(c.claim().await.unwrap().session.session_id, older.session_id);
+}

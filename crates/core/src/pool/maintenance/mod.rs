@@ -36,8 +36,8 @@ mod sizing;
 mod sweep;
 
 pub use rules::{Action, MaintenanceRules};
-pub use sizing::{REFILL_CEILING, Round, Sizing, TRIM_SLACK, round, size, surplus, top_up};
-pub use sweep::{SweepEnd, SweepLimits, SweepReport, SweepWindow, sweep};
+pub use sizing::{REFILL_CEILING, Round, Sizing, TRIM_SLACK, round, round_with, size, surplus, top_up};
+pub use sweep::{SweepEnd, SweepLimits, SweepPlan, SweepReport, SweepWindow, sweep, sweep_with};
 
 pub const HEARTBEAT_FRACTION: &str = "HEARTBEAT_FRACTION";
 pub const INTERVAL: &str = "MAINTENANCE_INTERVAL_SECS";

@@ -31,6 +31,8 @@ pub enum Action {
     Retire,
     /// Let go of a session while the pool is above its target (the oldest go first).
     Trim,
+    /// Stop a session a deploy of a new agent version made outdated ([`crate::pool::version`]).
+    Drain,
     Discard(Freshness),
 }
 

@@ -1,11 +1,12 @@
 //! Sizing a scheduled round: the target from one look at the pool, what to trim, what to top up.
 
 use super::Settings;
-use super::sweep::{SweepReport, SweepWindow, sweep};
+use super::sweep::{SweepPlan, SweepReport, SweepWindow, sweep_with};
 use crate::clock::{Clock, millis};
 use crate::error::QueueError;
 use crate::num::ceil_u64;
 use crate::pool::target::{Observation, Target, TargetPolicy};
+use crate::pool::version::Drain;
 use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -133,6 +134,26 @@ where
     A: AgentRuntime,
     C: Clock,
 {
+    round_with(queue, agent, clock, settings, warmup_p95, remaining, &Drain::none()).await
+}
+
+/// [`round`], draining sessions of an outdated agent version: the sweep stops them
+/// ([`SweepPlan::drain`]) and the top-up counts them as missing, so they are replaced within
+/// the per-run creation cap and the creation budget.
+pub async fn round_with<Q, A, C>(
+    queue: &Q,
+    agent: &A,
+    clock: &C,
+    settings: &Settings,
+    warmup_p95: Option<Duration>,
+    remaining: Duration,
+    drain: &Drain,
+) -> Result<Round, QueueError>
+where
+    Q: PoolMaintenance,
+    A: AgentRuntime,
+    C: Clock,
+{
     let started_ms = clock.now_ms();
     let sizing = look(
         queue,
@@ -149,7 +170,13 @@ where
         start_by_ms: deadline_ms,
         finish_by: Instant::now() + remaining,
     };
-    let sweep = sweep(queue, agent, clock, &settings.rules, &settings.limits, surplus, window).await;
+    let plan = SweepPlan {
+        rules: &settings.rules,
+        limits: &settings.limits,
+        surplus,
+        drain,
+    };
+    let sweep = sweep_with(queue, agent, clock, &plan, window).await;
     let top_up = top_up(
         sizing.target.value,
         sizing.depth,

@@ -8,6 +8,7 @@ use crate::error::ConfigError;
 use crate::num::count_u32;
 use crate::pool::Freshness;
 use crate::pool::enqueue::{SendRetry, Sent, send_to_pool};
+use crate::pool::version::Drain;
 use crate::ports::{AgentRuntime, PoolMaintenance, Received};
 use crate::session::{LogKey, PooledSession, WARMUP_PAYLOAD};
 use crate::stop::stop_before;
@@ -95,6 +96,8 @@ pub struct SweepReport {
     pub unconfirmed: u32,
     pub retired: u32,
     pub trimmed: u32,
+    /// Sessions of an outdated agent version stopped ([`Action::Drain`]).
+    pub drained: u32,
     pub stale_discarded: u32,
     pub malformed_discarded: u32,
     /// Deletes refused: the message was not ours any more, so it was left alone.
@@ -112,7 +115,12 @@ pub struct SweepReport {
 impl SweepReport {
     /// Sessions the sweep took out of the pool.
     pub fn removed(&self) -> u32 {
-        self.heartbeat_failures + self.retired + self.trimmed + self.stale_discarded + self.malformed_discarded
+        self.heartbeat_failures
+            + self.retired
+            + self.trimmed
+            + self.drained
+            + self.stale_discarded
+            + self.malformed_discarded
     }
 }
 
@@ -152,7 +160,7 @@ pub async fn sweep<Q, A, C>(
     clock: &C,
     rules: &MaintenanceRules,
     limits: &SweepLimits,
-    mut surplus: u32,
+    surplus: u32,
     window: SweepWindow,
 ) -> SweepReport
 where
@@ -160,6 +168,44 @@ where
     A: AgentRuntime,
     C: Clock,
 {
+    let plan = SweepPlan {
+        rules,
+        limits,
+        surplus,
+        drain: &Drain::none(),
+    };
+    sweep_with(queue, agent, clock, &plan, window).await
+}
+
+/// What one sweep applies: the rules, its limits, the surplus to trim, and the version drain.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPlan<'a> {
+    pub rules: &'a MaintenanceRules,
+    pub limits: &'a SweepLimits,
+    pub surplus: u32,
+    /// Sessions outdated against `drain.current` are stopped, at most `drain.per_sweep`.
+    pub drain: &'a Drain,
+}
+
+/// [`sweep`] with a version drain.
+pub async fn sweep_with<Q, A, C>(
+    queue: &Q,
+    agent: &A,
+    clock: &C,
+    plan: &SweepPlan<'_>,
+    window: SweepWindow,
+) -> SweepReport
+where
+    Q: PoolMaintenance,
+    A: AgentRuntime,
+    C: Clock,
+{
+    let (rules, limits) = (plan.rules, plan.limits);
+    let mut budget = Budget {
+        surplus: plan.surplus,
+        drain: plan.drain,
+        drains_left: plan.drain.per_sweep,
+    };
     let mut report = SweepReport::default();
     let mut seen = HashSet::new();
     for _ in 0..limits.max_batches.get() {
@@ -186,7 +232,7 @@ where
         report.max_hidden = report.max_hidden.max(count_u32(batch.len()));
         let new = batch.iter().filter(|m| seen.insert(m.message_id.clone())).count();
         report.seen += count_u32(new);
-        let (keep, work) = report.classify(batch, new == 0, clock.now_ms(), rules, &mut surplus);
+        let (keep, work) = report.classify(batch, new == 0, clock.now_ms(), rules, &mut budget);
         // Release first: those sessions are claimable again while we work on the rest.
         report.release(queue, &keep).await;
         let care = Care {
@@ -214,6 +260,35 @@ where
 /// A message the sweep acts on, with its session if it parsed, and what to do.
 type Work = (Received, Option<PooledSession>, Action);
 
+/// What a sweep may still let go of: the surplus above the target, and outdated sessions.
+struct Budget<'a> {
+    surplus: u32,
+    drain: &'a Drain,
+    drains_left: u32,
+}
+
+impl Budget<'_> {
+    /// The rules' action, unless the session is outdated and the drain has room: a session the
+    /// rules would keep, ping or trim is drained instead (a stale or retiring one stays so).
+    fn decide(&mut self, rules: &MaintenanceRules, session: &PooledSession, now: u64) -> Action {
+        let action = rules.decide(session, now, self.surplus > 0);
+        let replaceable = matches!(action, Action::Keep | Action::Heartbeat | Action::Trim);
+        let action = if replaceable && self.drains_left > 0 && self.drain.outdated(session, now) {
+            self.drains_left -= 1;
+            Action::Drain
+        } else {
+            action
+        };
+        if matches!(
+            action,
+            Action::Retire | Action::Trim | Action::Drain | Action::Discard(_)
+        ) {
+            self.surplus = self.surplus.saturating_sub(1);
+        }
+        action
+    }
+}
+
 impl SweepReport {
     /// Decides each message of a batch at `now`: the receipts to release untouched, and the
     /// work on the rest. A batch with nothing new (`seen_before`) was released already.
@@ -223,7 +298,7 @@ impl SweepReport {
         seen_before: bool,
         now: u64,
         rules: &MaintenanceRules,
-        surplus: &mut u32,
+        budget: &mut Budget<'_>,
     ) -> (Vec<String>, Vec<Work>) {
         let mut keep = Vec::new();
         let mut work = Vec::new();
@@ -237,11 +312,11 @@ impl SweepReport {
                     self.oldest_ping_age_ms = self
                         .oldest_ping_age_ms
                         .max(Some(now.saturating_sub(session.last_ping_at)));
-                    rules.decide(session, now, *surplus > 0)
+                    budget.decide(rules, session, now)
                 }
             };
-            if matches!(action, Action::Retire | Action::Trim | Action::Discard(_)) {
-                *surplus = surplus.saturating_sub(1);
+            if matches!(action, Action::Discard(_)) && parsed.is_err() {
+                budget.surplus = budget.surplus.saturating_sub(1);
             }
             match action {
                 Action::Keep => keep.push(message.receipt),
@@ -280,6 +355,7 @@ impl SweepReport {
                 match action {
                     Action::Retire => self.retired += 1,
                     Action::Trim => self.trimmed += 1,
+                    Action::Drain => self.drained += 1,
                     _ => self.stale_discarded += 1,
                 }
                 if !stopped {
@@ -322,7 +398,7 @@ where
     let shown = session.session_id.log_id(care.log_key);
     match action {
         Action::Heartbeat => heartbeat(queue, agent, clock, session, care).await,
-        Action::Retire | Action::Trim => {
+        Action::Retire | Action::Trim | Action::Drain => {
             let stopped = stop_before(agent, &session.session_id, care.finish_by, care.log_key)
                 .await
                 .ended();
@@ -353,7 +429,7 @@ where
         }
         return Outcome::HeartbeatFailed;
     }
-    let pinged = PooledSession::new(session.session_id, session.created_at, ping_at);
+    let pinged = session.pinged_at(ping_at);
     match send_to_pool(queue, &pinged, care.send, care.finish_by, care.log_key).await {
         Sent::Confirmed => Outcome::Heartbeat,
         Sent::Unconfirmed(error) => {

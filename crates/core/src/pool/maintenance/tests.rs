@@ -456,3 +456,77 @@ async fn a_message_another_consumer_took_over_is_left_alone() {
     assert_eq!((report.lost, report.heartbeats), (1, 0));
     assert!(f.agent.invocations().is_empty(), "not ours: no ping");
 }
+
+fn on_version(version: &str, since: u64, created_ago_s: u64, pinged_ago_s: u64) -> PooledSession {
+    let version = crate::session::AgentVersion::new(version, since).unwrap();
+    session(created_ago_s, pinged_ago_s).with_version(Some(&version))
+}
+
+#[tokio::test]
+async fn when_the_agent_version_changed_then_a_sweep_stops_outdated_sessions_up_to_its_drain_cap() {
+    use crate::pool::version::Drain;
+    let f = fixture();
+    for _ in 0..5 {
+        f.pool.push(&on_version("1", NOW - 3_600 * S, 100, 10));
+    }
+    f.pool.push(&session(100, 10));
+    let current = on_version("2", NOW - 60 * S, 50, 10);
+    f.pool.push(&current);
+    let drain = Drain {
+        current: current.agent_version(),
+        grace: Duration::ZERO,
+        per_sweep: 4,
+    };
+    let plan = SweepPlan {
+        rules: &rules(),
+        limits: &limits(10),
+        surplus: 0,
+        drain: &drain,
+    };
+
+    let report = sweep_with(&f.pool, &f.agent, &f.clock, &plan, window(NOW + 20 * S)).await;
+
+    assert_eq!((report.drained, report.removed()), (4, 4), "{report:?}");
+    assert_eq!(
+        f.agent.stopped().len(),
+        4,
+        "drained sessions are stopped, not left to idle"
+    );
+    let left = f.pool.sessions();
+    assert_eq!(
+        left.len(),
+        3,
+        "the cap paces the drain: the rest waits for the next sweep"
+    );
+    assert!(left.iter().any(|s| s.session_id == current.session_id));
+}
+
+#[tokio::test]
+async fn within_the_grace_a_sweep_drains_nothing() {
+    use crate::pool::version::Drain;
+    let f = fixture();
+    f.pool.push(&on_version("1", NOW - 3_600 * S, 100, 10));
+    let drain = Drain {
+        current: crate::session::AgentVersion::new("2", NOW - 10 * S).ok(),
+        grace: Duration::from_secs(60),
+        per_sweep: 10,
+    };
+    let plan = SweepPlan {
+        rules: &rules(),
+        limits: &limits(10),
+        surplus: 0,
+        drain: &drain,
+    };
+    let report = sweep_with(&f.pool, &f.agent, &f.clock, &plan, window(NOW + 20 * S)).await;
+    assert_eq!((report.drained, f.pool.len()), (0, 1));
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_the_version_the_session_was_warmed_on() {
+    let f = fixture();
+    let due = on_version("7", NOW - 3_600 * S, 1_000, 500);
+    f.pool.push(&due);
+    let report = f.sweep(10, 0).await;
+    assert_eq!(report.heartbeats, 1);
+    assert_eq!(f.pool.sessions()[0].agent_version(), due.agent_version());
+}
