@@ -49,6 +49,9 @@ pub(super) fn function_env(
         ("AGENT_RUNTIME_ARN", runtime_arn),
         ("AWS_ENDPOINT_URL_SQS", moto_url),
         ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", emulator_url),
+        // replenish's read of the endpoint's live version: moto's control plane, which does not
+        // know the emulator's runtime, so runs count a failed read and version nothing.
+        ("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL", moto_url),
         ("AWS_ENDPOINT_URL_LAMBDA", lambda_url),
     ]
     .iter()
