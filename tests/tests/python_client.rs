@@ -89,6 +89,7 @@ async fn a_boto3_client_claims_through_get_session_and_lands_on_a_warm_python_ag
     command
         .arg(client)
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_ENDPOINT_URL_LAMBDA", get_session.endpoint_url())
