@@ -14,7 +14,7 @@ use std::time::Duration;
 use warmpool_core::aws::{LambdaReplenishTrigger, SqsPoolQueue};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
-use warmpool_core::pool::trigger::DeferredTrigger;
+use warmpool_core::pool::trigger::{DeferredTrigger, TriggerWorker};
 use warmpool_local_stack::relay::{self, Dispatch, RunningRelay};
 use warmpool_tests::*;
 
@@ -42,15 +42,18 @@ async fn python_agent_emulator() -> RunningEmulator {
     .expect("start the emulator")
 }
 
-/// get-session, in-process, behind the Lambda Invoke API, as boto3 reaches it on AWS.
-async fn get_session_behind_relay(queue: &SqsPoolQueue, replenish: aws_sdk_lambda::Client) -> RunningRelay {
+/// get-session, in-process, behind the Lambda Invoke API, as boto3 reaches it on AWS; with the
+/// worker that sends its replenish triggers (it lives as long as the caller keeps it).
+async fn get_session_behind_relay(
+    queue: &SqsPoolQueue,
+    replenish: aws_sdk_lambda::Client,
+) -> (RunningRelay, TriggerWorker) {
     let env = Env::from_pairs([
         ("POOL_QUEUE_URL", queue.queue_url()),
         ("REPLENISH_FUNCTION_NAME", "replenish"),
     ]);
     let config = get_session::Config::from_env(&env).expect("get-session config");
     let (trigger, worker) = DeferredTrigger::spawn(LambdaReplenishTrigger::new(replenish, "replenish"));
-    std::mem::forget(worker); // lives as long as the test binary, like the function's environment
     let function = Arc::new(GetSession::new(&config, queue.clone(), trigger, SystemClock));
     let dispatch: Dispatch = Arc::new(move |name, payload| {
         let function = function.clone();
@@ -64,9 +67,10 @@ async fn get_session_behind_relay(queue: &SqsPoolQueue, replenish: aws_sdk_lambd
             serde_json::to_vec(&answer).map_err(|e| e.to_string())
         })
     });
-    relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
+    let relay = relay::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), dispatch)
         .await
-        .expect("start the get-session relay")
+        .expect("start the get-session relay");
+    (relay, worker)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,7 +86,7 @@ async fn a_boto3_client_claims_through_get_session_and_lands_on_a_warm_python_ag
         .await
         .expect("fill the pool");
     assert_eq!(filled.enqueued, 2, "{filled:?}");
-    let get_session = get_session_behind_relay(&queue, replenish_lambda).await;
+    let (get_session, _trigger_worker) = get_session_behind_relay(&queue, replenish_lambda).await;
 
     let client = workspace().join("tests/agents/claim_with_boto3.py");
     let mut command = std::process::Command::new(python());

@@ -39,14 +39,6 @@ pub enum CliError {
     #[error(transparent)]
     Queue(#[from] QueueError),
 
-    #[error("SQS {operation} failed: {message}")]
-    Sqs {
-        operation: &'static str,
-        message: String,
-        #[source]
-        source: Option<BoxError>,
-    },
-
     #[error("emulator admin endpoint {url} failed: {source}")]
     EmulatorAdmin {
         url: String,
@@ -115,18 +107,6 @@ impl CliError {
 }
 
 pub use warmpool_local_stack::error::sdk_message;
-
-/// Maps an SQS SDK failure of `operation` to [`CliError::Sqs`], keeping the source.
-pub(crate) fn sqs_error<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> CliError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    move |error| CliError::Sqs {
-        operation,
-        message: sdk_message(&error),
-        source: Some(Box::new(error)),
-    }
-}
 
 /// Runs `future` with an upper bound, so that no command can hang on a silent endpoint.
 pub async fn bounded<T, E>(

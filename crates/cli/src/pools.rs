@@ -9,7 +9,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use serde::Serialize;
 use std::time::{Duration, SystemTime};
 use warmpool_core::metrics::NAMESPACE;
-use warmpool_core::pool::quota::PoolShare;
+use warmpool_core::pool::quota::{DEFAULT_BUDGET_PER_SEC, PoolShare};
 
 /// The stack tag that names a pool; its value is the pool's name (the `Pool` dimension).
 pub const POOL_TAG: &str = "warmpool:pool";
@@ -74,12 +74,12 @@ impl DeployedPool {
         })
     }
 
-    /// The share the quota check counts; a pool deployed without the parameter took the
-    /// template's default, 20/s (`CreationBudget::from_env`).
+    /// The share the quota check counts; a pool deployed without the parameter runs at the
+    /// functions' default.
     pub fn share(&self) -> PoolShare {
         PoolShare {
             pool: self.pool.clone(),
-            per_second: self.share_per_sec.unwrap_or(20),
+            per_second: self.share_per_sec.unwrap_or(DEFAULT_BUDGET_PER_SEC),
         }
     }
 }

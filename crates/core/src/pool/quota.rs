@@ -24,6 +24,9 @@ use std::time::Duration;
 
 pub const BUDGET_PER_SEC: &str = "CREATION_BUDGET_PER_SEC";
 pub const MAX_CONCURRENT_RUNS: &str = "MAX_CONCURRENT_RUNS";
+/// `CREATION_BUDGET_PER_SEC` when unset: the 25/s account default less room for fresh-session
+/// fallbacks and other users.
+pub const DEFAULT_BUDGET_PER_SEC: u32 = 20;
 
 /// The account's creation quota share given to this pool, and how many runs may spend it at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +49,7 @@ impl CreationBudget {
             })
         };
         Ok(Self {
-            per_second: non_zero(BUDGET_PER_SEC, env.parse_or(BUDGET_PER_SEC, 20)?)?,
+            per_second: non_zero(BUDGET_PER_SEC, env.parse_or(BUDGET_PER_SEC, DEFAULT_BUDGET_PER_SEC)?)?,
             max_concurrent_runs: non_zero(MAX_CONCURRENT_RUNS, env.parse_or(MAX_CONCURRENT_RUNS, 10)?)?,
         })
     }

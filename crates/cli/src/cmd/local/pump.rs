@@ -49,7 +49,7 @@ impl Args {
                 .attribute_names(QueueAttributeName::QueueArn)
                 .send()
                 .await
-                .map_err(crate::error::sqs_error("GetQueueAttributes"))
+                .map_err(warmpool_local_stack::error::sqs_error("GetQueueAttributes"))
         })
         .await?
         .attributes
