@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use document_agent::RunOutcome;
 use futures::StreamExt;
 use serde_json::Value;
+use stale_batch_detector::{RunReport, Settled};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -481,20 +482,41 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
     stack.detector_clock.skew(Duration::ZERO);
     let reports = [a.unwrap(), b.unwrap()];
 
-    let mut retried_by_detector = 0;
+    let mut rows = HashMap::new();
     for batch in &batches {
         let row = stack
             .wait_for_status(batch, BatchStatus::Succeeded, Duration::from_secs(60))
             .await;
-        let detector_won = reports
+        rows.insert(batch.clone(), row);
+    }
+    // The agent records a run after its last write returns: wait for every record.
+    assert!(stack.agent_idle(Duration::from_secs(10)).await, "runs still going");
+    let all_runs = stack.runs_by_batch();
+    let reported = |list: fn(&RunReport) -> &Vec<Settled>, batch: &BatchId, outcome: &str| {
+        reports
             .iter()
-            .flat_map(|r| &r.settled)
-            .filter(|s| &s.batch_id == batch && s.attempt == 1 && s.outcome == "retried")
-            .count();
-        let runs = &stack.runs_by_batch()[batch];
+            .flat_map(list)
+            .filter(|s| &s.batch_id == batch && s.attempt == 1 && s.outcome == outcome)
+            .count()
+    };
+
+    let mut retried_by_detector = 0;
+    for batch in &batches {
+        let row = &rows[batch];
+        let runs = &all_runs[batch];
+        let detector_won = reported(|r| &r.settled, batch, "retried");
+        // The agent won if its SUCCEEDED write for attempt 1 landed. It knows so, unless the
+        // detector, seeing the settled row in the same instant, stopped the session (the
+        // follow-up) before the write's answer reached the run.
         let agent_won = runs
             .iter()
-            .filter(|r| r.attempt == 1 && r.outcome == RunOutcome::Recorded)
+            .filter(|r| {
+                r.attempt == 1
+                    && (r.outcome == RunOutcome::Recorded
+                        || (r.outcome == RunOutcome::Aborted
+                            && row.attempt == 1
+                            && reported(|r| &r.followed_up, batch, "closed") == 1))
+            })
             .count();
         assert_eq!(
             agent_won + detector_won,

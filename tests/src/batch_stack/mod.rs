@@ -322,7 +322,6 @@ impl BatchStack {
         serde_json::from_value(report["crashedSessions"].clone()).unwrap_or_default()
     }
 
-    /// Agent runs per batch ID.
     /// The in-process agent's runs of `batch`, once there is at least one: the agent records a
     /// run after its SUCCEEDED write returns, so a test that saw the row finish may be ahead of
     /// the record. Bounded by `within`; empty if none came.
@@ -337,6 +336,20 @@ impl BatchStack {
         }
     }
 
+    /// Waits, bounded by `within`, until the in-process agent runs nothing, so every run that
+    /// started has its record; false if some still run.
+    pub async fn agent_idle(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while !self.agent.running().is_empty() {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Agent runs per batch ID.
     pub fn runs_by_batch(&self) -> HashMap<BatchId, Vec<RunRecord>> {
         let mut runs: HashMap<BatchId, Vec<RunRecord>> = HashMap::new();
         for run in self.agent.runs() {
