@@ -61,7 +61,11 @@ impl MemoryLeaseTable {
 }
 
 fn failed(what: &str) -> TableError {
-    TableError::new("commit", TableErrorKind::ConditionFailed, format!("condition failed: {what}"))
+    TableError::new(
+        "commit",
+        TableErrorKind::ConditionFailed,
+        format!("condition failed: {what}"),
+    )
 }
 
 fn admits(stored: Option<&Lease>, replaces: Option<&String>) -> bool {
@@ -77,7 +81,10 @@ impl State {
         let ok = match op {
             LeaseOp::Session { lease, replaces } => admits(self.sessions.get(&lease.session_id), replaces.as_ref()),
             LeaseOp::User { lease, replaces } => {
-                let user = lease.user_id.as_ref().ok_or_else(|| failed("a user lease without a user"))?;
+                let user = lease
+                    .user_id
+                    .as_ref()
+                    .ok_or_else(|| failed("a user lease without a user"))?;
                 admits(self.users.get(user), replaces.as_ref())
             }
             LeaseOp::Correlate(c) => self.correlations.get(&c.id).is_none_or(|old| old.until <= c.at),
@@ -130,7 +137,11 @@ impl LeaseTable for MemoryLeaseTable {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if lose {
-            return Err(TableError::new("commit", TableErrorKind::Transport, "the answer was lost"));
+            return Err(TableError::new(
+                "commit",
+                TableErrorKind::Transport,
+                "the answer was lost",
+            ));
         }
         Ok(())
     }
@@ -152,7 +163,10 @@ impl LeaseTable for MemoryLeaseTable {
     async fn open_count(&self, limit: usize) -> Result<u64, TableError> {
         let state = self.state();
         let open = state.users.values().chain(state.sessions.values());
-        let count = open.filter(|l| l.due_at.is_some() && l.ended.is_none()).take(limit).count();
+        let count = open
+            .filter(|l| l.due_at.is_some() && l.ended.is_none())
+            .take(limit)
+            .count();
         Ok(crate::num::count_u32(count).into())
     }
 

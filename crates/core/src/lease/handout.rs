@@ -228,10 +228,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
     pub async fn release(&self, session_id: &SessionId, user: &UserId, now: u64) -> Result<Released, LeaseError> {
         for _ in 0..ROUNDS {
             let found: Lookup = self.table.lookup(Some(user), None, Some(session_id)).await?;
-            let holds = found
-                .session
-                .as_ref()
-                .is_some_and(|s| s.user_id.as_ref() == Some(user));
+            let holds = found.session.as_ref().is_some_and(|s| s.user_id.as_ref() == Some(user));
             if !holds {
                 return Err(LeaseError::NotHolder);
             }
@@ -286,7 +283,14 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
             stop_pending: false,
             ..ended
         });
-        if let Err(error) = self.table.commit(&[LeaseOp::User { lease: done, replaces: Some(replaces) }]).await {
+        if let Err(error) = self
+            .table
+            .commit(&[LeaseOp::User {
+                lease: done,
+                replaces: Some(replaces),
+            }])
+            .await
+        {
             warn!(%error, "could not record that a released session stopped; the sweep stops it again");
         }
     }
@@ -314,7 +318,14 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
             due_at: None,
             write_id: String::new(),
         });
-        if let Err(error) = self.table.commit(&[LeaseOp::Session { lease: orphan, replaces: None }]).await {
+        if let Err(error) = self
+            .table
+            .commit(&[LeaseOp::Session {
+                lease: orphan,
+                replaces: None,
+            }])
+            .await
+        {
             error!(%session, %error, "an unbound session could not be stopped nor recorded; it idles out, handed to nobody");
         }
     }
@@ -332,7 +343,14 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
     }
 
     pub fn audit(&self, event: AuditEvent, lease: &Lease, correlation: Option<&CorrelationId>, now: u64) -> LeaseOp {
-        LeaseOp::Audit(audit_record(&self.settings, &self.log_key, event, lease, correlation, now))
+        LeaseOp::Audit(audit_record(
+            &self.settings,
+            &self.log_key,
+            event,
+            lease,
+            correlation,
+            now,
+        ))
     }
 
     /// Commits `ops`; on a failed condition or an unknown outcome, reads back whether the

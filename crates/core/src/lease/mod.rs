@@ -300,3 +300,50 @@ pub enum LeaseItem {
     User,
     Session,
 }
+
+pub const LEASE_TABLE_NAME: &str = "LEASE_TABLE_NAME";
+pub const CORRELATION_WINDOW: &str = "LEASE_CORRELATION_WINDOW_SECS";
+pub const MAX_CONVERSATION: &str = "LEASE_MAX_CONVERSATION_SECS";
+pub const AUDIT_RETENTION_DAYS: &str = "LEASE_AUDIT_RETENTION_DAYS";
+
+/// Where leases are kept and how long, when `LEASE_TABLE_NAME` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseConfig {
+    pub table_name: String,
+    pub settings: LeaseSettings,
+}
+
+impl LeaseConfig {
+    /// `None` when `LEASE_TABLE_NAME` is unset or empty: leases are off.
+    pub fn from_env(env: &crate::config::Env, lifecycle: Lifecycle) -> Result<Option<Self>, crate::error::ConfigError> {
+        let Some(table_name) = env.optional(LEASE_TABLE_NAME).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let days = env.positive_or(AUDIT_RETENTION_DAYS, crate::config::at_least_one(90))?;
+        let settings = LeaseSettings {
+            lifecycle,
+            correlation_window: env.secs_or(CORRELATION_WINDOW, 300)?,
+            max_conversation: env.secs_or(MAX_CONVERSATION, 3600)?,
+            audit_retention: Duration::from_secs(u64::from(days.get()) * 86_400),
+        };
+        for (key, value) in [
+            (CORRELATION_WINDOW, settings.correlation_window),
+            (MAX_CONVERSATION, settings.max_conversation),
+        ] {
+            if value.is_zero() {
+                return Err(crate::error::ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    reason: "must be at least one second".into(),
+                });
+            }
+        }
+        Ok(Some(Self { table_name, settings }))
+    }
+
+    /// How long lease items stay after their session was created: its max lifetime, then the
+    /// audit retention.
+    pub fn keep(&self) -> Duration {
+        self.settings.lifecycle.max_lifetime + self.settings.audit_retention
+    }
+}

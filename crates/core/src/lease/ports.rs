@@ -28,7 +28,11 @@ pub trait LeaseTable: Send + Sync {
     fn commit(&self, ops: &[LeaseOp]) -> impl Future<Output = Result<(), TableError>> + Send;
 
     /// Open or stop-pending leases due at or before `now_ms`, oldest first, at most `limit`.
-    fn due(&self, now_ms: u64, limit: usize) -> impl Future<Output = Result<Vec<(LeaseItem, Lease)>, TableError>> + Send;
+    fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(LeaseItem, Lease)>, TableError>> + Send;
 
     /// Leases not ended, counted (bounded by `limit`).
     fn open_count(&self, limit: usize) -> impl Future<Output = Result<u64, TableError>> + Send;
@@ -39,4 +43,53 @@ pub trait LeaseTable: Send + Sync {
         query: &AuditQuery,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, TableError>> + Send;
+}
+
+/// The lease table and agent of a function whose leases are off: never called, since a
+/// request naming a lease is refused before it reaches them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeasesOff;
+
+fn off(operation: &'static str) -> TableError {
+    TableError::new(operation, crate::error::TableErrorKind::Rejected, "leases are off")
+}
+
+impl LeaseTable for LeasesOff {
+    async fn lookup(
+        &self,
+        _: Option<&UserId>,
+        _: Option<&CorrelationId>,
+        _: Option<&SessionId>,
+    ) -> Result<Lookup, TableError> {
+        Err(off("lookup"))
+    }
+    async fn commit(&self, _: &[LeaseOp]) -> Result<(), TableError> {
+        Err(off("commit"))
+    }
+    async fn due(&self, _: u64, _: usize) -> Result<Vec<(LeaseItem, Lease)>, TableError> {
+        Err(off("due"))
+    }
+    async fn open_count(&self, _: usize) -> Result<u64, TableError> {
+        Err(off("count"))
+    }
+    async fn audit(&self, _: &AuditQuery, _: usize) -> Result<Vec<AuditRecord>, TableError> {
+        Err(off("audit"))
+    }
+}
+
+impl crate::ports::AgentRuntime for LeasesOff {
+    async fn invoke(&self, _: &SessionId, _: &[u8]) -> Result<Vec<u8>, crate::error::AgentError> {
+        Err(crate::error::AgentError::new(
+            "invoke",
+            crate::error::AgentErrorKind::Rejected,
+            "leases are off",
+        ))
+    }
+    async fn stop(&self, _: &SessionId) -> Result<(), crate::error::AgentError> {
+        Err(crate::error::AgentError::new(
+            "stop",
+            crate::error::AgentErrorKind::Rejected,
+            "leases are off",
+        ))
+    }
 }

@@ -76,7 +76,11 @@ impl<L: LeaseTable, A: AgentRuntime> LeaseSweep<'_, L, A> {
             ..lease
         });
         let audit = audit_record(settings, self.log_key, event, &ended, None, now);
-        match self.table.commit(&[LeaseOp::Audit(audit), op(item, ended.clone(), replaces)]).await {
+        match self
+            .table
+            .commit(&[LeaseOp::Audit(audit), op(item, ended.clone(), replaces)])
+            .await
+        {
             Ok(()) => {}
             Err(error) if error.is_condition_failed() => {
                 report.changed += 1;
@@ -94,7 +98,13 @@ impl<L: LeaseTable, A: AgentRuntime> LeaseSweep<'_, L, A> {
         Ok(())
     }
 
-    async fn stop(&self, item: LeaseItem, lease: Lease, deadline: Instant, report: &mut SweepReport) -> Result<(), TableError> {
+    async fn stop(
+        &self,
+        item: LeaseItem,
+        lease: Lease,
+        deadline: Instant,
+        report: &mut SweepReport,
+    ) -> Result<(), TableError> {
         if !stop_before(self.agent, &lease.session_id, deadline, self.log_key)
             .await
             .ended()

@@ -85,7 +85,10 @@ async fn when_a_user_calls_again_while_their_session_is_alive_then_they_get_it_b
     let second = f.handout(Some("alice"), None).await.unwrap();
 
     assert_eq!(first.answer.source, Source::Pool);
-    assert_eq!((second.kind, second.answer.source), (HandoutKind::Reused, Source::Reused));
+    assert_eq!(
+        (second.kind, second.answer.source),
+        (HandoutKind::Reused, Source::Reused)
+    );
     assert_eq!(second.answer.session_id, first.answer.session_id);
     assert_eq!(second.answer.user_id, Some(user("alice")));
     assert_eq!(f.claimer.queue.len(), 1, "the second call claimed nothing");
@@ -104,7 +107,10 @@ async fn when_the_users_session_idled_past_its_timeout_then_a_new_one_is_claimed
 
     assert_eq!(second.kind, HandoutKind::Claimed);
     assert_ne!(second.answer.session_id, first.answer.session_id);
-    assert_eq!(f.leases.table.user(&user("alice")).unwrap().session_id, second.answer.session_id);
+    assert_eq!(
+        f.leases.table.user(&user("alice")).unwrap().session_id,
+        second.answer.session_id
+    );
 }
 
 #[tokio::test]
@@ -146,7 +152,11 @@ async fn when_another_call_bound_the_user_first_then_the_loser_stops_its_claim_a
     assert_eq!(answer.answer.session_id, ids[1], "the winner's session");
     assert_eq!(answer.answer.source, Source::Reused);
     assert_eq!(answer.disposed, 1);
-    assert_eq!(f.f.leases.agent.stopped(), vec![ids[0].clone()], "the loser's claim is stopped");
+    assert_eq!(
+        f.f.leases.agent.stopped(),
+        vec![ids[0].clone()],
+        "the loser's claim is stopped"
+    );
     assert!(f.f.leases.table.session(&ids[0]).is_none(), "never bound");
 }
 
@@ -173,7 +183,10 @@ impl RacingFixture {
             user: Some(user("alice")),
             correlation: None,
         };
-        self.f.leases.handout(&claimer, &VersionWatch::disabled(), &request).await
+        self.f
+            .leases
+            .handout(&claimer, &VersionWatch::disabled(), &request)
+            .await
     }
 }
 
@@ -216,7 +229,10 @@ async fn a_binding_whose_answer_was_lost_is_recognised_as_landed_and_nothing_is_
 
     assert_eq!(answer.kind, HandoutKind::Claimed);
     assert!(f.leases.agent.stopped().is_empty());
-    assert_eq!(f.leases.table.user(&user("alice")).unwrap().session_id, answer.answer.session_id);
+    assert_eq!(
+        f.leases.table.user(&user("alice")).unwrap().session_id,
+        answer.answer.session_id
+    );
     assert_eq!(f.leases.table.audit_records().len(), 1, "one handout, one record");
 }
 
@@ -238,10 +254,19 @@ async fn only_the_holder_can_release_and_a_release_stops_the_session_and_ends_th
     let lease = f.leases.table.user(&user("alice")).unwrap();
     assert_eq!(lease.ended.map(|e| e.reason), Some(EndReason::Released));
     assert!(!lease.stop_pending);
-    assert!(f.leases.release(&held, &user("alice"), NOW + 2).await.unwrap().already_ended);
+    assert!(
+        f.leases
+            .release(&held, &user("alice"), NOW + 2)
+            .await
+            .unwrap()
+            .already_ended
+    );
 
     let next = f.handout(Some("alice"), None).await;
-    assert!(next.is_err() || next.unwrap().answer.session_id != held, "a released session is never reused");
+    assert!(
+        next.is_err() || next.unwrap().answer.session_id != held,
+        "a released session is never reused"
+    );
 }
 
 #[tokio::test]
@@ -253,7 +278,10 @@ async fn a_release_whose_stop_fails_ends_the_lease_and_the_sweep_stops_it_later(
     f.leases.agent.fail_stops_with([crate::error::AgentErrorKind::Rejected]);
 
     let error = f.leases.release(&held, &user("alice"), NOW).await.unwrap_err();
-    assert!(matches!(error, LeaseError::StopFailed(_)) && error.is_retryable(), "{error}");
+    assert!(
+        matches!(error, LeaseError::StopFailed(_)) && error.is_retryable(),
+        "{error}"
+    );
     assert!(f.leases.table.user(&user("alice")).unwrap().stop_pending);
 
     let later = NOW + 61_000;
@@ -293,7 +321,11 @@ async fn the_sweep_closes_expired_leases_and_stops_abandoned_ones_and_counts_tho
     let report = sweep(&f, NOW + 62 * 60_000).await;
 
     assert_eq!((report.expired, report.abandoned), (2, 1), "{report:?}");
-    assert_eq!(f.leases.agent.stopped(), vec![chatty.clone()], "only the live one is stopped");
+    assert_eq!(
+        f.leases.agent.stopped(),
+        vec![chatty.clone()],
+        "only the live one is stopped"
+    );
     assert_eq!(
         f.leases.table.user(&user("idle")).unwrap().ended.map(|e| e.reason),
         Some(EndReason::Expired)
@@ -319,9 +351,18 @@ async fn the_audit_trail_names_the_session_by_its_keyed_hash_only() {
         let text = serde_json::to_string(record).unwrap();
         assert!(!text.contains(answer.session_id.as_str()), "{text}");
     }
-    assert_eq!((records[0].event, records[0].source), (AuditEvent::Handout, Source::Pool));
-    assert_eq!(records[0].correlation_id.as_ref().map(CorrelationId::as_str), Some("req-9"));
-    assert_eq!((records[1].event, records[1].source), (AuditEvent::Reuse, Source::Reused));
+    assert_eq!(
+        (records[0].event, records[0].source),
+        (AuditEvent::Handout, Source::Pool)
+    );
+    assert_eq!(
+        records[0].correlation_id.as_ref().map(CorrelationId::as_str),
+        Some("req-9")
+    );
+    assert_eq!(
+        (records[1].event, records[1].source),
+        (AuditEvent::Reuse, Source::Reused)
+    );
     assert_eq!(records[0].expires_at, (NOW + 90 * 86_400_000) / 1000);
 }
 
