@@ -2,7 +2,7 @@
 //! decisions; the adapter itself is tested against moto.
 
 use super::ports::{AuditQuery, LeaseTable};
-use super::{AuditRecord, Correlation, CorrelationId, Lease, LeaseItem, LeaseOp, Lookup, UserId};
+use super::{AuditRecord, Correlation, CorrelationId, Expect, Lease, LeaseItem, LeaseOp, Lookup, UserId};
 use crate::error::{TableError, TableErrorKind};
 use crate::session::SessionId;
 use std::collections::HashMap;
@@ -68,10 +68,11 @@ fn failed(what: &str) -> TableError {
     )
 }
 
-fn admits(stored: Option<&Lease>, replaces: Option<&String>) -> bool {
-    match (stored, replaces) {
-        (None, None) => true,
-        (Some(stored), Some(id)) => &stored.write_id == id,
+fn admits(stored: Option<&Lease>, expect: &Expect) -> bool {
+    match (stored, expect) {
+        (None, Expect::Absent) => true,
+        (Some(stored), Expect::Write(id)) => &stored.write_id == id,
+        (Some(stored), Expect::LiveFor(session)) => &stored.session_id == session && stored.ended.is_none(),
         _ => false,
     }
 }
@@ -79,13 +80,13 @@ fn admits(stored: Option<&Lease>, replaces: Option<&String>) -> bool {
 impl State {
     fn check(&self, op: &LeaseOp) -> Result<(), TableError> {
         let ok = match op {
-            LeaseOp::Session { lease, replaces } => admits(self.sessions.get(&lease.session_id), replaces.as_ref()),
-            LeaseOp::User { lease, replaces } => {
+            LeaseOp::Session { lease, expect } => admits(self.sessions.get(&lease.session_id), expect),
+            LeaseOp::User { lease, expect } => {
                 let user = lease
                     .user_id
                     .as_ref()
                     .ok_or_else(|| failed("a user lease without a user"))?;
-                admits(self.users.get(user), replaces.as_ref())
+                admits(self.users.get(user), expect)
             }
             LeaseOp::Correlate(c) => self.correlations.get(&c.id).is_none_or(|old| old.until <= c.at),
             LeaseOp::Audit(record) => !self.audit.iter().any(|a| a.id == record.id && a.at == record.at),

@@ -7,7 +7,7 @@
 //! so no pooled session is lost without a stop or handed to two callers.
 
 use super::ports::LeaseTable;
-use super::{AuditEvent, AuditRecord, Correlation, EndReason, Ending, Lease, LeaseOp, LeaseSettings, UserId};
+use super::{AuditEvent, AuditRecord, Correlation, EndReason, Ending, Expect, Lease, LeaseOp, LeaseSettings, UserId};
 use super::{CorrelationId, Lookup};
 use crate::clock::{Clock, millis};
 use crate::error::TableError;
@@ -156,7 +156,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
 
     /// The user's live lease, used once more: `None` if it changed since it was read.
     async fn reuse(&self, lease: Lease, request: &Request, now: u64) -> Result<Option<ClaimedSession>, LeaseError> {
-        let replaces = lease.write_id.clone();
+        let expect = Expect::LiveFor(lease.session_id.clone());
         let next = self.settings.rewritten(Lease {
             last_use_at: now,
             ..lease
@@ -166,10 +166,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
         ops.extend(self.correlate(request, &answer, now, &next.write_id));
         let user = request.user.as_ref().ok_or(LeaseError::Contention)?;
         let write_id = next.write_id.clone();
-        ops.push(LeaseOp::User {
-            lease: next,
-            replaces: Some(replaces),
-        });
+        ops.push(LeaseOp::User { lease: next, expect });
         let landed = self.commit(&ops, Mine::User(user, &write_id)).await?;
         Ok(landed.then_some(answer))
     }
@@ -206,16 +203,16 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
                     due_at: None,
                     ..lease.clone()
                 },
-                replaces: None,
+                expect: Expect::Absent,
             });
             ops.push(LeaseOp::User {
                 lease: lease.clone(),
-                replaces: previous.map(|p| p.write_id),
+                expect: previous.map_or(Expect::Absent, |p| Expect::Write(p.write_id)),
             });
         } else {
             ops.push(LeaseOp::Session {
                 lease: lease.clone(),
-                replaces: None,
+                expect: Expect::Absent,
             });
         }
         let landed = self
@@ -255,7 +252,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
                 self.audit(AuditEvent::Release, &ended, None, now),
                 LeaseOp::User {
                     lease: ended.clone(),
-                    replaces: Some(replaces),
+                    expect: Expect::Write(replaces),
                 },
             ];
             if !self.commit(&ops, Mine::User(user, &ended.write_id)).await? {
@@ -287,7 +284,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
             .table
             .commit(&[LeaseOp::User {
                 lease: done,
-                replaces: Some(replaces),
+                expect: Expect::Write(replaces),
             }])
             .await
         {
@@ -322,7 +319,7 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
             .table
             .commit(&[LeaseOp::Session {
                 lease: orphan,
-                replaces: None,
+                expect: Expect::Absent,
             }])
             .await
         {

@@ -270,14 +270,25 @@ pub struct AuditRecord {
     pub expires_at: u64,
 }
 
+/// What a lease item must be for a write over it to go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// No item: a session is handed out once; a user's first lease.
+    Absent,
+    /// The item this writer read (its `writeId`).
+    Write(String),
+    /// Any state of the live lease of this session: concurrent reuses of one lease all go
+    /// through, while a lease that ended or moved to another session refuses them.
+    LiveFor(SessionId),
+}
+
 /// One item of an all-or-nothing lease write, with the condition it is written under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseOp {
-    /// The session's item: written only where none exists (`replaces: None`: a session is
-    /// handed out once) or where the stored one has `writeId` = `replaces`.
-    Session { lease: Lease, replaces: Option<String> },
-    /// The user's current lease, over none or over the one read (`writeId` = `replaces`).
-    User { lease: Lease, replaces: Option<String> },
+    /// The session's item (who it was handed to).
+    Session { lease: Lease, expect: Expect },
+    /// The user's current lease.
+    User { lease: Lease, expect: Expect },
     /// A correlation ID's handout: only where none exists or the stored one's window ended
     /// by the new one's `at`.
     Correlate(Correlation),

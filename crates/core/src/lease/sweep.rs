@@ -4,7 +4,7 @@
 
 use super::handout::audit_record;
 use super::ports::LeaseTable;
-use super::{AuditEvent, EndReason, Ending, Lease, LeaseItem, LeaseOp, LeaseSettings};
+use super::{AuditEvent, EndReason, Ending, Expect, Lease, LeaseItem, LeaseOp, LeaseSettings};
 use crate::error::TableError;
 use crate::ports::AgentRuntime;
 use crate::session::LogKey;
@@ -130,11 +130,11 @@ fn op(item: LeaseItem, lease: Lease, replaces: String) -> LeaseOp {
     match item {
         LeaseItem::User => LeaseOp::User {
             lease,
-            replaces: Some(replaces),
+            expect: Expect::Write(replaces),
         },
         LeaseItem::Session => LeaseOp::Session {
             lease,
-            replaces: Some(replaces),
+            expect: Expect::Write(replaces),
         },
     }
 }

@@ -12,7 +12,7 @@ use super::{Item, corrupt, n, number, required, s, table_error, text};
 use crate::clock::millis;
 use crate::error::{TableError, TableErrorKind};
 use crate::lease::ports::{AuditQuery, LeaseTable};
-use crate::lease::{AuditEvent, AuditRecord, Correlation, CorrelationId, EndReason, Ending, Lease, LeaseItem};
+use crate::lease::{AuditEvent, AuditRecord, Correlation, CorrelationId, EndReason, Ending, Expect, Lease, LeaseItem};
 use crate::lease::{LeaseOp, Lookup, UserId};
 use crate::pool::claim::{ClaimedSession, Source};
 use crate::session::SessionId;
@@ -96,20 +96,24 @@ impl DynamoLeaseTable {
     }
 
     fn write_item(&self, op: &LeaseOp) -> Result<TransactWriteItem, TableError> {
-        let over = |replaces: &Option<String>| match replaces {
-            None => ("attribute_not_exists(pk)", vec![]),
-            Some(id) => ("writeId = :w", vec![(":w", s(id))]),
+        let over = |expect: &Expect| match expect {
+            Expect::Absent => ("attribute_not_exists(pk)", vec![]),
+            Expect::Write(id) => ("writeId = :w", vec![(":w", s(id))]),
+            Expect::LiveFor(session) => (
+                "sessionId = :s AND attribute_not_exists(endedAt)",
+                vec![(":s", s(session.as_str()))],
+            ),
         };
         match op {
-            LeaseOp::Session { lease, replaces } => {
-                let (condition, values) = over(replaces);
+            LeaseOp::Session { lease, expect } => {
+                let (condition, values) = over(expect);
                 self.put(self.lease_item(session_pk(&lease.session_id), lease), condition, values)
             }
-            LeaseOp::User { lease, replaces } => {
+            LeaseOp::User { lease, expect } => {
                 let user = lease.user_id.as_ref().ok_or_else(|| {
                     TableError::new("commit", TableErrorKind::Rejected, "a user lease without a user")
                 })?;
-                let (condition, values) = over(replaces);
+                let (condition, values) = over(expect);
                 self.put(self.lease_item(user_pk(user), lease), condition, values)
             }
             LeaseOp::Correlate(c) => self.put(
