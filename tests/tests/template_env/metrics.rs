@@ -35,6 +35,8 @@ fn emitted_metrics() -> BTreeSet<(String, String)> {
             ".millis_if(\"",
             ".millis_each(\"",
             ".per_second(\"",
+            // PoolUtilisation (percent), should the lease sweep emit it through a builder of its own.
+            ".percent(\"",
         ] {
             for rest in source.split(builder).skip(1) {
                 let metric = rest.split('"').next().expect("metric name");
