@@ -380,19 +380,7 @@ fn the_lease_table_has_the_keys_indexes_and_expiry_of_the_spec() {
 /// partition prefix the archive filters on) is a string the lease code uses.
 #[test]
 fn the_lease_tables_names_are_the_ones_the_lease_code_uses() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/core/src");
-    let mut source = String::new();
-    let mut pending = vec![root];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("core sources") {
-            let path = entry.expect("source entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                source.push_str(&std::fs::read_to_string(&path).expect("readable source"));
-            }
-        }
-    }
+    let source = rust_sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/core/src"));
     let stack = POOL.stack(WITH_ARCHIVE);
     let table = &stack.resource("LeaseTable")["Properties"];
     let mut names: BTreeSet<String> = attribute_types(table).into_keys().collect();
@@ -410,6 +398,72 @@ fn the_lease_tables_names_are_the_ones_the_lease_code_uses() {
         source.contains("\"audit#"),
         "the archive's pipe keeps items whose pk starts with audit#, which crates/core/src never writes"
     );
+}
+
+/// Every `.rs` file under `root`, concatenated (modules may live in folders).
+pub fn rust_sources(root: &std::path::Path) -> String {
+    let mut source = String::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("a source folder")
+            .map(|entry| entry.expect("source entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(&path).expect("readable source"));
+            }
+        }
+    }
+    source
+}
+
+/// The template's rules, evaluated like conditions: whether this parameter set deploys.
+fn rules_pass(stack: &Stack) -> Result<(), String> {
+    for (name, rule) in stack.template["Rules"].as_mapping().expect("Rules") {
+        let applies = rule.get("RuleCondition").is_none_or(|condition| stack.truth(condition));
+        if !applies {
+            continue;
+        }
+        for assertion in items(&rule["Assertions"]) {
+            if !stack.truth(&assertion["Assert"]) {
+                return Err(format!(
+                    "{}: {}",
+                    name.as_str().unwrap_or("?"),
+                    stack.string(&assertion["AssertDescription"])
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_archive_without_leases_is_refused_at_deploy_time_in_both_templates() {
+    let full = crate::composition::full_with;
+    for (overrides, deploys) in [
+        (&[][..], true),
+        (ON, true),
+        (WITH_ARCHIVE, true),
+        (&[("AuditArchiveRetentionDays", "365")][..], false),
+        (
+            &[("AuditArchiveRetentionDays", "365"), ("EnableLeases", "false")][..],
+            false,
+        ),
+    ] {
+        for stack in [POOL.stack(overrides), full(overrides)] {
+            let verdict = rules_pass(&stack);
+            assert_eq!(
+                verdict.is_ok(),
+                deploys,
+                "{} with {overrides:?}: {verdict:?}",
+                stack.file
+            );
+        }
+    }
 }
 
 #[test]

@@ -102,8 +102,8 @@ pub const POOL: Template = Template {
             "a named pool on an endpoint of its own",
             &[("PoolName", "team-a.checkout"), ("AgentRuntimeQualifier", "prod")],
         ),
-        // Leases (crate::leases): on, on with the audit archive and windows of its own, and an
-        // archive retention without leases (nothing to archive: no table, no bucket).
+        // Leases (crate::leases): on, and on with the audit archive and windows of its own. (An
+        // archive without leases is refused by the templates' rule ArchiveNeedsLeases.)
         ("leases", leases::ON),
         ("leases with the audit archive", leases::WITH_ARCHIVE),
         (
@@ -113,10 +113,6 @@ pub const POOL: Template = Template {
                 ("AgentRuntimeQualifier", "prod"),
                 ("PoolName", "team-b.chat"),
             ],
-        ),
-        (
-            "an archive retention without leases",
-            &[("AuditArchiveRetentionDays", "365")],
         ),
     ],
 };
