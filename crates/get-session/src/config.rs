@@ -99,7 +99,10 @@ impl Config {
                 ),
             });
         }
-        let leases = LeaseConfig::from_env(env, claim.lifecycle)?;
+        let leases = match LeaseConfig::from_env(env, claim.lifecycle)? {
+            Some(leases) => Some(leases.with_correlation_window_from(env)?),
+            None => None,
+        };
         let agent_runtime = match leases {
             Some(_) => Some(AgentRuntimeRef::from_env(env)?),
             None => None,

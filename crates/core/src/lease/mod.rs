@@ -317,6 +317,17 @@ pub const CORRELATION_WINDOW: &str = "LEASE_CORRELATION_WINDOW_SECS";
 pub const MAX_CONVERSATION: &str = "LEASE_MAX_CONVERSATION_SECS";
 pub const AUDIT_RETENTION_DAYS: &str = "LEASE_AUDIT_RETENTION_DAYS";
 
+fn check_positive(key: &'static str, value: Duration) -> Result<(), crate::error::ConfigError> {
+    if value.is_zero() {
+        return Err(crate::error::ConfigError::Invalid {
+            key,
+            value: "0".into(),
+            reason: "must be at least one second".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Where leases are kept and how long, when `LEASE_TABLE_NAME` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseConfig {
@@ -331,25 +342,23 @@ impl LeaseConfig {
             return Ok(None);
         };
         let days = env.positive_or(AUDIT_RETENTION_DAYS, crate::config::at_least_one(90))?;
+        // The correlation window is get-session's alone: it reads it with
+        // [`Self::with_correlation_window_from`].
         let settings = LeaseSettings {
             lifecycle,
-            correlation_window: env.secs_or(CORRELATION_WINDOW, 300)?,
+            correlation_window: Duration::from_secs(300),
             max_conversation: env.secs_or(MAX_CONVERSATION, 3600)?,
             audit_retention: Duration::from_secs(u64::from(days.get()) * 86_400),
         };
-        for (key, value) in [
-            (CORRELATION_WINDOW, settings.correlation_window),
-            (MAX_CONVERSATION, settings.max_conversation),
-        ] {
-            if value.is_zero() {
-                return Err(crate::error::ConfigError::Invalid {
-                    key,
-                    value: "0".into(),
-                    reason: "must be at least one second".into(),
-                });
-            }
-        }
+        check_positive(MAX_CONVERSATION, settings.max_conversation)?;
         Ok(Some(Self { table_name, settings }))
+    }
+
+    /// `LEASE_CORRELATION_WINDOW_SECS` (300), which only get-session reads.
+    pub fn with_correlation_window_from(mut self, env: &crate::config::Env) -> Result<Self, crate::error::ConfigError> {
+        self.settings.correlation_window = env.secs_or(CORRELATION_WINDOW, 300)?;
+        check_positive(CORRELATION_WINDOW, self.settings.correlation_window)?;
+        Ok(self)
     }
 
     /// How long lease items stay after their session was created: its max lifetime, then the

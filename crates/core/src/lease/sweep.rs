@@ -15,7 +15,8 @@ use tracing::warn;
 /// Open leases counted at most, per run.
 pub const MAX_COUNTED: usize = 100_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     pub expired: u32,
     pub abandoned: u32,
