@@ -18,6 +18,7 @@ pub mod invoke;
 pub mod local;
 pub mod pool;
 pub mod pools;
+pub mod session;
 
 use crate::error::CliError;
 use crate::ui::{Ui, Verbosity};
@@ -56,6 +57,9 @@ pub enum Command {
     /// The pools of this account and region; the check of their shares of the creation quota.
     #[command(subcommand)]
     Pools(pools::Command),
+    /// Sessions that belong to someone (pools with leases): the audit trail.
+    #[command(subcommand)]
+    Session(session::Command),
 }
 
 impl Cli {
@@ -69,6 +73,7 @@ impl Cli {
             Command::Demo(command) => command.run(ui).await,
             Command::Batch(command) => command.run(ui).await,
             Command::Pools(command) => command.run(ui).await,
+            Command::Session(command) => command.run().await,
         }
     }
 }
