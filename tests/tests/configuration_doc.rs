@@ -63,10 +63,7 @@ const FUNCTIONS: [Function; 5] = [
     Function {
         section: "get-session",
         parse: |env| debug(get_session::Config::from_env(env)),
-        scenarios: &[
-            ("defaults", &[]),
-            ("leases", &[("LEASE_TABLE_NAME", "leases")]),
-        ],
+        scenarios: &[("defaults", &[]), ("leases", &[("LEASE_TABLE_NAME", "leases")])],
     },
     Function {
         section: "replenish",

@@ -127,7 +127,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
                 table,
                 agent,
                 settings: leases.settings,
-                log_key: config.claim.log_key.clone(),
+                log_key: config.claim.log_key,
             }),
         }
     }
