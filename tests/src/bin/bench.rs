@@ -161,8 +161,8 @@ const LEASE_CLAIMS: usize = 200;
 /// p50 and p99 of `samples` in milliseconds.
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
+    let at = |percent: usize| samples[(samples.len() - 1) * percent / 100];
+    (at(50), at(99))
 }
 
 /// get-session's claim latency (its own `respond`, real SDK clients, moto and the emulator),
