@@ -13,6 +13,7 @@
 //!
 //! The parts, by job:
 //! - [`profile`]: the traffic, as request rates over time and seeded arrivals drawn from them;
+//! - [`conversation`]: the same traffic as conversations of several turns, for affinity;
 //! - [`policy`]: the policies compared, and how each is deployed for a run;
 //! - `world`: the simulated AgentCore service and the idle time of pooled microVMs;
 //! - `engine`: the discrete-event loop, with the callers' side and replenish's warmups;
@@ -20,6 +21,7 @@
 //!
 //! Everything random comes from seeded generators, so a run repeats exactly.
 
+pub mod conversation;
 pub mod cost;
 mod engine;
 mod error;
@@ -29,10 +31,11 @@ pub mod report;
 mod settings;
 mod world;
 
+pub use conversation::{Conversation, Turn};
 pub use error::SimError;
 pub use policy::Policy;
 pub use profile::{Profile, Shape};
-pub use report::{Details, ReferencePool, Row, Run};
+pub use report::{ConversationRow, Details, ReferencePool, Row, Run};
 pub use settings::Settings;
 
 use std::collections::VecDeque;

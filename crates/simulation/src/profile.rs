@@ -183,9 +183,14 @@ impl Profile {
     /// profile. Poisson arrivals by thinning, so the same seed gives the same arrivals to every
     /// policy.
     pub fn arrivals(&self, lead_in: Duration, seed: u64) -> Vec<u64> {
+        self.arrivals_scaled(lead_in, seed, 1.0)
+    }
+
+    /// As [`Profile::arrivals`], at `scale` times the profile's rate.
+    pub fn arrivals_scaled(&self, lead_in: Duration, seed: u64, scale: f64) -> Vec<u64> {
         let mut rng = StdRng::seed_from_u64(seed);
         let (lead_in, end) = (millis(lead_in), millis(lead_in) + millis(self.duration));
-        let peak = self.peak();
+        let peak = self.peak() * scale;
         let mut arrivals = Vec::new();
         if peak <= 0.0 {
             return arrivals;
@@ -202,7 +207,7 @@ impl Profile {
                 break;
             }
             let at = floor_u64(t);
-            let rate = self.rate_at(at.saturating_sub(lead_in));
+            let rate = self.rate_at(at.saturating_sub(lead_in)) * scale;
             if rng.random::<f64>() * peak < rate {
                 arrivals.push(at);
             }

@@ -1,6 +1,7 @@
 //! The settings every policy of one comparison shares: seed, simulated service, the callers'
 //! retries, and the project's own environment.
 
+use crate::Conversation;
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use std::time::Duration;
 use warmpool_core::pool::warmup::WarmupPolicy;
@@ -27,6 +28,11 @@ pub struct Settings {
     pub project_env: Vec<(String, String)>,
     /// The pre-warm windows' targets as a share of what the bursts need (0 schedules none).
     pub prewarm_scale: f64,
+    /// `None`: independent requests. Otherwise the traffic comes as conversations of this shape.
+    pub conversation: Option<Conversation>,
+    /// With conversations: a later turn reuses its conversation's live session instead of
+    /// claiming (get-session's `userId` affinity); off, every turn claims.
+    pub affinity: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +59,8 @@ impl Default for Settings {
             caller_max_attempts: 3,
             project_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             prewarm_scale: 1.0,
+            conversation: None,
+            affinity: false,
         }
     }
 }

@@ -4,6 +4,10 @@
 //! Every profile and policy runs on platform V1 and again on V2 (the same seed, V2's cold start
 //! and prices); the larger reference pools run on V1 only, to keep the run short.
 //!
+//! Then the conversation workload (`SIM_TURNS` turns of `SIM_THINK_SECS` mean think time, 5 and
+//! 30) on the two-hour profiles, the project's policy with affinity off (every turn claims) and on
+//! (later turns reuse their live session), side by side under `simulation_conversations`.
+//!
 //! `SIM_SEED` changes the seed (42); `SIM_REFERENCE_POOL` the reference's fixed pool (100);
 //! `SIM_THREADS` the runs in parallel (available cores);
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
@@ -14,9 +18,12 @@ use std::fmt::Display;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
+use warmpool_simulation::conversation::side_by_side;
 use warmpool_simulation::cost::Pricing;
 use warmpool_simulation::report::{AtEqualHitRate, at_equal_hit_rate, summary_figures};
-use warmpool_simulation::{Policy, Profile, ReferencePool, Run, Settings, SimError, run_all, run_jobs};
+use warmpool_simulation::{
+    Conversation, ConversationRow, Policy, Profile, ReferencePool, Run, Settings, SimError, run_all, run_jobs,
+};
 use warmpool_tests::merge_into_summary;
 
 /// Fixed pools the reference is also run with, to compare at equal hit rates.
@@ -209,6 +216,70 @@ fn larger_reference_pools(
     Ok(sizes.into_iter().zip(run_jobs(jobs, threads)?).collect())
 }
 
+/// The conversation shape from `SIM_TURNS` and `SIM_THINK_SECS`.
+fn conversation_from_env() -> Conversation {
+    Conversation {
+        turns: number("SIM_TURNS").unwrap_or(std::num::NonZeroU32::MIN.saturating_add(4)),
+        think_time: std::time::Duration::from_secs(number("SIM_THINK_SECS").unwrap_or(30)),
+    }
+}
+
+/// One-shot against affinity, two lines per profile.
+fn conversations_table(rows: &[ConversationRow]) -> String {
+    let mut table = Table::with_header([
+        "profile",
+        "mode",
+        "warm hit",
+        "claims/req",
+        "creations",
+        "pool idle s-h",
+        "held idle s-h",
+        "peak target",
+    ]);
+    for row in rows {
+        table.row([
+            row.profile.clone(),
+            row.mode.to_string(),
+            format!("{:.2}%", row.warm_hit_rate * 100.0),
+            format!("{:.3}", row.claims_per_request),
+            row.creations.to_string(),
+            format!("{:.1}", row.idle_session_hours),
+            format!("{:.1}", row.held_idle_session_hours),
+            row.peak_target.map_or_else(|| "-".to_string(), |t| t.to_string()),
+        ]);
+    }
+    let mut out = table.render();
+    out.push_str(
+        "(held idle: sessions after use, until the next turn or the idle timeout; peak target: the \
+         highest target while measured, the pre-warm stock on the burst profiles)\n",
+    );
+    out
+}
+
+/// The project's policy on the two-hour profiles, conversations with affinity off and on.
+fn conversation_rows(
+    profiles: &[Profile],
+    settings: &Settings,
+    threads: usize,
+) -> Result<Vec<ConversationRow>, SimError> {
+    let shape = conversation_from_env();
+    let short: Vec<Profile> = profiles
+        .iter()
+        .filter(|p| p.duration.as_secs() <= 2 * 3_600)
+        .cloned()
+        .collect();
+    let lead_in_ms = warmpool_core::clock::millis(settings.lead_in);
+    Ok(side_by_side(&short, settings, shape, threads)?
+        .iter()
+        .flat_map(|(one_shot, affinity)| {
+            [
+                ConversationRow::of(one_shot, "one-shot", &shape, lead_in_ms),
+                ConversationRow::of(affinity, "affinity", &shape, lead_in_ms),
+            ]
+        })
+        .collect())
+}
+
 fn failed(what: impl Display) -> ExitCode {
     eprintln!("simulate: {what}");
     ExitCode::FAILURE
@@ -261,12 +332,24 @@ fn main() -> ExitCode {
         "{}",
         platforms_table(&runs, &runs_v2, warmpool_core::clock::millis(settings.lead_in))
     );
+    let conversations = match conversation_rows(&profiles, &settings, threads) {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let shape = conversation_from_env();
+    println!(
+        "conversations of {} turns, {} s mean think time, platform V1: one-shot against affinity (same turns)",
+        shape.turns,
+        shape.think_time.as_secs()
+    );
+    print!("{}", conversations_table(&conversations));
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
     let both: Vec<Run> = runs.iter().chain(&runs_v2).cloned().collect();
-    match summary_figures(&both, &pools)
-        .map_err(std::io::Error::from)
-        .and_then(merge_into_summary)
-    {
+    let figures = summary_figures(&both, &pools).and_then(|mut figures| {
+        figures.insert("simulation_conversations".into(), serde_json::to_value(&conversations)?);
+        Ok(figures)
+    });
+    match figures.map_err(std::io::Error::from).and_then(merge_into_summary) {
         Ok(path) => {
             println!("written to {}", path.display());
             ExitCode::SUCCESS

@@ -2,6 +2,7 @@
 //! completion at its instant. The callers' side (claims, invokes, retries) is in `callers`,
 //! replenish's side (execution environments, runs, paced warmups) in `warmups`.
 
+mod affinity;
 mod callers;
 mod warmups;
 
@@ -66,6 +67,15 @@ struct Request {
     session: Option<SessionId>,
     from_pool: bool,
     attempts: u32,
+    /// The conversation this request is a turn of, with conversations on.
+    conversation: Option<u32>,
+}
+
+/// The session a conversation holds under affinity, and its lease's clock.
+struct Binding {
+    session: SessionId,
+    created_at: u64,
+    last_use: u64,
 }
 
 /// One session being warmed, inside run `run`.
@@ -113,6 +123,10 @@ pub(crate) struct Engine<'a> {
     warm_hits: u64,
     dead_ids: u64,
     throttles_before: Option<u64>,
+    creations_before: Option<u64>,
+    creations_after: Option<u64>,
+    /// Per conversation, the session its turns reuse while it is alive (affinity on).
+    bindings: Vec<Option<Binding>>,
     details: Details,
 }
 
@@ -180,6 +194,9 @@ impl<'a> Engine<'a> {
             warm_hits: 0,
             dead_ids: 0,
             throttles_before: None,
+            creations_before: None,
+            creations_after: None,
+            bindings: Vec::new(),
             details: Details::default(),
             deployment,
         })
@@ -192,17 +209,29 @@ impl<'a> Engine<'a> {
     }
 
     pub(crate) fn run(mut self) -> Result<Run, SimError> {
-        for (i, arrived) in self
-            .profile
-            .arrivals(self.settings.lead_in, self.settings.seed)
-            .into_iter()
-            .enumerate()
-        {
+        let (lead_in, seed) = (self.settings.lead_in, self.settings.seed);
+        let arrivals: Vec<(u64, Option<u32>)> = match &self.settings.conversation {
+            None => self
+                .profile
+                .arrivals(lead_in, seed)
+                .into_iter()
+                .map(|at| (at, None))
+                .collect(),
+            Some(shape) => shape
+                .turns(self.profile, lead_in, seed)
+                .into_iter()
+                .map(|t| (t.at, Some(t.conversation)))
+                .collect(),
+        };
+        let conversations = arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
+        self.bindings = (0..conversations).map(|_| None).collect();
+        for (i, (arrived, conversation)) in arrivals.into_iter().enumerate() {
             self.requests.push(Request {
                 arrived,
                 session: None,
                 from_pool: false,
                 attempts: 0,
+                conversation,
             });
             self.at(arrived, Event::Arrival(i));
         }
@@ -224,7 +253,13 @@ impl<'a> Engine<'a> {
                 return Err(SimError::Runaway(MAX_EVENTS));
             }
             if time >= self.window.0 && self.throttles_before.is_none() {
-                self.throttles_before = Some(self.agent.world().model.stats().throttled);
+                let world = self.agent.world();
+                let stats = world.model.stats();
+                self.throttles_before = Some(stats.throttled);
+                self.creations_before = Some(stats.creations);
+            }
+            if time >= self.window.1 && self.creations_after.is_none() {
+                self.creations_after = Some(self.agent.world().model.stats().creations);
             }
             self.clock.set(time);
             let Some(event) = self
@@ -270,8 +305,11 @@ impl<'a> Engine<'a> {
     }
 
     fn finish(mut self) -> Run {
+        self.release_bindings();
         let world = self.agent.world();
         let throttles = world.model.stats().throttled - self.throttles_before.unwrap_or(0);
+        let creations_after = self.creations_after.unwrap_or(world.model.stats().creations);
+        self.details.creations = creations_after - self.creations_before.unwrap_or(0);
         let idle_session_hours = world.idle_session_hours();
         self.details.heartbeats_cold = world.heartbeats_cold;
         self.details.stops = world.stops;
