@@ -25,6 +25,7 @@ pub mod conversation;
 pub mod cost;
 mod engine;
 mod error;
+pub mod plan;
 pub mod policy;
 pub mod profile;
 pub mod report;

@@ -47,6 +47,11 @@ pub struct Details {
     /// Idle time of sessions after a caller used them, until the next turn or the idle
     /// timeout (milliseconds, inside the window); the pool's own idle time is the row's.
     pub held_idle_ms: u64,
+    /// The measured window on the virtual clock, and the visible sessions pooled at the end.
+    pub window: (u64, u64),
+    pub final_depth: u64,
+    /// Depth of the pool (visible sessions) at every scheduled round, as (time, depth).
+    pub depths: Vec<(u64, u64)>,
     /// (virtual time, target) of every scheduled round.
     pub targets: Vec<(u64, u32)>,
     pub events: u64,

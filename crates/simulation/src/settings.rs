@@ -33,6 +33,13 @@ pub struct Settings {
     /// With conversations: a later turn reuses its conversation's live session instead of
     /// claiming (get-session's `userId` affinity); off, every turn claims.
     pub affinity: bool,
+    /// Where the virtual clock starts (epoch milliseconds): a trace's weekdays and hours then
+    /// meet the schedule windows fitted to them. 0 is 1970-01-01 00:00 UTC, a Thursday.
+    pub clock_origin_ms: u64,
+    /// Sessions warmed at the start by one count event, as `warmpool demo` fills its pool.
+    pub initial_fill: u32,
+    /// Whether replenish's scheduled round runs (the demo's local stack runs none).
+    pub rounds: bool,
 }
 
 impl Default for Settings {
@@ -61,6 +68,9 @@ impl Default for Settings {
             prewarm_scale: 1.0,
             conversation: None,
             affinity: false,
+            clock_origin_ms: 0,
+            initial_fill: 0,
+            rounds: true,
         }
     }
 }

@@ -24,7 +24,7 @@ use warmpool_core::metrics::nearest_rank;
 use warmpool_core::pool::claim::Claimer;
 use warmpool_core::pool::quota::Pacer;
 use warmpool_core::pool::target::WarmupTimes;
-use warmpool_core::ports::ReplenishTrigger;
+use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
 use warmpool_core::session::SessionId;
 
 /// Claims ask for replacements through this; the engine turns each request into an event.
@@ -141,9 +141,9 @@ fn ready<F: std::future::Future>(future: F, what: &'static str) -> Result<F::Out
 
 impl<'a> Engine<'a> {
     pub(crate) fn new(profile: &'a Profile, policy: Policy, settings: &'a Settings) -> Result<Self, SimError> {
-        let clock = ManualClock::at(0);
+        let clock = ManualClock::at(settings.clock_origin_ms);
         let queue = Arc::new(MemoryPool::with_clock(Arc::new(clock.clone())));
-        let lead_in = millis(settings.lead_in);
+        let lead_in = settings.clock_origin_ms + millis(settings.lead_in);
         let window = (lead_in, lead_in + millis(profile.duration));
         let world = World::new(
             Model::new(LifecycleConfig {
@@ -225,7 +225,9 @@ impl<'a> Engine<'a> {
         };
         let conversations = arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
         self.bindings = (0..conversations).map(|_| None).collect();
+        let origin = self.settings.clock_origin_ms;
         for (i, (arrived, conversation)) in arrivals.into_iter().enumerate() {
+            let arrived = arrived + origin;
             self.requests.push(Request {
                 arrived,
                 session: None,
@@ -239,9 +241,16 @@ impl<'a> Engine<'a> {
             Policy::None => {}
             Policy::Reference => {
                 let fill = self.settings.reference_pool;
-                self.start_run(None, fill, 0)?;
+                self.start_run(None, fill, origin)?;
             }
-            Policy::Project => self.at(0, Event::Schedule),
+            Policy::Project => {
+                if self.settings.rounds {
+                    self.at(origin, Event::Schedule);
+                }
+                if self.settings.initial_fill > 0 {
+                    self.at(origin, Event::JobArrives(Job::Refill(self.settings.initial_fill)));
+                }
+            }
         }
         let stop_at = self.window.1 + millis(DRAIN);
         while let Some(Reverse((time, seq))) = self.events.pop() {
@@ -312,6 +321,11 @@ impl<'a> Engine<'a> {
         self.details.creations = creations_after - self.creations_before.unwrap_or(0);
         let idle_session_hours = world.idle_session_hours();
         self.details.heartbeats_cold = world.heartbeats_cold;
+        self.details.window = self.window;
+        self.details.final_depth = ready(PoolQueue::depth(&*self.queue), "the pool's depth")
+            .ok()
+            .and_then(Result::ok)
+            .map_or(0, |d| d.visible);
         self.details.stops = world.stops;
         drop(world);
         let requests = self.details.requests.max(1);
