@@ -41,6 +41,7 @@ pub use settings::Settings;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 /// Runs every policy on every profile, `threads` at a time; rows in profile, then policy order.
 pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Result<Vec<Run>, SimError> {
@@ -53,6 +54,16 @@ pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Res
 
 /// Runs each (profile, policy, settings), `threads` at a time; results in the jobs' order.
 pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Result<Vec<Run>, SimError> {
+    run_jobs_counted(jobs, threads, &AtomicU64::new(0))
+}
+
+/// As [`run_jobs`], adding each request the runs have handled to `requests_done` as they go
+/// (in steps of a few thousand), for a progress display.
+pub fn run_jobs_counted(
+    jobs: Vec<(Profile, Policy, Settings)>,
+    threads: usize,
+    requests_done: &AtomicU64,
+) -> Result<Vec<Run>, SimError> {
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -63,7 +74,8 @@ pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Resul
                     let Some((i, (profile, policy, settings))) = next else {
                         break;
                     };
-                    let run = simulate(&profile, policy, &settings);
+                    let run = engine::Engine::new(&profile, policy, &settings)
+                        .and_then(|engine| engine.run(Some(requests_done)));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((i, run));
                 }
             });
@@ -76,7 +88,7 @@ pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Resul
 
 /// One policy on one profile.
 pub fn simulate(profile: &Profile, policy: Policy, settings: &Settings) -> Result<Run, SimError> {
-    engine::Engine::new(profile, policy, settings)?.run()
+    engine::Engine::new(profile, policy, settings)?.run(None)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warmpool_core::clock::{ManualClock, millis};
@@ -132,6 +133,8 @@ pub(crate) struct Engine<'a> {
 
 /// Most events one run may process: far above what the longest profile needs.
 const MAX_EVENTS: u64 = 200_000_000;
+/// Arrivals between two additions to the progress counter.
+const PROGRESS_STEP: usize = 4_096;
 /// Work still in flight this long after the traffic ends is abandoned.
 const DRAIN: Duration = Duration::from_secs(30 * 60);
 
@@ -208,7 +211,8 @@ impl<'a> Engine<'a> {
         self.events.push(Reverse((time, seq)));
     }
 
-    pub(crate) fn run(mut self) -> Result<Run, SimError> {
+    /// Runs to the end; every few thousand arrivals handled are added to `progress`.
+    pub(crate) fn run(mut self, progress: Option<&AtomicU64>) -> Result<Run, SimError> {
         let (lead_in, seed) = (self.settings.lead_in, self.settings.seed);
         let arrivals: Vec<(u64, Option<u32>)> = match &self.settings.conversation {
             None => self
@@ -278,7 +282,15 @@ impl<'a> Engine<'a> {
             else {
                 continue;
             };
+            if let (Event::Arrival(i), Some(progress)) = (&event, progress)
+                && (i + 1) % PROGRESS_STEP == 0
+            {
+                progress.fetch_add(PROGRESS_STEP as u64, Ordering::Relaxed);
+            }
             self.handle(time, event)?;
+        }
+        if let Some(progress) = progress {
+            progress.fetch_add((self.requests.len() % PROGRESS_STEP) as u64, Ordering::Relaxed);
         }
         Ok(self.finish())
     }
