@@ -16,6 +16,7 @@ pub mod batch;
 pub mod demo;
 pub mod invoke;
 pub mod local;
+pub mod plan;
 pub mod pool;
 pub mod pools;
 
@@ -56,6 +57,8 @@ pub enum Command {
     /// The pools of this account and region; the check of their shares of the creation quota.
     #[command(subcommand)]
     Pools(pools::Command),
+    /// Size a pool for a traffic trace: every candidate simulated, the recommendation and its deploy line.
+    Plan(plan::Args),
 }
 
 impl Cli {
@@ -69,6 +72,7 @@ impl Cli {
             Command::Demo(command) => command.run(ui).await,
             Command::Batch(command) => command.run(ui).await,
             Command::Pools(command) => command.run(ui).await,
+            Command::Plan(args) => args.run(ui).await,
         }
     }
 }
