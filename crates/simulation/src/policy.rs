@@ -161,6 +161,8 @@ fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError>
         ("MAX_CONCURRENT_RUNS", &runs),
         ("MAX_CREATIONS_PER_RUN", &per_run),
         ("ADAPTIVE_DEFAULT_WARMUP_MS", &default_warmup_ms),
+        // Nothing is logged here; set so that parsing the config does not warn about it.
+        ("SESSION_LOG_KEY", "simulated-deployment-log-key"),
         (
             "AGENT_RUNTIME_ARN",
             "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/sim",

@@ -8,6 +8,10 @@
 //! 30) on the two-hour profiles, the project's policy with affinity off (every turn claims) and on
 //! (later turns reuse their live session), side by side under `simulation_conversations`.
 //!
+//! Last, the planner (`warmpool plan`) on the first day of the built-in `week` trace, all
+//! candidates, with progress lines: its wall time, its pace, and the week extrapolated from it,
+//! under `planner`.
+//!
 //! `SIM_SEED` changes the seed (42); `SIM_REFERENCE_POOL` the reference's fixed pool (100);
 //! `SIM_THREADS` the runs in parallel (available cores);
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
@@ -280,6 +284,68 @@ fn conversation_rows(
         .collect())
 }
 
+/// The planner on the first day of the `week` trace, all candidates, timed; a progress line
+/// every ten seconds while it runs.
+fn planner_figures(threads: usize) -> Result<serde_json::Value, SimError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use warmpool_simulation::plan::{Params, Trace, builtin, candidates::candidates, plan};
+    let Some(week) = builtin::trace("week") else {
+        return Err(SimError::Profile("week".into(), "no built-in week".into()));
+    };
+    let day = Trace {
+        name: "week, first day".into(),
+        per_minute: week.per_minute.iter().take(1_440).copied().collect(),
+        ..week.clone()
+    };
+    let params = Params {
+        creation_quota: 25,
+        creation_budget: 20,
+        platform: Platform::V1,
+        idle_timeout: std::time::Duration::from_secs(900),
+        max_lifetime: std::time::Duration::from_secs(28_800),
+        gb_per_session: Pricing::of(Platform::V1).gb_per_session,
+        usd_per_gb_hour: Pricing::of(Platform::V1).usd_per_gb_hour,
+        conversation: None,
+        goal: 0.99,
+        seed: 42,
+    };
+    let count = candidates(&day, &params).len() as u64;
+    let total = day.requests() * count;
+    let (done, finished) = (AtomicU64::new(0), AtomicBool::new(false));
+    let started = Instant::now();
+    let planned = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if started.elapsed().as_millis() % 10_000 < 200 {
+                    println!(
+                        "  planner: {} of {total} requests simulated",
+                        done.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        });
+        let planned = plan(&day, &params, threads, &done);
+        finished.store(true, Ordering::Relaxed);
+        planned
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let pace = total as f64 / secs.max(1e-9);
+    let week_requests = week.requests() * count;
+    Ok(serde_json::json!({
+        "trace": "week (built-in), first day",
+        "candidates": count,
+        "threads": threads,
+        "requests_simulated": total,
+        "wall_secs": secs,
+        "requests_per_sec": pace,
+        "week_requests": week_requests,
+        "week_estimate_secs": week_requests as f64 / pace,
+        "target_secs": 60,
+        "recommended": planned.recommendation.map(|r| r.name),
+    }))
+}
+
 fn failed(what: impl Display) -> ExitCode {
     eprintln!("simulate: {what}");
     ExitCode::FAILURE
@@ -343,10 +409,25 @@ fn main() -> ExitCode {
         shape.think_time.as_secs()
     );
     print!("{}", conversations_table(&conversations));
+    println!("planner (warmpool plan) on the first day of the week trace, every candidate:");
+    let planner = match planner_figures(threads) {
+        Ok(figures) => figures,
+        Err(error) => return failed(error),
+    };
+    println!(
+        "  {} candidates, {} requests in {:.1} s ({:.0} requests/s); a week ({} requests) would take about {:.0} s (target 60 s)",
+        planner["candidates"],
+        planner["requests_simulated"],
+        planner["wall_secs"].as_f64().unwrap_or(0.0),
+        planner["requests_per_sec"].as_f64().unwrap_or(0.0),
+        planner["week_requests"],
+        planner["week_estimate_secs"].as_f64().unwrap_or(0.0)
+    );
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
     let both: Vec<Run> = runs.iter().chain(&runs_v2).cloned().collect();
     let figures = summary_figures(&both, &pools).and_then(|mut figures| {
         figures.insert("simulation_conversations".into(), serde_json::to_value(&conversations)?);
+        figures.insert("planner".into(), planner);
         Ok(figures)
     });
     match figures.map_err(std::io::Error::from).and_then(merge_into_summary) {

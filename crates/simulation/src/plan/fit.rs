@@ -119,7 +119,7 @@ pub fn fit(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Fit {
     let mut digits = 2;
     loop {
         let hourly: Vec<Option<u32>> = (0..WEEK_HOURS).map(|h| sized(h, digits)).collect();
-        let fit = windows_of(hourly, &demand, rules.budget_per_sec);
+        let fit = windows_of(hourly, &demand, rules.budget_per_sec, None);
         if digits == 1 || fit.schedule().len() <= MAX_SCHEDULE_LEN {
             return fit;
         }
@@ -138,9 +138,10 @@ fn lead_minutes(rise: u32, spare: f64) -> u32 {
     ceil_u32(f64::from(rise) / spare / 60.0).clamp(1, 60)
 }
 
-/// Hour targets into windows above the default, with their leads.
-fn windows_of(hourly: Vec<Option<u32>>, demand: &[Option<f64>], budget: f64) -> Fit {
-    let default = hourly.iter().flatten().copied().min().unwrap_or(0);
+/// Hour targets into windows above the default (the least hourly target, or `default`),
+/// with their leads.
+fn windows_of(hourly: Vec<Option<u32>>, demand: &[Option<f64>], budget: f64, default: Option<u32>) -> Fit {
+    let default = default.unwrap_or_else(|| hourly.iter().flatten().copied().min().unwrap_or(0));
     let target_of = |h: usize| hourly[h % WEEK_HOURS].unwrap_or(default);
     // (day, start minute, end minute) -> target, built run by run within each day.
     let mut spans: Vec<(usize, u32, u32, u32)> = Vec::new();
@@ -249,7 +250,7 @@ impl Fit {
             .iter()
             .map(|h| nearest_rank(&h.rates, percentile).map(|r| r as f64 / 1_000.0))
             .collect();
-        Some(windows_of(hourly, &demand, rules.budget_per_sec))
+        Some(windows_of(hourly, &demand, rules.budget_per_sec, Some(0)))
     }
 }
 

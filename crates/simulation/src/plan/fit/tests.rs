@@ -62,6 +62,10 @@ fn the_prewarm_windows_keep_only_the_hours_the_budget_cannot_follow() {
     assert_eq!(only.schedule(), "Mon,Tue,Wed,Thu,Fri 11:20-13:00=19000");
     let calm: Vec<u32> = vec![600; 7 * 24 * 60];
     assert_eq!(Fit::prewarm_only(MONDAY, &calm, &rules()), None);
+    // Every hour alike, and every one above the budget: one window all week.
+    let rushed: Vec<u32> = (0..7 * 24 * 60).map(|m| if m % 60 < 5 { 3_000 } else { 600 }).collect();
+    let always = Fit::prewarm_only(MONDAY, &rushed, &rules()).unwrap();
+    assert_eq!(always.schedule(), "* 00:00-24:00=9400");
 }
 
 #[test]
