@@ -108,13 +108,15 @@ impl Args {
             plan.candidates.len(),
             started.elapsed().as_secs_f64()
         ));
+        // The report first: a chart that cannot be written costs only the chart.
+        self.output.print(&plan, || render(&plan))?;
         if let Some(svg) = &self.chart {
             let files = chart::write(&plan, svg).map_err(|e| CliError::invalid("chart", e.to_string()))?;
             for file in files {
                 ui.note(format!("chart: {}", file.display()));
             }
         }
-        self.output.print(&plan, || render(&plan))
+        Ok(())
     }
 
     /// The trace, read whole, or the built-in profile.

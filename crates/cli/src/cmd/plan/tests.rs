@@ -126,3 +126,22 @@ fn the_report_names_the_recommendation_and_its_deploy_line_and_the_charts_are_wr
     assert_eq!(&std::fs::read(&files[1]).unwrap()[1..4], b"PNG");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_chart_that_cannot_be_written_is_an_error_naming_the_file() {
+    let trace = warmpool_simulation::plan::Trace {
+        name: "tiny".into(),
+        start_ms: warmpool_simulation::plan::builtin::MONDAY,
+        per_minute: vec![60; 5],
+        exact: None,
+        notes: Vec::new(),
+    };
+    let args = parsed(&["--profile", "steady"]).unwrap();
+    let plan = plan(&trace, &args.params().unwrap(), 1, &AtomicU64::new(0)).unwrap();
+    let missing = std::env::temp_dir()
+        .join("warmpool-no-such-dir")
+        .join("sub")
+        .join("plan.svg");
+    let error = chart::write(&plan, &missing).unwrap_err().to_string();
+    assert!(error.contains("warmpool-no-such-dir/sub/plan.svg"), "{error}");
+}
