@@ -17,7 +17,8 @@
 //! - [`policy`]: the policies compared, and how each is deployed for a run;
 //! - `world`: the simulated AgentCore service and the idle time of pooled microVMs;
 //! - `engine`: the discrete-event loop, with the callers' side and replenish's warmups;
-//! - [`report`]: what a run measured, and the figures the benchmark keeps.
+//! - [`report`]: what a run measured, and the figures the benchmark keeps;
+//! - [`plan`]: `warmpool plan`, the simulation as a sizing tool for a trace.
 //!
 //! Everything random comes from seeded generators, so a run repeats exactly.
 
