@@ -346,6 +346,34 @@ fn planner_figures(threads: usize) -> Result<serde_json::Value, SimError> {
     }))
 }
 
+/// The conversation comparison and the planner's timing, each printed as it comes.
+fn conversations_and_planner(
+    profiles: &[Profile],
+    settings: &Settings,
+    threads: usize,
+) -> Result<(Vec<ConversationRow>, serde_json::Value), SimError> {
+    let conversations = conversation_rows(profiles, settings, threads)?;
+    let shape = conversation_from_env();
+    println!(
+        "conversations of {} turns, {} s mean think time, platform V1: one-shot against affinity (same turns)",
+        shape.turns,
+        shape.think_time.as_secs()
+    );
+    print!("{}", conversations_table(&conversations));
+    println!("planner (warmpool plan) on the first day of the week trace, every candidate:");
+    let planner = planner_figures(threads)?;
+    println!(
+        "  {} candidates, {} requests in {:.1} s ({:.0} requests/s); a week ({} requests) would take about {:.0} s (target 60 s)",
+        planner["candidates"],
+        planner["requests_simulated"],
+        planner["wall_secs"].as_f64().unwrap_or(0.0),
+        planner["requests_per_sec"].as_f64().unwrap_or(0.0),
+        planner["week_requests"],
+        planner["week_estimate_secs"].as_f64().unwrap_or(0.0)
+    );
+    Ok((conversations, planner))
+}
+
 fn failed(what: impl Display) -> ExitCode {
     eprintln!("simulate: {what}");
     ExitCode::FAILURE
@@ -398,31 +426,10 @@ fn main() -> ExitCode {
         "{}",
         platforms_table(&runs, &runs_v2, warmpool_core::clock::millis(settings.lead_in))
     );
-    let conversations = match conversation_rows(&profiles, &settings, threads) {
-        Ok(rows) => rows,
+    let (conversations, planner) = match conversations_and_planner(&profiles, &settings, threads) {
+        Ok(found) => found,
         Err(error) => return failed(error),
     };
-    let shape = conversation_from_env();
-    println!(
-        "conversations of {} turns, {} s mean think time, platform V1: one-shot against affinity (same turns)",
-        shape.turns,
-        shape.think_time.as_secs()
-    );
-    print!("{}", conversations_table(&conversations));
-    println!("planner (warmpool plan) on the first day of the week trace, every candidate:");
-    let planner = match planner_figures(threads) {
-        Ok(figures) => figures,
-        Err(error) => return failed(error),
-    };
-    println!(
-        "  {} candidates, {} requests in {:.1} s ({:.0} requests/s); a week ({} requests) would take about {:.0} s (target 60 s)",
-        planner["candidates"],
-        planner["requests_simulated"],
-        planner["wall_secs"].as_f64().unwrap_or(0.0),
-        planner["requests_per_sec"].as_f64().unwrap_or(0.0),
-        planner["week_requests"],
-        planner["week_estimate_secs"].as_f64().unwrap_or(0.0)
-    );
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
     let both: Vec<Run> = runs.iter().chain(&runs_v2).cloned().collect();
     let figures = summary_figures(&both, &pools).and_then(|mut figures| {
