@@ -3,12 +3,12 @@
 //! command are made: what is simulated is what gets deployed.
 //!
 //! From the trace: static sizes at the median, the 90th percentile and the busiest of the
-//! fitted hourly targets; scheduled windows fitted at the 90th percentile and at the busiest
-//! minute of each hour of the week; the adaptive target alone, and with the fitted windows
-//! of the hours whose demand outruns the creation budget as pre-warm minimums; with a
+//! fitted slot targets; scheduled windows fitted at the 90th percentile and at the busiest
+//! minute of each slot of the week (0607); the adaptive target alone, and with the fitted windows
+//! of the slots whose demand outruns the creation budget as pre-warm minimums; with a
 //! conversation shape, each of them again with affinity on.
 
-use super::fit::{Fit, FitRules, fit};
+use super::fit::{Fit, FitRules, fit_best};
 use super::trace::Trace;
 use crate::Conversation;
 use agentcore_emulator::lifecycle::Platform;
@@ -75,6 +75,7 @@ impl Params {
             warmup_p95: sizing_warmup(self.platform),
             headroom: HEADROOM,
             floor: FLOOR,
+            slot_minutes: 10,
         }
     }
 
@@ -170,8 +171,8 @@ fn static_sizes(busiest: &Fit) -> Vec<u32> {
 /// Every candidate for `trace`, affinity off first, then (with a conversation shape) on.
 pub fn candidates(trace: &Trace, params: &Params) -> Vec<Candidate> {
     let (start, minutes) = (trace.start_ms, &trace.per_minute);
-    let busiest = fit(start, minutes, &params.fit_rules(1.0));
-    let typical = fit(start, minutes, &params.fit_rules(0.9));
+    let busiest = fit_best(start, minutes, &params.fit_rules(1.0));
+    let typical = fit_best(start, minutes, &params.fit_rules(0.9));
     let mut sizings: Vec<(String, Sizing)> = static_sizes(&busiest)
         .into_iter()
         .map(|target| (format!("static {target}"), Sizing::Static { target }))
@@ -187,7 +188,18 @@ pub fn candidates(trace: &Trace, params: &Params) -> Vec<Candidate> {
     }
     let max = adaptive_max(trace, params);
     sizings.push(("adaptive".into(), Sizing::Adaptive { max, prewarm: None }));
-    if let Some(prewarm) = Fit::prewarm_only(start, minutes, &params.fit_rules(1.0)) {
+    let fine = Fit::prewarm_only(start, minutes, &params.fit_rules(1.0));
+    let prewarm = match fine {
+        Some(f) if f.schedule().len() > super::fit::MAX_SCHEDULE_LEN => {
+            let hourly = FitRules {
+                slot_minutes: 60,
+                ..params.fit_rules(1.0)
+            };
+            Fit::prewarm_only(start, minutes, &hourly)
+        }
+        other => other,
+    };
+    if let Some(prewarm) = prewarm {
         let prewarm = Some(prewarm.schedule());
         sizings.push(("adaptive + pre-warm".into(), Sizing::Adaptive { max, prewarm }));
     }

@@ -1,4 +1,5 @@
-//! Scheduled windows fitted to a trace, per hour of the week (UTC).
+//! Scheduled windows fitted to a trace, per slot of the week (UTC): 10-minute slots when the
+//! schedule they make fits in a template parameter, else hours. Below, "hour" is a slot.
 //!
 //! Each of the 168 hours gets the `quantile` of the per-second demand of its minutes (over
 //! every week the trace holds) and a target sized as the adaptive mode sizes one
@@ -17,11 +18,11 @@ use warmpool_core::metrics::nearest_rank;
 use warmpool_core::num::{ceil_u32, ceil_u64};
 
 const HOUR_MS: u64 = 3_600_000;
-const WEEK_HOURS: usize = 168;
+const DAY_MS: u64 = 86_400_000;
 const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 /// CloudFormation keeps a parameter value to 4,096 bytes; targets are coarsened until the
 /// schedule fits with room to spare.
-const MAX_SCHEDULE_LEN: usize = 4_000;
+pub const MAX_SCHEDULE_LEN: usize = 4_000;
 
 /// How the fit sizes each hour.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +33,25 @@ pub struct FitRules {
     pub warmup_p95: Duration,
     pub headroom: f64,
     pub floor: u32,
+    /// The length of a slot of the week, in minutes: 60 (hours) or a divisor of it.
+    pub slot_minutes: u32,
+}
+
+impl FitRules {
+    fn slot(&self) -> u32 {
+        match self.slot_minutes {
+            m @ (1 | 2 | 3 | 4 | 5 | 6 | 10 | 12 | 15 | 20 | 30 | 60) => m,
+            _ => 60,
+        }
+    }
+    fn slots_per_day(&self) -> usize {
+        (1_440 / self.slot()) as usize
+    }
+    fn slot_of_week(&self, ms: u64) -> usize {
+        let day = usize::try_from((ms / DAY_MS + 3) % 7).unwrap_or(0);
+        let in_day = usize::try_from(ms % DAY_MS / (u64::from(self.slot()) * 60_000)).unwrap_or(0);
+        day * self.slots_per_day() + in_day
+    }
 }
 
 /// One window: on `days`, from `start_minute` to `end_minute` after midnight.
@@ -48,7 +68,7 @@ pub struct Fit {
     /// The target outside every window (`POOL_TARGET`).
     pub default: u32,
     pub windows: Vec<FittedWindow>,
-    /// Per hour of the week from Monday 00:00: `None` where the trace has no minute.
+    /// Per slot of the week from Monday 00:00: `None` where the trace has no minute.
     pub hourly: Vec<Option<u32>>,
 }
 
@@ -66,28 +86,33 @@ struct HourSamples {
     deficits: Vec<u64>,
 }
 
-fn samples(start_ms: u64, per_minute: &[u32], budget_per_sec: f64) -> Vec<HourSamples> {
-    let mut hours = vec![HourSamples::default(); WEEK_HOURS];
+fn samples(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Vec<HourSamples> {
+    let mut slots = vec![HourSamples::default(); rules.slots_per_day() * 7];
+    let slot_ms = u64::from(rules.slot()) * 60_000;
     let (mut current, mut deficit, mut worst) = (None, 0.0_f64, 0.0_f64);
     for (m, count) in per_minute.iter().enumerate() {
         let at = start_ms + m as u64 * 60_000;
-        let hour = hour_of_week(at);
-        let pass = at / HOUR_MS;
+        let slot = rules.slot_of_week(at);
+        let pass = at / slot_ms;
         if current != Some(pass) {
             if let Some(previous) = current {
-                hours[hour_of_week(previous * HOUR_MS)].deficits.push(ceil_u64(worst));
+                slots[rules.slot_of_week(previous * slot_ms)]
+                    .deficits
+                    .push(ceil_u64(worst));
             }
             (current, deficit, worst) = (Some(pass), 0.0, 0.0);
         }
         // Rates kept in thousandths of a request per second, for the integer quantile.
-        hours[hour].rates.push(u64::from(*count) * 1_000 / 60);
-        deficit = (deficit + f64::from(*count) - budget_per_sec * 60.0).max(0.0);
+        slots[slot].rates.push(u64::from(*count) * 1_000 / 60);
+        deficit = (deficit + f64::from(*count) - rules.budget_per_sec * 60.0).max(0.0);
         worst = worst.max(deficit);
     }
     if let Some(previous) = current {
-        hours[hour_of_week(previous * HOUR_MS)].deficits.push(ceil_u64(worst));
+        slots[rules.slot_of_week(previous * slot_ms)]
+            .deficits
+            .push(ceil_u64(worst));
     }
-    hours
+    slots
 }
 
 /// Rounds up to two significant digits (`digits` = 2), so neighbouring hours merge.
@@ -101,7 +126,7 @@ fn coarse(target: u32, digits: u32) -> u32 {
 
 /// The fitted windows of a trace starting at `start_ms` (a whole minute).
 pub fn fit(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Fit {
-    let hours = samples(start_ms, per_minute, rules.budget_per_sec);
+    let hours = samples(start_ms, per_minute, rules);
     let percentile = rules.quantile.clamp(0.0, 1.0) * 100.0;
     let demand: Vec<Option<f64>> = hours
         .iter()
@@ -118,8 +143,8 @@ pub fn fit(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Fit {
     };
     let mut digits = 2;
     loop {
-        let hourly: Vec<Option<u32>> = (0..WEEK_HOURS).map(|h| sized(h, digits)).collect();
-        let fit = windows_of(hourly, &demand, rules.budget_per_sec, None);
+        let hourly: Vec<Option<u32>> = (0..hours.len()).map(|h| sized(h, digits)).collect();
+        let fit = windows_of(hourly, &demand, rules, None);
         if digits == 1 || fit.schedule().len() <= MAX_SCHEDULE_LEN {
             return fit;
         }
@@ -138,36 +163,38 @@ fn lead_minutes(rise: u32, spare: f64) -> u32 {
     ceil_u32(f64::from(rise) / spare / 60.0).clamp(1, 60)
 }
 
-/// Hour targets into windows above the default (the least hourly target, or `default`),
-/// with their leads.
-fn windows_of(hourly: Vec<Option<u32>>, demand: &[Option<f64>], budget: f64, default: Option<u32>) -> Fit {
+/// Slot targets into windows above the default (the least slot target, or `default`), with
+/// their leads.
+fn windows_of(hourly: Vec<Option<u32>>, demand: &[Option<f64>], rules: &FitRules, default: Option<u32>) -> Fit {
     let default = default.unwrap_or_else(|| hourly.iter().flatten().copied().min().unwrap_or(0));
-    let target_of = |h: usize| hourly[h % WEEK_HOURS].unwrap_or(default);
-    // (day, start minute, end minute) -> target, built run by run within each day.
+    let (per_day, slot) = (rules.slots_per_day(), rules.slot());
+    let week = per_day * 7;
+    let target_of = |h: usize| hourly[h % week].unwrap_or(default);
+    // (day, start minute, end minute, target), built run by run within each day.
     let mut spans: Vec<(usize, u32, u32, u32)> = Vec::new();
     for day in 0..7 {
-        let mut hour = 0;
-        while hour < 24 {
-            let h = day * 24 + hour;
+        let mut at = 0;
+        while at < per_day {
+            let h = day * per_day + at;
             let target = target_of(h);
-            let mut end = hour + 1;
-            while end < 24 && target_of(day * 24 + end) == target {
+            let mut end = at + 1;
+            while end < per_day && target_of(day * per_day + end) == target {
                 end += 1;
             }
             if target > default {
-                let before = (h + WEEK_HOURS - 1) % WEEK_HOURS;
+                let before = (h + week - 1) % week;
                 let rise = target.saturating_sub(target_of(before));
-                let spare = budget - demand[before].unwrap_or(0.0);
+                let spare = rules.budget_per_sec - demand[before].unwrap_or(0.0);
                 let lead = lead_minutes(rise, spare);
-                let start = u32::try_from(hour * 60).unwrap_or(0);
-                let end_minute = u32::try_from(end * 60).unwrap_or(1_440);
+                let start = u32::try_from(at).unwrap_or(0) * slot;
+                let end_minute = u32::try_from(end).unwrap_or(0) * slot;
                 if lead > start {
                     // The lead reaches into the day before: its own window there.
                     spans.push(((day + 6) % 7, 1_440 - (lead - start), 1_440, target));
                 }
                 spans.push((day, start.saturating_sub(lead), end_minute, target));
             }
-            hour = end;
+            at = end;
         }
     }
     let mut grouped: BTreeMap<(u32, u32, u32), Vec<usize>> = BTreeMap::new();
@@ -234,10 +261,10 @@ impl Fit {
     /// The windows where the demand outruns the creation budget, alone: the pre-warm
     /// minimums of an adaptive target (`None` when there is no such hour).
     pub fn prewarm_only(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Option<Fit> {
-        let hours = samples(start_ms, per_minute, rules.budget_per_sec);
+        let hours = samples(start_ms, per_minute, rules);
         let percentile = rules.quantile.clamp(0.0, 1.0) * 100.0;
         let full = fit(start_ms, per_minute, rules);
-        let hourly: Vec<Option<u32>> = (0..WEEK_HOURS)
+        let hourly: Vec<Option<u32>> = (0..hours.len())
             .map(|h| {
                 let stock = nearest_rank(&hours[h].deficits, percentile).unwrap_or(0);
                 Some(if stock > 0 { full.hourly[h].unwrap_or(0) } else { 0 })
@@ -250,8 +277,32 @@ impl Fit {
             .iter()
             .map(|h| nearest_rank(&h.rates, percentile).map(|r| r as f64 / 1_000.0))
             .collect();
-        Some(windows_of(hourly, &demand, rules.budget_per_sec, Some(0)))
+        Some(windows_of(hourly, &demand, rules, Some(0)))
     }
+}
+
+/// The fit in 10-minute slots when its schedule fits in a parameter, else in hours: a burst
+/// shorter than an hour is then held only around itself.
+pub fn fit_best(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Fit {
+    let fine = fit(
+        start_ms,
+        per_minute,
+        &FitRules {
+            slot_minutes: 10,
+            ..*rules
+        },
+    );
+    if fine.schedule().len() <= MAX_SCHEDULE_LEN {
+        return fine;
+    }
+    fit(
+        start_ms,
+        per_minute,
+        &FitRules {
+            slot_minutes: 60,
+            ..*rules
+        },
+    )
 }
 
 /// A line per window, for the report: `Mon-Fri 08:59-17:00 target 152`.

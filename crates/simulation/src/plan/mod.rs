@@ -7,7 +7,7 @@
 //! The parts, by job:
 //! - [`trace`]: reading traces strictly, with line numbers ([`time`] for their instants),
 //!   and [`builtin`] traces;
-//! - [`fit`]: scheduled windows fitted to the trace per hour of the week;
+//! - [`fit`]: scheduled windows fitted to the trace per 10-minute slot or hour of the week;
 //! - [`candidates`]: the configurations tried, as the pool template's parameters;
 //! - [`planner`]: every candidate through the simulation;
 //! - [`choose`]: figures per candidate, the frontier, the recommendation;

@@ -25,6 +25,7 @@ fn rules() -> FitRules {
         warmup_p95: Duration::from_secs(5),
         headroom: 1.5,
         floor: 2,
+        slot_minutes: 60,
     }
 }
 
@@ -84,4 +85,19 @@ fn a_lead_before_midnight_becomes_a_window_on_the_day_before() {
     );
     assert_eq!(fit.default, 2);
     assert_eq!(fit.schedule(), "Mon 23:59-24:00=77; Tue 00:00-24:00=77");
+}
+
+#[test]
+fn in_ten_minute_slots_a_short_rush_is_held_only_around_itself() {
+    let fine = fit_best(MONDAY, &office_week(), &rules());
+    // The rush's stock from 11:20 (the 8/s left over builds the 18,908 more in 40 minutes)
+    // to 12:10, when the rush ends, then the 12/s level again.
+    let parsed = warmpool_core::pool::target::Schedule::parse(&fine.schedule(), fine.default).unwrap();
+    let at = |day: u64, hour: u64, minute: u64| MONDAY + ((day * 24 + hour) * 60 + minute) * 60_000;
+    assert_eq!(parsed.target_at(at(1, 11, 20)), 19_000, "{}", fine.schedule());
+    assert_eq!(parsed.target_at(at(1, 12, 5)), 19_000, "{}", fine.schedule());
+    assert_eq!(parsed.target_at(at(1, 12, 10)), 92, "{}", fine.schedule());
+    assert_eq!(parsed.target_at(at(1, 8, 59)), 92);
+    assert_eq!(parsed.target_at(at(1, 8, 58)), 17);
+    assert!(fine.schedule().len() < fit(MONDAY, &office_week(), &rules()).schedule().len() * 3);
 }
