@@ -72,6 +72,8 @@ impl Engine<'_> {
             Ok(admission) => {
                 drop(world);
                 self.used(request, &session, now);
+                // Answered: its ID is not needed any more (a week holds millions of them).
+                self.requests[request].session = None;
                 if counted {
                     let arrived = self.requests[request].arrived;
                     self.details.requests += 1;

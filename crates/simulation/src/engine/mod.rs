@@ -47,13 +47,14 @@ impl ReplenishTrigger for Requests {
 
 type SimClaimer = Claimer<Arc<MemoryPool>, Arc<Requests>, ManualClock>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Job {
     Refill(u32),
     Maintain,
 }
 
-#[derive(Debug, Clone, Copy)]
+// Ordered only so that it can ride in the heap: (time, sequence) already decide the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     Arrival(usize),
     CallerInvoke(usize),
@@ -111,8 +112,9 @@ pub(crate) struct Engine<'a> {
     replacements: Arc<Requests>,
     deployment: Deployment,
     rng: StdRng,
-    events: BinaryHeap<Reverse<(u64, u64)>>,
-    payloads: Vec<Option<Event>>,
+    /// (time, sequence, event): in time order, and in order of scheduling at one instant.
+    events: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    scheduled: u64,
     requests: Vec<Request>,
     warms: Vec<Warm>,
     runs: Vec<RunState>,
@@ -185,7 +187,7 @@ impl<'a> Engine<'a> {
             replacements,
             rng: StdRng::seed_from_u64(settings.seed ^ 0x5eed_0002),
             events: BinaryHeap::new(),
-            payloads: Vec::new(),
+            scheduled: 0,
             requests: Vec::new(),
             warms: Vec::new(),
             runs: Vec::new(),
@@ -206,9 +208,8 @@ impl<'a> Engine<'a> {
     }
 
     fn at(&mut self, time: u64, event: Event) {
-        let seq = self.payloads.len() as u64;
-        self.payloads.push(Some(event));
-        self.events.push(Reverse((time, seq)));
+        self.scheduled += 1;
+        self.events.push(Reverse((time, self.scheduled, event)));
     }
 
     /// Runs to the end; every few thousand arrivals handled are added to `progress`.
@@ -257,7 +258,7 @@ impl<'a> Engine<'a> {
             }
         }
         let stop_at = self.window.1 + millis(DRAIN);
-        while let Some(Reverse((time, seq))) = self.events.pop() {
+        while let Some(Reverse((time, _, event))) = self.events.pop() {
             if time > stop_at {
                 break;
             }
@@ -275,13 +276,6 @@ impl<'a> Engine<'a> {
                 self.creations_after = Some(self.agent.world().model.stats().creations);
             }
             self.clock.set(time);
-            let Some(event) = self
-                .payloads
-                .get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
             if let (Event::Arrival(i), Some(progress)) = (&event, progress)
                 && (i + 1) % PROGRESS_STEP == 0
             {
