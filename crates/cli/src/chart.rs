@@ -188,7 +188,9 @@ fn frontier<DB: DrawingBackend>(plan: &Plan, area: &DrawingArea<DB, Shift>) -> D
             )
         })
         .collect();
-    let cost_max = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.15;
+    // A log scale: candidates an order of magnitude apart stay apart, close ones readable.
+    let cost_max = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.5;
+    let cost_min = points.iter().map(|p| p.0).filter(|c| *c > 0.0).fold(cost_max, f64::min) * 0.7;
     let hit_min = points.iter().map(|p| p.1).fold(100.0, f64::min).min(99.0);
     let mut chart = ChartBuilder::on(area)
         .caption(
@@ -198,16 +200,20 @@ fn frontier<DB: DrawingBackend>(plan: &Plan, area: &DrawingArea<DB, Shift>) -> D
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..cost_max, (hit_min - 0.5).max(0.0)..100.2)
+        .build_cartesian_2d((cost_min..cost_max).log_scale(), (hit_min - 0.5).max(0.0)..100.2)
         .map_err(text)?;
     chart
         .configure_mesh()
-        .x_desc("idle pool cost (USD per month)")
+        .x_desc("idle pool cost (USD per month, log scale)")
         .y_desc("warm-hit rate (%)")
         .label_style((FONT, 14))
         .draw()
         .map_err(text)?;
-    let mut on: Vec<(f64, f64)> = points.iter().filter(|p| p.2).map(|p| (p.0, p.1)).collect();
+    let mut on: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.2)
+        .map(|p| (p.0.max(cost_min), p.1))
+        .collect();
     on.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart
         .draw_series(LineSeries::new(on, FRONTIER.stroke_width(2)))
@@ -215,18 +221,23 @@ fn frontier<DB: DrawingBackend>(plan: &Plan, area: &DrawingArea<DB, Shift>) -> D
         .label("frontier (nothing cheaper hits more)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], FRONTIER.stroke_width(2)));
     chart
-        .draw_series(points.iter().map(|(cost, hit, front, name)| {
+        .draw_series(points.iter().enumerate().map(|(i, (cost, hit, front, name))| {
             let color = if *front { FRONTIER } else { DEPTH };
-            EmptyElement::at((*cost, *hit))
+            // Labels alternate above and below their point, so neighbours do not overprint.
+            let dy = if i % 2 == 0 { -18 } else { 6 };
+            EmptyElement::at((cost.max(cost_min), *hit))
                 + Circle::new((0, 0), 5, color.filled())
-                + Text::new(name.to_string(), (8, -6), (FONT, 13))
+                + Text::new(name.to_string(), (8, dy), (FONT, 13))
         }))
         .map_err(text)?
         .label("candidate")
         .legend(|(x, y)| Circle::new((x + 10, y), 5, DEPTH.filled()));
     if let Some(goal) = plan.recommendation.as_ref().map(|r| r.goal * 100.0) {
         chart
-            .draw_series(LineSeries::new([(0.0, goal), (cost_max, goal)], TARGET.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(cost_min, goal), (cost_max, goal)],
+                TARGET.stroke_width(1),
+            ))
             .map_err(text)?
             .label(format!("goal {goal:.1}%"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TARGET.stroke_width(1)));
