@@ -492,60 +492,82 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
     // The agent records a run after its last write returns: wait for every record.
     assert!(stack.agent_idle(Duration::from_secs(10)).await, "runs still going");
     let all_runs = stack.runs_by_batch();
-    let reported = |list: fn(&RunReport) -> &Vec<Settled>, batch: &BatchId, outcome: &str| {
-        reports
-            .iter()
-            .flat_map(list)
-            .filter(|s| &s.batch_id == batch && s.attempt == 1 && s.outcome == outcome)
-            .count()
-    };
-
-    let mut retried_by_detector = 0;
-    for batch in &batches {
-        let row = &rows[batch];
-        let runs = &all_runs[batch];
-        let detector_won = reported(|r| &r.settled, batch, "retried");
-        // The agent won if its SUCCEEDED write for attempt 1 landed. It knows so, unless the
-        // detector, seeing the settled row in the same instant, stopped the session (the
-        // follow-up) before the write's answer reached the run.
-        let agent_won = runs
-            .iter()
-            .filter(|r| {
-                r.attempt == 1
-                    && (r.outcome == RunOutcome::Recorded
-                        || (r.outcome == RunOutcome::Aborted
-                            && row.attempt == 1
-                            && reported(|r| &r.followed_up, batch, "closed") == 1))
-            })
-            .count();
-        assert_eq!(
-            agent_won + detector_won,
-            1,
-            "{batch}: runs {runs:?}, reports {reports:?}"
-        );
-        let first = &first_sessions[batch];
-        if detector_won == 1 {
-            retried_by_detector += 1;
-            assert_eq!(row.attempt, 2, "{batch}");
-            assert_ne!(row.session_id.as_ref(), Some(first));
-            let sessions = stack.emulator.sessions();
-            assert_eq!(
-                session_view(&sessions, first).state,
-                SessionState::Stopped,
-                "{batch}: the loser's session"
-            );
-            assert!(runs.iter().any(|r| r.attempt == 2 && r.outcome == RunOutcome::Recorded));
-        } else {
-            assert_eq!((row.attempt, row.session_id.as_ref()), (1, Some(first)), "{batch}");
-            assert_eq!(runs.len(), 1, "{batch}: no second run: {runs:?}");
-        }
-    }
+    let sessions = stack.emulator.sessions();
+    let retried_by_detector = batches
+        .iter()
+        .filter(|batch| {
+            let race = Race {
+                row: &rows[*batch],
+                runs: &all_runs[*batch],
+                first: &first_sessions[*batch],
+                reports: &reports,
+            };
+            race.detector_won(batch, &sessions)
+        })
+        .count();
     eprintln!(
         "race outcomes: {retried_by_detector} retried by the detector, {} finished by the agent",
         BATCHES - retried_by_detector
     );
     let attempts_run: usize = stack.runs_by_batch().values().map(Vec::len).sum();
     assert_eq!(stack.emulator.sessions().len(), attempts_run, "one session per attempt");
+}
+
+/// One batch of the race between its agent and the detector, after both are done.
+struct Race<'a> {
+    row: &'a warmpool_core::batch::BatchRow,
+    runs: &'a [document_agent::RunRecord],
+    first: &'a SessionId,
+    reports: &'a [RunReport],
+}
+
+impl Race<'_> {
+    fn reported(&self, list: fn(&RunReport) -> &Vec<Settled>, batch: &BatchId, outcome: &str) -> usize {
+        self.reports
+            .iter()
+            .flat_map(list)
+            .filter(|s| &s.batch_id == batch && s.attempt == 1 && s.outcome == outcome)
+            .count()
+    }
+
+    /// Checks that exactly one side won attempt 1 and that the loser left nothing behind;
+    /// true if the detector won.
+    fn detector_won(&self, batch: &BatchId, sessions: &[agentcore_emulator::lifecycle::SessionView]) -> bool {
+        let (row, runs) = (self.row, self.runs);
+        let detector_won = self.reported(|r| &r.settled, batch, "retried");
+        // The agent won if its SUCCEEDED write for attempt 1 landed. It knows so, unless the
+        // detector, seeing the settled row in the same instant, stopped the session (the
+        // follow-up) before the write's answer reached the run.
+        let stopped_after_its_write = row.attempt == 1 && self.reported(|r| &r.followed_up, batch, "closed") == 1;
+        let agent_won = runs
+            .iter()
+            .filter(|r| {
+                r.attempt == 1
+                    && (r.outcome == RunOutcome::Recorded
+                        || (r.outcome == RunOutcome::Aborted && stopped_after_its_write))
+            })
+            .count();
+        let reports = self.reports;
+        assert_eq!(
+            agent_won + detector_won,
+            1,
+            "{batch}: runs {runs:?}, reports {reports:?}"
+        );
+        if detector_won == 1 {
+            assert_eq!(row.attempt, 2, "{batch}");
+            assert_ne!(row.session_id.as_ref(), Some(self.first));
+            assert_eq!(
+                session_view(sessions, self.first).state,
+                SessionState::Stopped,
+                "{batch}: the loser's session"
+            );
+            assert!(runs.iter().any(|r| r.attempt == 2 && r.outcome == RunOutcome::Recorded));
+        } else {
+            assert_eq!((row.attempt, row.session_id.as_ref()), (1, Some(self.first)), "{batch}");
+            assert_eq!(runs.len(), 1, "{batch}: no second run: {runs:?}");
+        }
+        detector_won == 1
+    }
 }
 
 /// Test 7.

@@ -63,7 +63,7 @@ const FUNCTIONS: [Function; 5] = [
     Function {
         section: "get-session",
         parse: |env| debug(get_session::Config::from_env(env)),
-        scenarios: DEFAULTS,
+        scenarios: &[("defaults", &[]), ("leases", &[("LEASE_TABLE_NAME", "leases")])],
     },
     Function {
         section: "replenish",
@@ -85,6 +85,7 @@ const FUNCTIONS: [Function; 5] = [
                     ("POOL_TARGET_SCHEDULE", "* *:09-*:30=900"),
                 ],
             ),
+            ("leases", &[("LEASE_TABLE_NAME", "leases")]),
         ],
     },
     Function {

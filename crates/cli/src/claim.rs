@@ -7,6 +7,7 @@ use aws_sdk_lambda::types::InvocationType;
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::time::Instant;
+use warmpool_core::lease::UserId;
 use warmpool_core::pool::claim::ClaimedSession;
 
 /// The error body a Lambda runtime reports: `{"errorType","errorMessage"}`.
@@ -35,13 +36,22 @@ impl GetSessionClient {
 
     /// Claims one session and measures the claim as the caller sees it (invoke round trip).
     pub async fn claim(&self) -> Result<(ClaimedSession, Duration), CliError> {
+        self.claim_for(None).await
+    }
+
+    /// [`Self::claim`] as `user` (`{"userId"}`: their live session, on a pool with leases).
+    pub async fn claim_for(&self, user: Option<&UserId>) -> Result<(ClaimedSession, Duration), CliError> {
+        let request = match user {
+            Some(user) => serde_json::json!({ "userId": user }),
+            None => serde_json::json!({}),
+        };
         let started = Instant::now();
         let send = self
             .lambda
             .invoke()
             .function_name(&self.function)
             .invocation_type(InvocationType::RequestResponse)
-            .payload(Blob::new("{}"))
+            .payload(Blob::new(request.to_string()))
             .send();
         let output = tokio::time::timeout(self.timeout, send)
             .await

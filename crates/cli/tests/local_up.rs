@@ -45,13 +45,32 @@ fn sdk(exports: &Exports, endpoint: &str) -> aws_config::SdkConfig {
     warmpool_local_stack::sdk::sdk_config(exports.get(endpoint).expect("endpoint exported"))
 }
 
+/// `--with-leases`: the lease table the file names exists, with the sweep's index.
+async fn assert_lease_table_is_served(exports: &Exports) {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(exports, "AWS_ENDPOINT_URL_DYNAMODB"));
+    let table = dynamodb
+        .describe_table()
+        .table_name(exports.get("LEASE_TABLE_NAME").expect("LEASE_TABLE_NAME"))
+        .send()
+        .await
+        .expect("the lease table answers");
+    let indexes: Vec<&str> = table
+        .table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    assert!(indexes.contains(&warmpool_core::aws::LEASES_DUE_INDEX), "{indexes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn local_up_writes_its_endpoints_serves_them_and_leaves_nothing_after_sigterm() {
+async fn local_up_writes_its_endpoints_and_lease_table_serves_them_and_leaves_nothing_after_sigterm() {
     let dir = std::env::temp_dir().join(format!("local-up-{}", uuid::Uuid::new_v4().simple()));
     let env_file = dir.join("stack.env");
     let mut command = warmpool(&[]);
     command
-        .args(["local", "up", "--no-build", "--env-file"])
+        .args(["local", "up", "--no-build", "--with-leases", "--env-file"])
         .arg(&env_file)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -76,6 +95,7 @@ async fn local_up_writes_its_endpoints_serves_them_and_leaves_nothing_after_sigt
             .map(String::as_str),
         Some("true")
     );
+    assert_lease_table_is_served(&exports).await;
     // The emulator serves the runtime the file names, over the AgentCore SDK.
     let agentcore = warmpool_core::aws::agentcore_client(&sdk(&exports, "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE"));
     let runtime = warmpool_core::aws::AgentCoreRuntime::new(

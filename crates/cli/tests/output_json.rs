@@ -82,6 +82,7 @@ async fn invoke_prints_the_claim_the_call_and_whether_the_microvm_was_warm_as_js
         source: Source::Pool,
         created_at: 1,
         last_ping_at: Some(1),
+        user_id: None,
     })
     .await;
     let (agent_url, lambda_url) = (emulator.endpoint_url(), lambda.endpoint_url());
@@ -117,6 +118,7 @@ async fn demo_compare_prints_both_routes_and_every_sample_as_json() {
         source: Source::Fresh,
         created_at: 1,
         last_ping_at: None,
+        user_id: None,
     })
     .await;
     let (agent_url, lambda_url) = (emulator.endpoint_url(), lambda.endpoint_url());
@@ -151,6 +153,7 @@ async fn demo_compare_keeps_its_results_when_the_emulator_admin_view_fails() {
         source: Source::Fresh,
         created_at: 1,
         last_ping_at: None,
+        user_id: None,
     })
     .await;
     let (agent_url, lambda_url) = (emulator.endpoint_url(), lambda.endpoint_url());

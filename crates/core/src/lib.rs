@@ -3,6 +3,8 @@
 //! The functions (`get-session`, `replenish`, ...) are thin wiring over this crate:
 //! - [`pool`]: the pool domain: freshness, claims, warmups, the creation budget, the target,
 //!   maintenance;
+//! - [`lease`]: sessions that belong to someone: idempotent claims, per-user affinity,
+//!   release, the audit trail (optional, with a lease table);
 //! - [`batch`]: document batches: the manifest, the tracking row's state machine, message
 //!   formats, starting and settling attempts;
 //! - shared concepts: [`session`] (session IDs and the pool message format), [`ports`] (the
@@ -22,6 +24,7 @@ pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 pub mod hash;
+pub mod lease;
 pub mod metrics;
 pub mod num;
 pub mod pool;

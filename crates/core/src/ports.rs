@@ -75,6 +75,18 @@ pub trait AgentRuntime: Send + Sync {
         payload: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send;
 
+    /// Invokes a handed-out session as its holder: with `claimed.user_id`, AgentCore passes it
+    /// to the agent as the runtime user ID (`X-Amzn-Bedrock-AgentCore-Runtime-User-Id`), so
+    /// the agent can authorise per user. Adapters without a user channel (test doubles)
+    /// invoke plainly.
+    fn invoke_claimed(
+        &self,
+        claimed: &crate::pool::claim::ClaimedSession,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
+        self.invoke(&claimed.session_id, payload)
+    }
+
     /// One StopRuntimeSession call under a client token of its own.
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send;
 
@@ -129,6 +141,13 @@ impl<A: AgentRuntime + ?Sized> AgentRuntime for std::sync::Arc<A> {
         payload: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
         (**self).invoke(session_id, payload)
+    }
+    fn invoke_claimed(
+        &self,
+        claimed: &crate::pool::claim::ClaimedSession,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, AgentError>> + Send {
+        (**self).invoke_claimed(claimed, payload)
     }
     fn stop(&self, session_id: &SessionId) -> impl Future<Output = Result<(), AgentError>> + Send {
         (**self).stop(session_id)

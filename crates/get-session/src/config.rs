@@ -1,8 +1,9 @@
 //! get-session's configuration, parsed once at init.
 
 use std::time::Duration;
-use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN};
+use warmpool_core::config::{CLAIM_WAIT, Env, MAX_LIFETIME, SAFETY_MARGIN, check_runtime_arn};
 use warmpool_core::error::ConfigError;
+use warmpool_core::lease::LeaseConfig;
 use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::claim::ClaimPolicy;
 use warmpool_core::pool::version::DrainSettings;
@@ -34,6 +35,35 @@ pub struct Config {
     /// `VERSION_DRAIN_GRACE_SECS` (0): how long after a new agent version went live claims
     /// still hand out sessions of the one before (docs/decisions/0212).
     pub version_grace: Duration,
+    /// `LEASE_TABLE_NAME` and the `LEASE_*` settings ([`LeaseConfig::from_env`]); `None`:
+    /// leases are off and get-session claims as it always did.
+    pub leases: Option<LeaseConfig>,
+    /// `AGENT_RUNTIME_ARN` and `AGENT_RUNTIME_QUALIFIER` ("DEFAULT"), read only with leases:
+    /// a release stops its session. Without leases get-session cannot stop sessions.
+    pub agent_runtime: Option<AgentRuntimeRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRuntimeRef {
+    pub arn: String,
+    pub qualifier: String,
+}
+
+impl AgentRuntimeRef {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let arn = env.required("AGENT_RUNTIME_ARN")?;
+        if let Err(reason) = check_runtime_arn(&arn) {
+            return Err(ConfigError::Invalid {
+                key: "AGENT_RUNTIME_ARN",
+                value: arn,
+                reason,
+            });
+        }
+        Ok(Self {
+            arn,
+            qualifier: env.parse_or("AGENT_RUNTIME_QUALIFIER", "DEFAULT".to_string())?,
+        })
+    }
 }
 
 impl Config {
@@ -69,7 +99,17 @@ impl Config {
                 ),
             });
         }
+        let leases = match LeaseConfig::from_env(env, claim.lifecycle)? {
+            Some(leases) => Some(leases.with_correlation_window_from(env)?),
+            None => None,
+        };
+        let agent_runtime = match leases {
+            Some(_) => Some(AgentRuntimeRef::from_env(env)?),
+            None => None,
+        };
         Ok(Self {
+            leases,
+            agent_runtime,
             version_grace: DrainSettings::grace_from_env(env)?,
             pool_queue_url: env.required("POOL_QUEUE_URL")?,
             replenish_function_name: env.required("REPLENISH_FUNCTION_NAME")?,
@@ -127,6 +167,25 @@ mod tests {
         let error = Config::from_env(&env).unwrap_err().to_string();
         assert!(error.contains("CLAIM_MIN_LIFETIME_SECS"), "{error}");
         assert!(Config::from_env(&env_with(&[("CLAIM_MIN_LIFETIME_SECS", "28739")])).is_ok());
+    }
+
+    #[test]
+    fn with_a_lease_table_the_runtime_to_stop_released_sessions_on_is_required() {
+        let error = Config::from_env(&env_with(&[("LEASE_TABLE_NAME", "leases")])).unwrap_err();
+        assert!(matches!(error, ConfigError::Missing("AGENT_RUNTIME_ARN")), "{error}");
+        let env = env_with(&[
+            ("LEASE_TABLE_NAME", "leases"),
+            (
+                "AGENT_RUNTIME_ARN",
+                "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a-1",
+            ),
+            ("LEASE_CORRELATION_WINDOW_SECS", "60"),
+        ]);
+        let config = Config::from_env(&env).unwrap();
+        let leases = config.leases.unwrap();
+        assert_eq!(leases.settings.correlation_window, Duration::from_secs(60));
+        assert_eq!(config.agent_runtime.unwrap().qualifier, "DEFAULT");
+        assert!(Config::from_env(&env_with(&[])).unwrap().leases.is_none());
     }
 
     #[test]

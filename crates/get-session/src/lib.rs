@@ -1,60 +1,71 @@
 //! get-session: claims one warm AgentCore session from the pool, exactly once.
 //!
-//! Request: `{}` or `{"correlationId": "..."}`. Response:
-//! `{"sessionId","source":"pool"|"fresh","createdAt","lastPingAt"}`.
-//! The claim itself is [`warmpool_core::pool::claim::Claimer`]; this crate adds the Lambda contract,
-//! request validation and metrics.
+//! Request ([`request`]): `{}` or `{"correlationId": "..."}`; with a lease table also
+//! `{"userId": "..."}` (affinity: the user's live session comes back as `"reused"`) and
+//! `{"release": "<sessionId>", "userId": "..."}`. Response:
+//! `{"sessionId","source":"pool"|"fresh"|"reused","createdAt","lastPingAt"[,"userId"]}`, or
+//! for a release `{"released","userId","alreadyEnded"}`. The claim itself is
+//! [`warmpool_core::pool::claim::Claimer`], leases [`warmpool_core::lease`]; this crate adds
+//! the Lambda contract, request validation and metrics.
 
 mod config;
 pub mod flush;
+mod leased;
+pub mod request;
 
 pub use config::Config;
+pub use leased::ReleaseAnswer;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::Deserialize;
+use request::Request;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 use warmpool_core::clock::Clock;
 use warmpool_core::error::QueueError;
+use warmpool_core::lease::handout::{LeaseError, Leases};
+use warmpool_core::lease::ports::{LeaseTable, LeasesOff};
 use warmpool_core::metrics::{MetricSet, PoolName};
-use warmpool_core::pool::claim::{ClaimError, ClaimedSession, Claimer, Source};
+use warmpool_core::pool::claim::{Claim, ClaimError, ClaimedSession, Claimer, Source};
 use warmpool_core::pool::version::VersionWatch;
-use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
+use warmpool_core::ports::{AgentRuntime, PoolQueue, ReplenishTrigger};
 
 pub const FUNCTION: &str = "get-session";
-const MAX_CORRELATION_ID: usize = 128;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Request {
-    correlation_id: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GetSessionError {
     #[error("invalid request: {0}")]
     Validation(String),
+    #[error("invalid request: userId and release need leases, and this pool has no lease table (LEASE_TABLE_NAME)")]
+    LeasesOff,
     #[error("no warm session in the pool and fresh fallback is disabled")]
     PoolEmpty,
     #[error("pool queue unavailable: {0}")]
     PoolUnavailable(#[source] QueueError),
+    #[error("lease: {0}")]
+    Lease(#[source] LeaseError),
 }
 
 impl GetSessionError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Validation(_) => false,
+            Self::Validation(_) | Self::LeasesOff => false,
             Self::PoolEmpty => true,
             Self::PoolUnavailable(e) => e.is_retryable(),
+            Self::Lease(e) => e.is_retryable(),
         }
     }
 
     fn error_type(&self) -> &'static str {
         match self {
-            Self::Validation(_) => "ValidationError",
+            Self::Validation(_) | Self::LeasesOff => "ValidationError",
             Self::PoolEmpty => "PoolEmpty",
             Self::PoolUnavailable(_) => "PoolUnavailable",
+            Self::Lease(LeaseError::NotHolder) => "NotHolder",
+            Self::Lease(LeaseError::Contention) => "LeaseContention",
+            Self::Lease(LeaseError::StopFailed(_)) => "StopFailed",
+            Self::Lease(_) => "LeaseTableUnavailable",
         }
     }
 }
@@ -68,30 +79,21 @@ impl From<GetSessionError> for Diagnostic {
     }
 }
 
-fn parse_request(payload: Value) -> Result<Request, GetSessionError> {
-    let payload = if payload.is_null() {
-        Value::Object(Default::default())
-    } else {
-        payload
-    };
-    let request: Request = serde_json::from_value(payload).map_err(|e| GetSessionError::Validation(e.to_string()))?;
-    if let Some(id) = &request.correlation_id {
-        let printable = id.chars().all(|c| c.is_ascii_graphic());
-        if id.is_empty() || id.len() > MAX_CORRELATION_ID || !printable {
-            return Err(GetSessionError::Validation(format!(
-                "correlationId must be 1..={MAX_CORRELATION_ID} printable ASCII characters"
-            )));
-        }
-    }
-    Ok(request)
+/// What get-session answers: a session, or a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Session(ClaimedSession),
+    Released(ReleaseAnswer),
 }
 
-/// The function: a claimer plus the Lambda contract around it.
-pub struct GetSession<Q, T, C> {
+/// The function: a claimer, leases when the pool has a lease table, and the Lambda contract.
+pub struct GetSession<Q, T, C, L = LeasesOff, A = LeasesOff> {
     claimer: Claimer<Q, T, C>,
     pool_name: PoolName,
     /// The newest agent version this environment's claims have seen (docs/decisions/0212).
     versions: VersionWatch,
+    leases: Option<Leases<L, A>>,
 }
 
 impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
@@ -105,44 +107,79 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
             },
             pool_name: config.pool_name.clone(),
             versions: VersionWatch::new(config.version_grace),
+            leases: None,
         }
     }
 
+    /// The same function keeping leases in `table` (settings from `config.leases`) and
+    /// stopping released sessions through `agent`. Without `config.leases`, leases stay off.
+    pub fn with_leases<L: LeaseTable, A: AgentRuntime>(
+        self,
+        config: &Config,
+        table: L,
+        agent: A,
+    ) -> GetSession<Q, T, C, L, A> {
+        GetSession {
+            claimer: self.claimer,
+            pool_name: self.pool_name,
+            versions: self.versions,
+            leases: config.leases.as_ref().map(|leases| Leases {
+                table,
+                agent,
+                settings: leases.settings,
+                log_key: config.claim.log_key,
+            }),
+        }
+    }
+}
+
+impl<Q, T, C, L, A> GetSession<Q, T, C, L, A>
+where
+    Q: PoolQueue,
+    T: ReplenishTrigger,
+    C: Clock,
+    L: LeaseTable,
+    A: AgentRuntime,
+{
+    /// The Lambda entry point: every request shape.
+    pub async fn respond(&self, event: LambdaEvent<Value>) -> Result<Answer, GetSessionError> {
+        let request = request::parse(event.payload)?;
+        if request.needs_leases() && self.leases.is_none() {
+            return Err(GetSessionError::LeasesOff);
+        }
+        match request {
+            Request::Release { session_id, user } => self.release(&session_id, &user).await.map(Answer::Released),
+            Request::Handout(handout) if self.leases.is_some() => {
+                self.leased_handout(&handout).await.map(Answer::Session)
+            }
+            Request::Handout(handout) => {
+                let correlation = handout.correlation.as_ref().map(|c| c.as_str().to_string());
+                self.claim(correlation.as_deref()).await.map(Answer::Session)
+            }
+        }
+    }
+
+    /// A claim: [`Self::respond`] for a request that names no release.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<ClaimedSession, GetSessionError> {
-        let request = parse_request(event.payload)?;
+        match self.respond(event).await? {
+            Answer::Session(session) => Ok(session),
+            Answer::Released(_) => Err(GetSessionError::Validation("a release answers no session".into())),
+        }
+    }
+
+    /// A claim without leases: one receive and one delete, as before leases existed.
+    async fn claim(&self, correlation_id: Option<&str>) -> Result<ClaimedSession, GetSessionError> {
         let started = Instant::now();
         let result = self.claimer.claim_with(&self.versions).await;
         let latency_ms = warmpool_core::clock::millis(started.elapsed());
         let now = self.claimer.clock.now_ms();
         match result {
             Ok(claim) => {
-                let from_pool = claim.session.source == Source::Pool;
-                // How old and how long idle a handed-out session was: how close the pool runs
-                // to its limits, seen from the claims.
-                let (age_ms, idle_ms) = match claim.session.last_ping_at {
-                    Some(last_ping_at) => (
-                        Some(now.saturating_sub(claim.session.created_at)),
-                        Some(now.saturating_sub(last_ping_at)),
-                    ),
-                    None => (None, None),
-                };
-                MetricSet::new(FUNCTION, &self.pool_name)
-                    .count("ClaimFromPool", u32::from(from_pool))
-                    .count("ClaimFresh", u32::from(!from_pool))
-                    .millis("ClaimLatency", latency_ms as f64)
-                    .millis_if("ClaimedSessionAge", age_ms)
-                    .millis_if("ClaimedSessionIdle", idle_ms)
-                    .count("StaleDiscarded", claim.stale_discarded)
-                    .count("ShortLivedDiscarded", claim.short_lived_discarded)
-                    .count("MalformedDiscarded", claim.malformed_discarded)
-                    .count("OutdatedDiscarded", claim.outdated_discarded)
-                    .count("LostDeletes", claim.lost_deletes)
-                    .count("ReplenishTriggerFailed", u32::from(claim.trigger_failed))
-                    .emit(now);
+                self.emit_claim(&claim, latency_ms, now, |m| m);
                 info!(
                     session = %claim.session.session_id.log_id(&self.claimer.policy.log_key),
                     source = ?claim.session.source,
-                    correlation_id = request.correlation_id.as_deref().unwrap_or(""),
+                    correlation_id = correlation_id.unwrap_or(""),
                     latency_ms,
                     "session claimed"
                 );
@@ -156,6 +193,33 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> GetSession<Q, T, C> {
             }
             Err(ClaimError::Queue(e)) => Err(GetSessionError::PoolUnavailable(e)),
         }
+    }
+
+    /// A claim's metrics, with what `more` adds.
+    fn emit_claim(&self, claim: &Claim, latency_ms: u64, now: u64, more: impl FnOnce(MetricSet) -> MetricSet) {
+        let from_pool = claim.session.source == Source::Pool;
+        // How old and how long idle a handed-out session was: how close the pool runs to its
+        // limits, seen from the claims.
+        let (age_ms, idle_ms) = match claim.session.last_ping_at {
+            Some(last_ping_at) => (
+                Some(now.saturating_sub(claim.session.created_at)),
+                Some(now.saturating_sub(last_ping_at)),
+            ),
+            None => (None, None),
+        };
+        let metrics = MetricSet::new(FUNCTION, &self.pool_name)
+            .count("ClaimFromPool", u32::from(from_pool))
+            .count("ClaimFresh", u32::from(!from_pool))
+            .millis("ClaimLatency", latency_ms as f64)
+            .millis_if("ClaimedSessionAge", age_ms)
+            .millis_if("ClaimedSessionIdle", idle_ms)
+            .count("StaleDiscarded", claim.stale_discarded)
+            .count("ShortLivedDiscarded", claim.short_lived_discarded)
+            .count("MalformedDiscarded", claim.malformed_discarded)
+            .count("OutdatedDiscarded", claim.outdated_discarded)
+            .count("LostDeletes", claim.lost_deletes)
+            .count("ReplenishTriggerFailed", u32::from(claim.trigger_failed));
+        more(metrics).emit(now);
     }
 }
 
@@ -305,6 +369,30 @@ mod tests {
         assert!(!text.contains(pooled.session_id.as_str()), "{text}");
         let shown = pooled.session_id.log_id(&f.claimer.policy.log_key).to_string();
         assert!(text.contains(&format!("session={shown}")), "{text}");
+    }
+
+    #[tokio::test]
+    async fn lease_requests_without_a_lease_table_and_malformed_lease_fields_are_refused_and_claim_nothing() {
+        let f = function(OnEmpty::Fresh);
+        f.claimer
+            .queue
+            .push(&PooledSession::new(SessionId::generate(), NOW - 1_000, NOW - 500));
+        let held = SessionId::generate();
+        for payload in [
+            serde_json::json!({"userId": "alice"}),
+            serde_json::json!({"release": held.as_str(), "userId": "alice"}),
+            serde_json::json!({"release": held.as_str()}),
+            serde_json::json!({"release": "not a session id", "userId": "alice"}),
+            serde_json::json!({"release": held.as_str(), "userId": "alice", "correlationId": "c"}),
+            serde_json::json!({"userId": ""}),
+            serde_json::json!({"userId": "x".repeat(129)}),
+            serde_json::json!({"userId": "two words"}),
+        ] {
+            let error = f.respond(event(payload.clone())).await.unwrap_err();
+            assert_eq!(Diagnostic::from(error).error_type, "ValidationError", "{payload}");
+        }
+        assert_eq!(f.claimer.queue.len(), 1, "nothing was claimed");
+        assert!(f.claimer.trigger.requests().is_empty());
     }
 
     #[tokio::test]

@@ -351,8 +351,10 @@ where
                             Outcome::Started {
                                 source: Source::Pool, ..
                             } => 0,
+                            // The invoker claims without leases: nothing is ever reused.
                             Outcome::Started {
-                                source: Source::Fresh, ..
+                                source: Source::Fresh | Source::Reused,
+                                ..
                             } => 1,
                             Outcome::Duplicate { .. } => 2,
                             Outcome::Ignored { .. } => 3,

@@ -5,6 +5,7 @@ use warmpool_core::clock::millis;
 use warmpool_core::config::check_runtime_arn;
 use warmpool_core::config::{Env, at_least_one};
 use warmpool_core::error::ConfigError;
+use warmpool_core::lease::LeaseConfig;
 use warmpool_core::metrics::PoolName;
 use warmpool_core::pool::Lifecycle;
 use warmpool_core::pool::breaker::BreakerSettings;
@@ -47,6 +48,9 @@ pub struct Config {
     pub drain: DrainSettings,
     /// `WARMUP_BREAKER_THRESHOLD`, `WARMUP_BREAKER_PROBE_SECS`: the warmup circuit breaker.
     pub breaker: BreakerSettings,
+    /// `LEASE_TABLE_NAME`, `LEASE_MAX_CONVERSATION_SECS`, `LEASE_AUDIT_RETENTION_DAYS`: with
+    /// a lease table, each scheduled run sweeps orphaned leases and reports the sessions in use.
+    pub leases: Option<LeaseConfig>,
 }
 
 impl Config {
@@ -83,6 +87,7 @@ impl Config {
             pool_name: PoolName::from_env(env)?,
             drain: DrainSettings::from_env(env)?,
             breaker: BreakerSettings::from_env(env)?,
+            leases: LeaseConfig::from_env(env, lifecycle)?,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! carry a count, and a count run never sends events, so nothing can loop.
 
 mod config;
+mod leases;
 mod versions;
 
 pub use config::Config;
@@ -29,6 +30,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use warmpool_core::clock::Clock;
 use warmpool_core::error::QueueError;
+use warmpool_core::lease::ports::{LeaseTable, LeasesOff};
+use warmpool_core::lease::sweep::SweepReport as LeaseReport;
 use warmpool_core::metrics::MetricSet;
 use warmpool_core::pool::breaker::{Permit, WarmupBreaker};
 use warmpool_core::pool::maintenance::{self, Round, SweepReport};
@@ -118,6 +121,9 @@ pub struct RunReport {
     pub target: Option<Target>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
+    /// Scheduled runs with a lease table: what the lease sweep did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<LeaseReport>,
 }
 
 impl From<&WarmupReport> for RunReport {
@@ -139,6 +145,7 @@ impl From<&WarmupReport> for RunReport {
             version_read_failed: false,
             target: None,
             sweep: None,
+            leases: None,
         }
     }
 }
@@ -162,7 +169,7 @@ impl Config {
 
 /// The function. `V` reads the endpoint's live version once per run (the AgentCore control
 /// plane in production); without one ([`NoVersionSource`]) nothing is versioned or drained.
-pub struct Replenish<A, Q, C, T, V = NoVersionSource> {
+pub struct Replenish<A, Q, C, T, V = NoVersionSource, L = LeasesOff> {
     config: Config,
     agent: A,
     queue: Q,
@@ -174,6 +181,8 @@ pub struct Replenish<A, Q, C, T, V = NoVersionSource> {
     versions: versions::LiveVersion<V>,
     /// Lives as long as the execution environment (docs/decisions/0214).
     breaker: WarmupBreaker,
+    /// The lease table, when the pool has one (`config.leases`).
+    leases: Option<L>,
 }
 
 /// What one run knows of the agent: the version to record, whether reading it failed.
@@ -191,13 +200,32 @@ impl<A, Q, C, T> Replenish<A, Q, C, T> {
             agent,
             queue,
             clock,
+            leases: None,
         }
     }
 }
 
 impl<A, Q, C, T, V> Replenish<A, Q, C, T, V> {
+    /// The same function, sweeping the leases of `table` (if `config.leases` names one).
+    pub fn with_lease_table<L: LeaseTable>(self, table: L) -> Replenish<A, Q, C, T, V, L> {
+        Replenish {
+            leases: self.config.leases.as_ref().map(|_| table),
+            config: self.config,
+            agent: self.agent,
+            queue: self.queue,
+            clock: self.clock,
+            trigger: self.trigger,
+            pacer: self.pacer,
+            warmup_times: self.warmup_times,
+            versions: self.versions,
+            breaker: self.breaker,
+        }
+    }
+}
+
+impl<A, Q, C, T, V, L> Replenish<A, Q, C, T, V, L> {
     /// The same function, reading the endpoint's live version from `source` once per run.
-    pub fn with_version_source<W: VersionSource>(self, source: W) -> Replenish<A, Q, C, T, W> {
+    pub fn with_version_source<W: VersionSource>(self, source: W) -> Replenish<A, Q, C, T, W, L> {
         Replenish {
             config: self.config,
             agent: self.agent,
@@ -208,11 +236,20 @@ impl<A, Q, C, T, V> Replenish<A, Q, C, T, V> {
             warmup_times: self.warmup_times,
             versions: versions::LiveVersion::new(source),
             breaker: self.breaker,
+            leases: self.leases,
         }
     }
 }
 
-impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger, V: VersionSource> Replenish<A, Q, C, T, V> {
+impl<A, Q, C, T, V, L> Replenish<A, Q, C, T, V, L>
+where
+    A: AgentRuntime,
+    Q: PoolMaintenance,
+    C: Clock,
+    T: ReplenishTrigger,
+    V: VersionSource,
+    L: LeaseTable,
+{
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunReport, ReplenishError> {
         let trigger = self.config.parse_trigger(&event.payload)?;
         let remaining = self
@@ -313,12 +350,14 @@ impl<A: AgentRuntime, Q: PoolMaintenance, C: Clock, T: ReplenishTrigger, V: Vers
             }
         }
         let (dispatched, dispatch_failed) = self.dispatch(top_up, started, remaining).await;
+        let leases = self.sweep_leases(started + remaining, round.sizing.target.value).await;
         self.emit(&warmup, 0, Some((&round, dispatched, dispatch_failed)), version);
         Ok(RunReport {
             dispatched,
             dispatch_failed,
             target: Some(round.sizing.target),
             sweep: Some(round.sweep),
+            leases,
             ..RunReport::from(&warmup)
         })
     }

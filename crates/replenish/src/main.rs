@@ -1,6 +1,8 @@
 use lambda_runtime::{Error, service_fn};
 use replenish::{Config, Replenish};
-use warmpool_core::aws::{self, AgentCoreEndpointVersion, AgentCoreRuntime, LambdaReplenishTrigger, SqsPoolQueue};
+use warmpool_core::aws::{
+    self, AgentCoreEndpointVersion, AgentCoreRuntime, DynamoLeaseTable, LambdaReplenishTrigger, SqsPoolQueue,
+};
 use warmpool_core::clock::SystemClock;
 use warmpool_core::config::Env;
 
@@ -22,6 +24,15 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_default()
         .to_string();
     let versions = AgentCoreEndpointVersion::new(aws::agentcore_control_client(&sdk), runtime_id, &config.qualifier);
-    let function = Replenish::new(config, agent, queue, SystemClock, itself).with_version_source(versions);
+    // Without LEASE_TABLE_NAME the table is never called (`with_lease_table` keeps it off).
+    let leases = config
+        .leases
+        .as_ref()
+        .map_or_else(String::new, |l| l.table_name.clone());
+    let keep = config.leases.as_ref().map(|l| l.keep()).unwrap_or_default();
+    let table = DynamoLeaseTable::new(aws_sdk_dynamodb::Client::new(&sdk), leases, keep);
+    let function = Replenish::new(config, agent, queue, SystemClock, itself)
+        .with_version_source(versions)
+        .with_lease_table(table);
     lambda_runtime::run(service_fn(|event| function.handle(event))).await
 }

@@ -327,3 +327,53 @@ async fn when_every_warmup_fails_then_replenish_stops_warming_and_probes_once_pe
     );
     assert_eq!(f.agent.invocations().len(), 6);
 }
+
+#[tokio::test]
+async fn with_a_lease_table_the_schedule_reports_sessions_in_use_against_the_target_and_sweeps_orphans() {
+    use warmpool_core::lease::fakes::MemoryLeaseTable;
+    use warmpool_core::lease::{Expect, Lease, LeaseOp, UserId};
+    use warmpool_core::pool::claim::Source;
+    let (f, clock) = function_with(&[("POOL_TARGET", "4"), ("LEASE_TABLE_NAME", "leases")]);
+    let f = f.with_lease_table(MemoryLeaseTable::default());
+    let settings = f.config.leases.as_ref().unwrap().settings;
+    let lease = |user: &str, last_use_at: u64| {
+        settings.rewritten(Lease {
+            session_id: SessionId::generate(),
+            user_id: Some(UserId::parse(user).unwrap()),
+            source: Source::Pool,
+            created_at: NOW - 60 * S,
+            last_ping_at: None,
+            bound_at: last_use_at,
+            last_use_at,
+            ended: None,
+            stop_pending: false,
+            due_at: None,
+            write_id: String::new(),
+        })
+    };
+    let table = f.leases.as_ref().unwrap();
+    for (user, used_ago_s) in [("live", 10), ("idled-out", 900)] {
+        let op = LeaseOp::User {
+            lease: lease(user, NOW - used_ago_s * S),
+            expect: Expect::Absent,
+        };
+        warmpool_core::lease::ports::LeaseTable::commit(table, &[op])
+            .await
+            .unwrap();
+    }
+    clock.set(NOW);
+
+    let report = f.handle(event(SCHEDULE)).await.unwrap();
+
+    let leases = report.leases.expect("the lease sweep ran");
+    assert_eq!((leases.expired, leases.in_use), (1, 1), "{leases:?}");
+    assert!((leases::utilisation_percent(leases.in_use, 4) - 25.0).abs() < 1e-9);
+    assert!(f.agent.stopped().is_empty(), "an idled-out session is gone already");
+}
+
+#[test]
+fn utilisation_is_in_use_over_target_and_full_when_sessions_are_in_use_with_no_target() {
+    assert!((leases::utilisation_percent(8, 10) - 80.0).abs() < 1e-9);
+    assert!((leases::utilisation_percent(0, 0)).abs() < 1e-9);
+    assert!((leases::utilisation_percent(3, 0) - 100.0).abs() < 1e-9);
+}

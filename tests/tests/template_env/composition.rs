@@ -11,7 +11,11 @@ const FULL_FILE: &str = "infra/template.yaml";
 const FULL_SOURCE: &str = include_str!("../../../infra/template.yaml");
 
 pub fn full() -> Stack {
-    Stack::new(FULL_FILE, FULL_SOURCE, BATCH.required, &[])
+    full_with(&[])
+}
+
+pub fn full_with(overrides: &[(&str, &str)]) -> Stack {
+    Stack::new(FULL_FILE, FULL_SOURCE, BATCH.required, overrides)
 }
 
 /// The nested stacks: logical ID, the template it deploys, and the parameters the parent wires

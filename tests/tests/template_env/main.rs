@@ -11,6 +11,7 @@
 mod access;
 mod composition;
 mod environment;
+mod leases;
 mod metrics;
 mod stack;
 
@@ -100,6 +101,18 @@ pub const POOL: Template = Template {
         (
             "a named pool on an endpoint of its own",
             &[("PoolName", "team-a.checkout"), ("AgentRuntimeQualifier", "prod")],
+        ),
+        // Leases (crate::leases): on, and on with the audit archive and windows of its own. (An
+        // archive without leases is refused by the templates' rule ArchiveNeedsLeases.)
+        ("leases", leases::ON),
+        ("leases with the audit archive", leases::WITH_ARCHIVE),
+        (
+            "leases on an endpoint of their own",
+            &[
+                ("EnableLeases", "true"),
+                ("AgentRuntimeQualifier", "prod"),
+                ("PoolName", "team-b.chat"),
+            ],
         ),
     ],
 };

@@ -16,13 +16,7 @@ fn emitted_metrics() -> BTreeSet<(String, String)> {
     let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
     let mut emitted = BTreeSet::new();
     for name in ["get-session", "replenish", "invoker", "stale-batch-detector"] {
-        let mut source = String::new();
-        for entry in std::fs::read_dir(crates.join(name).join("src")).expect("crate sources") {
-            let path = entry.expect("source file").path();
-            if path.extension().is_some_and(|e| e == "rs") {
-                source.push_str(&std::fs::read_to_string(&path).expect("readable source"));
-            }
-        }
+        let source = crate::leases::rust_sources(&crates.join(name).join("src"));
         let function = source
             .split("pub const FUNCTION: &str = \"")
             .nth(1)
@@ -35,6 +29,8 @@ fn emitted_metrics() -> BTreeSet<(String, String)> {
             ".millis_if(\"",
             ".millis_each(\"",
             ".per_second(\"",
+            // PoolUtilisation (percent), should the lease sweep emit it through a builder of its own.
+            ".percent(\"",
         ] {
             for rest in source.split(builder).skip(1) {
                 let metric = rest.split('"').next().expect("metric name");

@@ -95,6 +95,38 @@ impl Stack {
             })
     }
 
+    /// A list element or property with its conditions applied: `!If` takes its branch,
+    /// `None` where that branch is `AWS::NoValue` (the element is left out).
+    pub fn resolved<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        match intrinsic(value) {
+            Some((function, arg)) if function == "Fn::If" => {
+                let branches = items(arg);
+                let condition = branches[0].as_str().expect("condition name");
+                self.resolved(&branches[if self.condition(condition) { 1 } else { 2 }])
+            }
+            Some((function, arg)) if function == "Ref" && arg.as_str() == Some("AWS::NoValue") => None,
+            _ => Some(value),
+        }
+    }
+
+    /// The statements of a policy document that this parameter set grants.
+    pub fn statements<'a>(&self, document: &'a Value) -> Vec<&'a Value> {
+        items(&document["Statement"])
+            .iter()
+            .filter_map(|statement| self.resolved(statement))
+            .collect()
+    }
+
+    /// Whether the output exists in this parameter set (an output's `Condition`).
+    pub fn has_output(&self, name: &str) -> bool {
+        self.template["Outputs"].get(name).is_some_and(|output| {
+            output
+                .get("Condition")
+                .and_then(Value::as_str)
+                .is_none_or(|condition| self.condition(condition))
+        })
+    }
+
     pub fn has(&self, id: &str) -> bool {
         self.resources().any(|(found, _)| found == id)
     }
@@ -127,7 +159,8 @@ impl Stack {
             "Fn::Not" => !self.truth(&items(arg)[0]),
             "Fn::And" => args().all(|v| self.truth(v)),
             "Fn::Or" => args().any(|v| self.truth(v)),
-            "Condition" => self.condition(arg.as_str().expect("condition name")),
+            // `{Condition: X}` in long form, `!Condition X` as a tag.
+            "Condition" | "Fn::Condition" => self.condition(arg.as_str().expect("condition name")),
             other => panic!("condition function {other} is not evaluated by this test"),
         }
     }
@@ -254,6 +287,12 @@ impl Stack {
                 .property(id, "BucketName")
                 .unwrap_or_else(|| format!("{STACK}-{}-ab12cd34", id.to_lowercase())),
             "AWS::Logs::LogGroup" => self.property(id, "LogGroupName").expect("LogGroupName"),
+            "AWS::KinesisFirehose::DeliveryStream" => self
+                .property(id, "DeliveryStreamName")
+                .unwrap_or_else(|| format!("{STACK}-{id}-AB12CD34EF56")),
+            "AWS::Pipes::Pipe" => self
+                .property(id, "Name")
+                .unwrap_or_else(|| format!("{STACK}-{id}-AB12CD34EF56")),
             _ => format!("{STACK}-{id}-AB12CD34EF56"),
         }
     }
@@ -273,6 +312,12 @@ impl Stack {
                 format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
             }
             ("AWS::DynamoDB::Table", "Arn") => format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"),
+            ("AWS::DynamoDB::Table", "StreamArn") => {
+                format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}/stream/2026-12-01T00:00:00.000")
+            }
+            ("AWS::KinesisFirehose::DeliveryStream", "Arn") => {
+                format!("arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}")
+            }
             ("AWS::S3::Bucket", "Arn") => format!("arn:aws:s3:::{name}"),
             ("AWS::Logs::LogGroup", "Arn") => format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"),
             ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{ACCOUNT}:role/{name}"),

@@ -5,6 +5,7 @@ use crate::emulator_admin::EmulatorAdmin;
 use crate::error::CliError;
 use std::time::Duration;
 use warmpool_core::aws::{self, AgentCoreRuntime};
+use warmpool_core::lease::UserId;
 
 /// Where the agent is and how long one call may take.
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,10 @@ pub struct AgentArgs {
     /// Upper bound on each claim and each agent call, in seconds.
     #[arg(long, default_value_t = 120)]
     pub call_timeout_secs: u64,
+    /// Claim as this user (pools with leases): the user's live session comes back, and the
+    /// agent is invoked with the user as the runtime user ID.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
 /// The SDK clients and options the agent-facing commands share, built once.
@@ -36,6 +41,7 @@ pub struct AgentSide {
     pub admin: Option<EmulatorAdmin>,
     pub payload: Vec<u8>,
     pub call_timeout: Duration,
+    pub user: Option<UserId>,
 }
 
 impl AgentSide {
@@ -45,6 +51,11 @@ impl AgentSide {
         warmpool_core::config::check_runtime_arn(&args.runtime_arn)
             .map_err(|reason| CliError::invalid("--runtime-arn", reason))?;
         let call_timeout = Duration::from_secs(args.call_timeout_secs.max(1));
+        let user = args
+            .user
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|e| CliError::invalid("--user", e.to_string()))?;
         let sdk = aws::load_config().await;
         Ok(Self {
             claims: GetSessionClient::new(aws_sdk_lambda::Client::new(&sdk), args.function, call_timeout),
@@ -52,6 +63,7 @@ impl AgentSide {
             admin: args.emulator_url.as_deref().map(EmulatorAdmin::new).transpose()?,
             payload: args.payload.into_bytes(),
             call_timeout,
+            user,
         })
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use warmpool_core::aws::AgentCoreRuntime;
 use warmpool_core::clock::millis;
+use warmpool_core::lease::UserId;
 use warmpool_core::pool::claim::Source;
 use warmpool_core::ports::AgentRuntime;
 use warmpool_core::session::SessionId;
@@ -35,6 +36,7 @@ impl Args {
             claims: &side.claims,
             agent: &side.agent,
             agent_timeout: side.call_timeout,
+            user: side.user.as_ref(),
         };
         // The first claim under `cargo lambda watch` compiles get-session: minutes, not ms.
         let progress = ui.spinner("invoke");
@@ -68,6 +70,8 @@ pub struct Invoker<'a> {
     pub claims: &'a GetSessionClient,
     pub agent: &'a AgentCoreRuntime,
     pub agent_timeout: Duration,
+    /// Claims as this user, and invokes with them as the runtime user ID.
+    pub user: Option<&'a UserId>,
 }
 
 impl Invoker<'_> {
@@ -75,13 +79,13 @@ impl Invoker<'_> {
     /// [`with_warmth`]).
     pub async fn run(&self, payload: &[u8], progress: &Progress) -> Result<InvokeOutcome, CliError> {
         progress.set_message("claiming a session through get-session");
-        let (claimed, claim) = self.claims.claim().await?;
+        let (claimed, claim) = self.claims.claim_for(self.user).await?;
         progress.set_message(format!("invoking the agent on session {}", claimed.session_id));
         let started = Instant::now();
         let response = bounded(
             "agent invocation",
             self.agent_timeout,
-            self.agent.invoke(&claimed.session_id, payload),
+            self.agent.invoke_claimed(&claimed, payload),
         )
         .await?;
         Ok(InvokeOutcome {

@@ -19,6 +19,7 @@ pub mod local;
 pub mod plan;
 pub mod pool;
 pub mod pools;
+pub mod session;
 
 use crate::error::CliError;
 use crate::ui::{Ui, Verbosity};
@@ -59,6 +60,9 @@ pub enum Command {
     Pools(pools::Command),
     /// Size a pool for a traffic trace: every candidate simulated, the recommendation and its deploy line.
     Plan(plan::Args),
+    /// Sessions that belong to someone (pools with leases): the audit trail.
+    #[command(subcommand)]
+    Session(session::Command),
 }
 
 impl Cli {
@@ -73,6 +77,7 @@ impl Cli {
             Command::Batch(command) => command.run(ui).await,
             Command::Pools(command) => command.run(ui).await,
             Command::Plan(args) => args.run(ui).await,
+            Command::Session(command) => command.run().await,
         }
     }
 }

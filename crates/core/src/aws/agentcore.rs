@@ -2,6 +2,8 @@
 
 use super::sdk::describe;
 use crate::error::{AgentError, AgentErrorKind};
+use crate::lease::UserId;
+use crate::pool::claim::ClaimedSession;
 use crate::ports::AgentRuntime;
 use crate::session::SessionId;
 use aws_sdk_bedrockagentcore::Client;
@@ -60,14 +62,20 @@ where
     }
 }
 
-impl AgentRuntime for AgentCoreRuntime {
-    async fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> Result<Vec<u8>, AgentError> {
+impl AgentCoreRuntime {
+    async fn invoke_as(
+        &self,
+        session_id: &SessionId,
+        user: Option<&UserId>,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, AgentError> {
         let output = self
             .client
             .invoke_agent_runtime()
             .agent_runtime_arn(&self.runtime_arn)
             .qualifier(&self.qualifier)
             .runtime_session_id(session_id.as_str())
+            .set_runtime_user_id(user.map(|u| u.as_str().to_string()))
             .content_type("application/json")
             .accept("application/json")
             .payload(Blob::new(payload))
@@ -81,6 +89,17 @@ impl AgentRuntime for AgentCoreRuntime {
             source: Some(Box::new(e)),
         })?;
         Ok(body.into_bytes().to_vec())
+    }
+}
+
+impl AgentRuntime for AgentCoreRuntime {
+    async fn invoke(&self, session_id: &SessionId, payload: &[u8]) -> Result<Vec<u8>, AgentError> {
+        self.invoke_as(session_id, None, payload).await
+    }
+
+    async fn invoke_claimed(&self, claimed: &ClaimedSession, payload: &[u8]) -> Result<Vec<u8>, AgentError> {
+        self.invoke_as(&claimed.session_id, claimed.user_id.as_ref(), payload)
+            .await
     }
 
     async fn stop(&self, session_id: &SessionId) -> Result<(), AgentError> {

@@ -47,7 +47,7 @@ pub fn running_shard(batch_id: &BatchId, shards: u32) -> u32 {
     u32::try_from(shard).unwrap_or(0)
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct DynamoTrackingTable {
@@ -66,7 +66,7 @@ impl DynamoTrackingTable {
     }
 }
 
-fn table_error<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> TableError
+pub(super) fn table_error<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> TableError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -87,19 +87,19 @@ where
     }
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(super) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn corrupt(message: String) -> TableError {
+pub(super) fn corrupt(message: String) -> TableError {
     TableError::new("read", TableErrorKind::Corrupt, bounded_error(&message))
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, TableError> {
+pub(super) fn text<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, TableError> {
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::S(value)) => Ok(Some(value)),
@@ -107,7 +107,7 @@ fn text<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, TableError> {
     }
 }
 
-fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, TableError> {
+pub(super) fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, TableError> {
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(AttributeValue::N(value)) => value
@@ -118,7 +118,7 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, Ta
     }
 }
 
-fn required<T>(value: Option<T>, name: &str) -> Result<T, TableError> {
+pub(super) fn required<T>(value: Option<T>, name: &str) -> Result<T, TableError> {
     value.ok_or_else(|| corrupt(format!("row has no {name}")))
 }
 
@@ -492,5 +492,6 @@ impl DynamoTrackingTable {
     }
 }
 
+pub(super) mod lease;
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,8 @@ pub use agentcore::{AgentCoreRuntime, agentcore_client};
 #[cfg(feature = "agentcore-control")]
 pub use agentcore_control::{AgentCoreEndpointVersion, agentcore_control_client, runtime_id_of};
 #[cfg(feature = "dynamodb")]
+pub use dynamodb::lease::{AUDIT_BY_SESSION_INDEX, DynamoLeaseTable, LEASES_DUE_INDEX};
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoTrackingTable, RUNNING_INDEX, running_shard};
 #[cfg(feature = "lambda")]
 pub use lambda::LambdaReplenishTrigger;

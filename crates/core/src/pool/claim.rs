@@ -86,6 +86,8 @@ impl Default for ClaimPolicy {
 pub enum Source {
     Pool,
     Fresh,
+    /// The caller's own leased session, handed out again (leases: `crate::lease`).
+    Reused,
 }
 
 impl Source {
@@ -93,12 +95,13 @@ impl Source {
         match self {
             Self::Pool => "pool",
             Self::Fresh => "fresh",
+            Self::Reused => "reused",
         }
     }
 }
 
-/// The answer of a claim: `{"sessionId","source","createdAt","lastPingAt"}`; callers of
-/// get-session read it back with the same type.
+/// The answer of a claim: `{"sessionId","source","createdAt","lastPingAt"}` and, for a
+/// session leased to a user, `"userId"`; callers of get-session read it back with the same type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimedSession {
@@ -107,6 +110,10 @@ pub struct ClaimedSession {
     pub created_at: u64,
     /// `None` for a fresh session: it was never pinged.
     pub last_ping_at: Option<u64>,
+    /// Who holds the session, when the request named a user: the caller passes it to
+    /// AgentCore as the runtime user ID on every invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<crate::lease::UserId>,
 }
 
 /// What one claim did, for metrics and for the replenish trigger.
@@ -244,6 +251,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
                     source: Source::Pool,
                     created_at: session.created_at,
                     last_ping_at: Some(session.last_ping_at),
+                    user_id: None,
                 };
                 return Ok(claim);
             }
@@ -317,6 +325,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             source: Source::Fresh,
             created_at: self.clock.now_ms(),
             last_ping_at: None,
+            user_id: None,
         }
     }
 }

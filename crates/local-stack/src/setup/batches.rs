@@ -96,7 +96,7 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-fn setup_error<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> Error
+pub(super) fn setup_error<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> Error
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -299,7 +299,7 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
 }
 
 /// TTL on `expiresAt` and point-in-time recovery, as the template sets them.
-async fn protect_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
+pub(super) async fn protect_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
     dynamodb
         .update_time_to_live()
         .table_name(table)

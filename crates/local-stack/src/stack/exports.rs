@@ -19,9 +19,14 @@ impl Exports {
         add("AGENTCORE_EMULATOR_URL", &pool.emulator_url);
         add("AGENT_RUNTIME_ARN", &pool.runtime_arn);
         add("POOL_QUEUE_URL", &pool.queue_url);
+        if let Some(table) = &pool.lease_table {
+            add("LEASE_TABLE_NAME", table);
+        }
+        if pool.lease_table.is_some() || stack.batches.is_some() {
+            add("AWS_ENDPOINT_URL_DYNAMODB", &stack.moto_url);
+        }
         if let Some(batches) = &stack.batches {
             add("AWS_ENDPOINT_URL_S3", &stack.moto_url);
-            add("AWS_ENDPOINT_URL_DYNAMODB", &stack.moto_url);
             add("S3_FORCE_PATH_STYLE", "true");
             for (name, value) in batches.resources.env_pairs() {
                 add(&name, &value);

@@ -44,6 +44,8 @@ pub struct StackOptions {
     /// Where logs and env files go.
     pub run_dir: PathBuf,
     pub with_batches: bool,
+    /// A lease table for get-session and replenish (`LEASE_TABLE_NAME`): the leases feature.
+    pub with_leases: bool,
     pub agent: Agent,
     /// Function instances `cargo lambda watch` runs at once, per function.
     pub concurrency: u32,
@@ -59,6 +61,7 @@ impl StackOptions {
             workspace: Workspace::default(),
             run_dir: run_dir.into(),
             with_batches: false,
+            with_leases: false,
             agent: Agent::BuiltIn,
             concurrency: 4,
             latency_scale: 1.0,

@@ -22,6 +22,8 @@ pub struct PoolSide {
     pub lambda_url: String,
     /// `cargo lambda watch` behind the relay.
     pub watch_url: String,
+    /// The lease table get-session and replenish use (`--with-leases`).
+    pub lease_table: Option<String>,
     emulator: RunningEmulator,
     relay_stats: Arc<RelayStats>,
 }
@@ -105,7 +107,11 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
     let watch_port = crate::free_loopback_port()?;
     let relay = relay(watch_port).await?;
     let lambda_url = relay.endpoint_url();
-    let env = function_env(&queue_url, RUNTIME_ARN, moto_url, &emulator_url, &lambda_url);
+    let mut env = function_env(&queue_url, RUNTIME_ARN, moto_url, &emulator_url, &lambda_url);
+    let lease_table = match options.with_leases {
+        true => Some(lease_table(moto_url, &mut env).await?),
+        false => None,
+    };
     let watch_url = crate::watch::start(
         supervisor,
         &options.workspace,
@@ -123,9 +129,20 @@ pub(super) async fn start(supervisor: &Supervisor, options: &StackOptions, moto_
         emulator_url,
         lambda_url,
         watch_url,
+        lease_table,
         emulator,
         relay_stats,
     })
+}
+
+/// A lease table on moto, named in the functions' env (`LEASE_TABLE_NAME`).
+async fn lease_table(moto_url: &str, env: &mut Vec<(String, String)>) -> Result<String, Error> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(&crate::sdk::sdk_config(moto_url));
+    let table = unique("leases");
+    crate::setup::leases::create_lease_table(&dynamodb, &table).await?;
+    env.push(("LEASE_TABLE_NAME".into(), table.clone()));
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), moto_url.into()));
+    Ok(table)
 }
 
 /// A resource name unique to this start: `prefix` and a short random suffix.

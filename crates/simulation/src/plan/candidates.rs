@@ -99,6 +99,16 @@ impl Params {
 impl Candidate {
     /// The pool template's parameters this candidate sets, beyond [`Params::common_parameters`].
     pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        let mut parameters = self.sizing_parameters();
+        if self.affinity {
+            // Affinity is the lease table's: get-session reuses a user's live session only
+            // with it (the simulation models the reuse itself, so no variable is fed to it).
+            parameters.push((LEASES_PARAMETER, "true".into()));
+        }
+        parameters
+    }
+
+    fn sizing_parameters(&self) -> Vec<(&'static str, String)> {
         match &self.sizing {
             Sizing::Static { target } => vec![("PoolTargetMode", "static".into()), ("PoolTarget", target.to_string())],
             Sizing::Scheduled { default, schedule } => vec![
@@ -119,6 +129,9 @@ impl Candidate {
         }
     }
 }
+
+/// The pool template's switch for leases, which affinity needs.
+pub const LEASES_PARAMETER: &str = "EnableLeases";
 
 /// The environment variable each template parameter the planner sets becomes, as
 /// `infra/pool.yaml` passes it (checked against the template by a test).
@@ -241,5 +254,6 @@ mod tests {
                 .any(|l| l.trim_start().starts_with(&format!("{env}: ")) && l.contains(&format!("!Ref {parameter}")));
             assert!(fed, "infra/pool.yaml does not pass {parameter} as {env}");
         }
+        assert!(template.contains(&format!("\n  {LEASES_PARAMETER}:\n")));
     }
 }

@@ -69,6 +69,7 @@ impl Args {
     fn options(&self) -> Result<StackOptions, CliError> {
         let stack = up::StackArgs {
             with_batches: true,
+            with_leases: false,
             agent_url: None,
             agent_command: None,
             concurrency: self.concurrency,

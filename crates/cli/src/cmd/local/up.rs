@@ -36,6 +36,10 @@ pub struct StackArgs {
     /// the detector's schedule.
     #[arg(long)]
     pub with_batches: bool,
+    /// Also a lease table, so get-session takes `userId` and `release` and replenish sweeps
+    /// leases (`warmpool invoke --user`, `warmpool session show`).
+    #[arg(long)]
+    pub with_leases: bool,
     /// One agent at this URL serves every pool session (instead of the emulator's built-in).
     #[arg(long, value_name = "URL", conflicts_with = "agent_command")]
     pub agent_url: Option<String>,
@@ -75,6 +79,7 @@ impl StackArgs {
             .join(format!("stack-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         Ok(StackOptions {
             with_batches: self.with_batches || with_batches,
+            with_leases: self.with_leases,
             agent,
             concurrency: self.concurrency,
             latency_scale: self.latency_scale,
