@@ -7,6 +7,7 @@
 //! `progress` and `ui` are how every command talks to the terminal.
 
 pub mod batch;
+pub mod chart;
 pub mod claim;
 pub mod cmd;
 pub mod compare;

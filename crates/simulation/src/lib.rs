@@ -13,30 +13,36 @@
 //!
 //! The parts, by job:
 //! - [`profile`]: the traffic, as request rates over time and seeded arrivals drawn from them;
+//! - [`conversation`]: the same traffic as conversations of several turns, for affinity;
 //! - [`policy`]: the policies compared, and how each is deployed for a run;
 //! - `world`: the simulated AgentCore service and the idle time of pooled microVMs;
 //! - `engine`: the discrete-event loop, with the callers' side and replenish's warmups;
-//! - [`report`]: what a run measured, and the figures the benchmark keeps.
+//! - [`report`]: what a run measured, and the figures the benchmark keeps;
+//! - [`plan`]: `warmpool plan`, the simulation as a sizing tool for a trace.
 //!
 //! Everything random comes from seeded generators, so a run repeats exactly.
 
+pub mod conversation;
 pub mod cost;
 mod engine;
 mod error;
+pub mod plan;
 pub mod policy;
 pub mod profile;
 pub mod report;
 mod settings;
 mod world;
 
+pub use conversation::{Conversation, Turn};
 pub use error::SimError;
 pub use policy::Policy;
 pub use profile::{Profile, Shape};
-pub use report::{Details, ReferencePool, Row, Run};
+pub use report::{ConversationRow, Details, ReferencePool, Row, Run};
 pub use settings::Settings;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 /// Runs every policy on every profile, `threads` at a time; rows in profile, then policy order.
 pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Result<Vec<Run>, SimError> {
@@ -49,6 +55,16 @@ pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Res
 
 /// Runs each (profile, policy, settings), `threads` at a time; results in the jobs' order.
 pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Result<Vec<Run>, SimError> {
+    run_jobs_counted(jobs, threads, &AtomicU64::new(0))
+}
+
+/// As [`run_jobs`], adding each request the runs have handled to `requests_done` as they go
+/// (in steps of a few thousand), for a progress display.
+pub fn run_jobs_counted(
+    jobs: Vec<(Profile, Policy, Settings)>,
+    threads: usize,
+    requests_done: &AtomicU64,
+) -> Result<Vec<Run>, SimError> {
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -59,7 +75,8 @@ pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Resul
                     let Some((i, (profile, policy, settings))) = next else {
                         break;
                     };
-                    let run = simulate(&profile, policy, &settings);
+                    let run = engine::Engine::new(&profile, policy, &settings)
+                        .and_then(|engine| engine.run(Some(requests_done)));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((i, run));
                 }
             });
@@ -72,7 +89,7 @@ pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Resul
 
 /// One policy on one profile.
 pub fn simulate(profile: &Profile, policy: Policy, settings: &Settings) -> Result<Run, SimError> {
-    engine::Engine::new(profile, policy, settings)?.run()
+    engine::Engine::new(profile, policy, settings)?.run(None)
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ pub(crate) struct Deployment {
     pub budget: CreationBudget,
     pub max_count: u32,
     pub warmup: WarmupPolicy,
+    /// get-session's lifecycle rule, which also decides whether a held session is alive.
+    pub lifecycle: Lifecycle,
 }
 
 impl Deployment {
@@ -71,6 +73,7 @@ impl Deployment {
         let env = modelled_env(profile, settings)?;
         let replenish = replenish::Config::from_env(&env)?;
         let get_session = get_session::Config::from_env(&env)?;
+        let lifecycle = get_session.claim.lifecycle;
         let (claim, maintenance, environments) = match policy {
             Policy::None => (None, None, 0),
             // The reference trusts whatever it pooled: no lifetime rule at claim. It replaces
@@ -89,6 +92,7 @@ impl Deployment {
             budget: replenish.creation_budget,
             max_count: replenish.max_count_per_trigger,
             warmup: replenish.warmup,
+            lifecycle,
         })
     }
 }
@@ -105,12 +109,42 @@ fn reference_claim() -> ClaimPolicy {
     }
 }
 
+/// The profile of the claims: with affinity, a conversation claims once for all its turns,
+/// so the pool sees the request rate divided by the turns, and so does the pre-warm an
+/// operator sizes from the claim rate (bursts only: other shapes schedule no window).
+fn claims_of(profile: &Profile, settings: &Settings) -> Profile {
+    let share = match (&settings.conversation, settings.affinity) {
+        (Some(shape), true) => 1.0 / f64::from(shape.turns.get()),
+        _ => 1.0,
+    };
+    let shape = match &profile.shape {
+        crate::Shape::Bursts {
+            base,
+            factor,
+            every,
+            length,
+            offset,
+        } => crate::Shape::Bursts {
+            base: base * share,
+            factor: *factor,
+            every: *every,
+            length: *length,
+            offset: *offset,
+        },
+        other => other.clone(),
+    };
+    Profile {
+        shape,
+        ..profile.clone()
+    }
+}
+
 /// The environment of replenish and get-session in the modelled deployment, with the
 /// settings' own project environment on top.
 fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError> {
     let budget = (profile.creation_quota * 4 / 5).max(1);
     let warmup = sizing_warmup(settings);
-    let prewarm = profile
+    let prewarm = claims_of(profile, settings)
         .prewarm_schedule(settings.lead_in, f64::from(budget), warmup, settings.prewarm_scale)
         .map_err(|reason| SimError::Profile(profile.name.clone(), reason))?;
     let (runs, per_run, default_warmup_ms) = (
@@ -127,6 +161,8 @@ fn modelled_env(profile: &Profile, settings: &Settings) -> Result<Env, SimError>
         ("MAX_CONCURRENT_RUNS", &runs),
         ("MAX_CREATIONS_PER_RUN", &per_run),
         ("ADAPTIVE_DEFAULT_WARMUP_MS", &default_warmup_ms),
+        // Nothing is logged here; set so that parsing the config does not warn about it.
+        ("SESSION_LOG_KEY", "simulated-deployment-log-key"),
         (
             "AGENT_RUNTIME_ARN",
             "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/sim",

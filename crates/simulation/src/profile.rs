@@ -2,6 +2,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::sync::Arc;
 use std::time::Duration;
 use warmpool_core::clock::millis;
 use warmpool_core::num::{floor_u64, round_u32};
@@ -26,6 +27,13 @@ pub enum Shape {
     Day,
     /// Constant rates one after the other (the last one lasts to the end).
     Steps(Vec<(Duration, f64)>),
+    /// Measured traffic: requests in each minute from the start (none after the last); with
+    /// `exact`, the requests' own offsets from the start (milliseconds, in order), which then
+    /// replace the Poisson draw.
+    PerMinute {
+        counts: Arc<[u32]>,
+        exact: Option<Arc<[u64]>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +120,10 @@ impl Profile {
                         r0 + (r1 - r0) * (hour - h0) / (h1 - h0)
                     })
             }
+            Shape::PerMinute { counts, .. } => {
+                let minute = usize::try_from(t_ms / 60_000).unwrap_or(usize::MAX);
+                counts.get(minute).map_or(0.0, |c| f64::from(*c) / 60.0)
+            }
             Shape::Steps(steps) => {
                 let mut start = 0;
                 for (length, rate) in steps {
@@ -131,6 +143,7 @@ impl Profile {
             Shape::Bursts { base, factor, .. } => base * factor.max(1.0),
             Shape::Day => DAY.iter().map(|(_, r)| *r).fold(0.0, f64::max),
             Shape::Steps(steps) => steps.iter().map(|(_, r)| *r).fold(0.0, f64::max),
+            Shape::PerMinute { counts, .. } => f64::from(counts.iter().copied().max().unwrap_or(0)) / 60.0,
         }
     }
 
@@ -183,9 +196,26 @@ impl Profile {
     /// profile. Poisson arrivals by thinning, so the same seed gives the same arrivals to every
     /// policy.
     pub fn arrivals(&self, lead_in: Duration, seed: u64) -> Vec<u64> {
+        let Shape::PerMinute { exact: Some(exact), .. } = &self.shape else {
+            return self.arrivals_scaled(lead_in, seed, 1.0);
+        };
+        // The lead-in drawn at the opening rate, then the trace's own requests.
+        let lead_ms = millis(lead_in);
+        let mut arrivals: Vec<u64> = self
+            .arrivals_scaled(lead_in, seed, 1.0)
+            .into_iter()
+            .take_while(|at| *at < lead_ms)
+            .collect();
+        let end = millis(self.duration);
+        arrivals.extend(exact.iter().filter(|at| **at < end).map(|at| at + lead_ms));
+        arrivals
+    }
+
+    /// As [`Profile::arrivals`], at `scale` times the profile's rate.
+    pub fn arrivals_scaled(&self, lead_in: Duration, seed: u64, scale: f64) -> Vec<u64> {
         let mut rng = StdRng::seed_from_u64(seed);
         let (lead_in, end) = (millis(lead_in), millis(lead_in) + millis(self.duration));
-        let peak = self.peak();
+        let peak = self.peak() * scale;
         let mut arrivals = Vec::new();
         if peak <= 0.0 {
             return arrivals;
@@ -202,7 +232,7 @@ impl Profile {
                 break;
             }
             let at = floor_u64(t);
-            let rate = self.rate_at(at.saturating_sub(lead_in));
+            let rate = self.rate_at(at.saturating_sub(lead_in)) * scale;
             if rng.random::<f64>() * peak < rate {
                 arrivals.push(at);
             }

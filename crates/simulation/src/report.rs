@@ -38,6 +38,20 @@ pub struct Details {
     pub trimmed: u64,
     pub stops: u64,
     pub warmups_deferred: u64,
+    /// Requests that went through a claim (every one, without affinity) and turns that reused
+    /// their conversation's session instead.
+    pub claims: u64,
+    pub reused: u64,
+    /// Sessions the service created while measured: warmups, fresh fallbacks, cold heartbeats.
+    pub creations: u64,
+    /// Idle time of sessions after a caller used them, until the next turn or the idle
+    /// timeout (milliseconds, inside the window); the pool's own idle time is the row's.
+    pub held_idle_ms: u64,
+    /// The measured window on the virtual clock, and the visible sessions pooled at the end.
+    pub window: (u64, u64),
+    pub final_depth: u64,
+    /// Depth of the pool (visible sessions) at every scheduled round, as (time, depth).
+    pub depths: Vec<(u64, u64)>,
     /// (virtual time, target) of every scheduled round.
     pub targets: Vec<(u64, u32)>,
     pub events: u64,
@@ -106,6 +120,44 @@ pub fn summary_figures(runs: &[Run], pools: &[ReferencePool]) -> serde_json::Res
         ("simulation".to_string(), serde_json::to_value(rows)?),
         ("simulation_reference_pools".to_string(), serde_json::to_value(pools)?),
     ]))
+}
+
+/// One side of the one-shot against affinity comparison, as the summary keeps it under
+/// `simulation_conversations`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationRow {
+    pub profile: String,
+    /// `one-shot` (every turn claims) or `affinity` (later turns reuse the live session).
+    pub mode: &'static str,
+    pub turns: u32,
+    pub think_time_secs: f64,
+    pub warm_hit_rate: f64,
+    pub claims_per_request: f64,
+    pub creations: u64,
+    /// The pool's idle session-hours (what the rows of `simulation` count).
+    pub idle_session_hours: f64,
+    /// Idle session-hours of sessions after use, until the next turn or the idle timeout.
+    pub held_idle_session_hours: f64,
+    /// The highest target of the scheduled rounds while measured: the pre-warm stock of a burst.
+    pub peak_target: Option<u32>,
+}
+
+impl ConversationRow {
+    pub fn of(run: &Run, mode: &'static str, shape: &crate::Conversation, lead_in_ms: u64) -> Self {
+        let d = &run.details;
+        Self {
+            profile: run.row.profile.clone(),
+            mode,
+            turns: shape.turns.get(),
+            think_time_secs: shape.think_time.as_secs_f64(),
+            warm_hit_rate: run.row.warm_hit_rate,
+            claims_per_request: d.claims as f64 / d.requests.max(1) as f64,
+            creations: d.creations,
+            idle_session_hours: run.row.idle_session_hours,
+            held_idle_session_hours: d.held_idle_ms as f64 / 3_600_000.0,
+            peak_target: d.target_range(lead_in_ms).map(|(_, hi)| hi),
+        }
+    }
 }
 
 #[cfg(test)]

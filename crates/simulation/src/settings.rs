@@ -1,6 +1,7 @@
 //! The settings every policy of one comparison shares: seed, simulated service, the callers'
 //! retries, and the project's own environment.
 
+use crate::Conversation;
 use agentcore_emulator::lifecycle::LifecycleConfig;
 use std::time::Duration;
 use warmpool_core::pool::warmup::WarmupPolicy;
@@ -27,6 +28,18 @@ pub struct Settings {
     pub project_env: Vec<(String, String)>,
     /// The pre-warm windows' targets as a share of what the bursts need (0 schedules none).
     pub prewarm_scale: f64,
+    /// `None`: independent requests. Otherwise the traffic comes as conversations of this shape.
+    pub conversation: Option<Conversation>,
+    /// With conversations: a later turn reuses its conversation's live session instead of
+    /// claiming (get-session's `userId` affinity); off, every turn claims.
+    pub affinity: bool,
+    /// Where the virtual clock starts (epoch milliseconds): a trace's weekdays and hours then
+    /// meet the schedule windows fitted to them. 0 is 1970-01-01 00:00 UTC, a Thursday.
+    pub clock_origin_ms: u64,
+    /// Sessions warmed at the start by one count event, as `warmpool demo` fills its pool.
+    pub initial_fill: u32,
+    /// Whether replenish's scheduled round runs (the demo's local stack runs none).
+    pub rounds: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +66,11 @@ impl Default for Settings {
             caller_max_attempts: 3,
             project_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             prewarm_scale: 1.0,
+            conversation: None,
+            affinity: false,
+            clock_origin_ms: 0,
+            initial_fill: 0,
+            rounds: true,
         }
     }
 }

@@ -150,3 +150,83 @@ fn when_the_platform_is_v2_then_cold_starts_are_faster_and_the_adaptive_target_s
     let priced = Pricing::of(Platform::V2).idle_cost_usd(project_v2.row.idle_session_hours);
     assert!((project_v2.row.idle_cost_usd - priced).abs() < 1e-9);
 }
+
+fn chats(affinity: bool) -> Settings {
+    Settings {
+        conversation: Some(Conversation {
+            turns: std::num::NonZeroU32::new(6).unwrap(),
+            think_time: Duration::from_secs(30),
+        }),
+        affinity,
+        ..quick()
+    }
+}
+
+#[test]
+fn when_affinity_is_on_then_later_turns_reuse_their_session_and_claims_per_request_fall() {
+    let steady = profile("chat", 30, Shape::Steady { rate: 6.0 });
+    let one_shot = simulate(&steady, Policy::Project, &chats(false)).unwrap();
+    let affinity = simulate(&steady, Policy::Project, &chats(true)).unwrap();
+    let per_request = |run: &Run| run.details.claims as f64 / run.details.requests as f64;
+    assert_eq!(one_shot.details.requests, affinity.details.requests, "the same traffic");
+    assert!((per_request(&one_shot) - 1.0).abs() < 1e-9, "{:?}", one_shot.details);
+    assert!(per_request(&affinity) < 0.25, "{:?}", affinity.details);
+    assert_eq!(
+        affinity.details.claims + affinity.details.reused,
+        affinity.details.requests
+    );
+    assert!(affinity.row.warm_hit_rate >= 0.99, "{:?}", affinity.row);
+    assert!(
+        affinity.details.creations * 3 < one_shot.details.creations,
+        "{:?} {:?}",
+        affinity.details,
+        one_shot.details
+    );
+    assert!(affinity.row.idle_session_hours < one_shot.row.idle_session_hours);
+}
+
+#[test]
+fn when_a_held_session_is_past_its_idle_timeout_less_the_margin_then_the_next_turn_claims_again() {
+    // Think times around the 15-minute idle timeout: many turns find their session gone.
+    let mut settings = chats(true);
+    settings.conversation = Some(Conversation {
+        turns: std::num::NonZeroU32::new(3).unwrap(),
+        think_time: Duration::from_secs(15 * 60),
+    });
+    let quiet = profile("slow chat", 90, Shape::Steady { rate: 0.5 });
+    let run = simulate(&quiet, Policy::Project, &settings).unwrap();
+    assert!(
+        run.details.reused > 0 && run.details.claims > run.details.requests / 3,
+        "{:?}",
+        run.details
+    );
+    assert_eq!(
+        run.row.dead_ids_handed_out, 0,
+        "no turn reached a session the service ended"
+    );
+}
+
+#[test]
+fn when_affinity_is_on_the_prewarm_a_burst_needs_shrinks_with_the_turns() {
+    let burst = profile(
+        "burst",
+        30,
+        Shape::Bursts {
+            base: 10.0,
+            factor: 5.0,
+            every: Duration::from_secs(30 * 60),
+            length: Duration::from_secs(5 * 60),
+            offset: Duration::from_secs(20 * 60),
+        },
+    );
+    let one_shot = simulate(&burst, Policy::Project, &chats(false)).unwrap();
+    let affinity = simulate(&burst, Policy::Project, &chats(true)).unwrap();
+    let peak = |run: &Run| run.details.targets.iter().map(|(_, t)| *t).max().unwrap_or(0);
+    assert!(
+        peak(&affinity) * 4 < peak(&one_shot),
+        "{} vs {}",
+        peak(&affinity),
+        peak(&one_shot)
+    );
+    assert!(affinity.row.warm_hit_rate >= 0.99, "{:?}", affinity.row);
+}

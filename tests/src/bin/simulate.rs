@@ -4,6 +4,14 @@
 //! Every profile and policy runs on platform V1 and again on V2 (the same seed, V2's cold start
 //! and prices); the larger reference pools run on V1 only, to keep the run short.
 //!
+//! Then the conversation workload (`SIM_TURNS` turns of `SIM_THINK_SECS` mean think time, 5 and
+//! 30) on the two-hour profiles, the project's policy with affinity off (every turn claims) and on
+//! (later turns reuse their live session), side by side under `simulation_conversations`.
+//!
+//! Last, the planner (`warmpool plan`) on the first day of the built-in `week` trace, all
+//! candidates, with progress lines: its wall time, its pace, and the week extrapolated from it,
+//! under `planner`.
+//!
 //! `SIM_SEED` changes the seed (42); `SIM_REFERENCE_POOL` the reference's fixed pool (100);
 //! `SIM_THREADS` the runs in parallel (available cores);
 //! `SIM_PROJECT_ENV` adds settings to the project's, e.g. `ADAPTIVE_SAFETY_FACTOR=0.5,ADAPTIVE_FLOOR=4`.
@@ -14,9 +22,12 @@ use std::fmt::Display;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
+use warmpool_simulation::conversation::side_by_side;
 use warmpool_simulation::cost::Pricing;
 use warmpool_simulation::report::{AtEqualHitRate, at_equal_hit_rate, summary_figures};
-use warmpool_simulation::{Policy, Profile, ReferencePool, Run, Settings, SimError, run_all, run_jobs};
+use warmpool_simulation::{
+    Conversation, ConversationRow, Policy, Profile, ReferencePool, Run, Settings, SimError, run_all, run_jobs,
+};
 use warmpool_tests::merge_into_summary;
 
 /// Fixed pools the reference is also run with, to compare at equal hit rates.
@@ -209,6 +220,160 @@ fn larger_reference_pools(
     Ok(sizes.into_iter().zip(run_jobs(jobs, threads)?).collect())
 }
 
+/// The conversation shape from `SIM_TURNS` and `SIM_THINK_SECS`.
+fn conversation_from_env() -> Conversation {
+    Conversation {
+        turns: number("SIM_TURNS").unwrap_or(std::num::NonZeroU32::MIN.saturating_add(4)),
+        think_time: std::time::Duration::from_secs(number("SIM_THINK_SECS").unwrap_or(30)),
+    }
+}
+
+/// One-shot against affinity, two lines per profile.
+fn conversations_table(rows: &[ConversationRow]) -> String {
+    let mut table = Table::with_header([
+        "profile",
+        "mode",
+        "warm hit",
+        "claims/req",
+        "creations",
+        "pool idle s-h",
+        "held idle s-h",
+        "peak target",
+    ]);
+    for row in rows {
+        table.row([
+            row.profile.clone(),
+            row.mode.to_string(),
+            format!("{:.2}%", row.warm_hit_rate * 100.0),
+            format!("{:.3}", row.claims_per_request),
+            row.creations.to_string(),
+            format!("{:.1}", row.idle_session_hours),
+            format!("{:.1}", row.held_idle_session_hours),
+            row.peak_target.map_or_else(|| "-".to_string(), |t| t.to_string()),
+        ]);
+    }
+    let mut out = table.render();
+    out.push_str(
+        "(held idle: sessions after use, until the next turn or the idle timeout; peak target: the \
+         highest target while measured, the pre-warm stock on the burst profiles)\n",
+    );
+    out
+}
+
+/// The project's policy on the two-hour profiles, conversations with affinity off and on.
+fn conversation_rows(
+    profiles: &[Profile],
+    settings: &Settings,
+    threads: usize,
+) -> Result<Vec<ConversationRow>, SimError> {
+    let shape = conversation_from_env();
+    let short: Vec<Profile> = profiles
+        .iter()
+        .filter(|p| p.duration.as_secs() <= 2 * 3_600)
+        .cloned()
+        .collect();
+    let lead_in_ms = warmpool_core::clock::millis(settings.lead_in);
+    Ok(side_by_side(&short, settings, shape, threads)?
+        .iter()
+        .flat_map(|(one_shot, affinity)| {
+            [
+                ConversationRow::of(one_shot, "one-shot", &shape, lead_in_ms),
+                ConversationRow::of(affinity, "affinity", &shape, lead_in_ms),
+            ]
+        })
+        .collect())
+}
+
+/// The planner on the first day of the `week` trace, all candidates, timed; a progress line
+/// every ten seconds while it runs.
+fn planner_figures(threads: usize) -> Result<serde_json::Value, SimError> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use warmpool_simulation::plan::{Params, Trace, builtin, candidates::candidates, plan};
+    let Some(week) = builtin::trace("week") else {
+        return Err(SimError::Profile("week".into(), "no built-in week".into()));
+    };
+    let day = Trace {
+        name: "week, first day".into(),
+        per_minute: week.per_minute.iter().take(1_440).copied().collect(),
+        ..week.clone()
+    };
+    let params = Params {
+        creation_quota: 25,
+        creation_budget: 20,
+        platform: Platform::V1,
+        idle_timeout: std::time::Duration::from_secs(900),
+        max_lifetime: std::time::Duration::from_secs(28_800),
+        gb_per_session: Pricing::of(Platform::V1).gb_per_session,
+        usd_per_gb_hour: Pricing::of(Platform::V1).usd_per_gb_hour,
+        conversation: None,
+        goal: 0.99,
+        seed: 42,
+    };
+    let count = candidates(&day, &params).len() as u64;
+    let total = day.requests() * count;
+    let (done, finished) = (AtomicU64::new(0), AtomicBool::new(false));
+    let started = Instant::now();
+    let planned = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if started.elapsed().as_millis() % 10_000 < 200 {
+                    println!(
+                        "  planner: {} of {total} requests simulated",
+                        done.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        });
+        let planned = plan(&day, &params, threads, &done);
+        finished.store(true, Ordering::Relaxed);
+        planned
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let pace = total as f64 / secs.max(1e-9);
+    let week_requests = week.requests() * count;
+    Ok(serde_json::json!({
+        "trace": "week (built-in), first day",
+        "candidates": count,
+        "threads": threads,
+        "requests_simulated": total,
+        "wall_secs": secs,
+        "requests_per_sec": pace,
+        "week_requests": week_requests,
+        "week_estimate_secs": week_requests as f64 / pace,
+        "target_secs": 60,
+        "recommended": planned.recommendation.map(|r| r.name),
+    }))
+}
+
+/// The conversation comparison and the planner's timing, each printed as it comes.
+fn conversations_and_planner(
+    profiles: &[Profile],
+    settings: &Settings,
+    threads: usize,
+) -> Result<(Vec<ConversationRow>, serde_json::Value), SimError> {
+    let conversations = conversation_rows(profiles, settings, threads)?;
+    let shape = conversation_from_env();
+    println!(
+        "conversations of {} turns, {} s mean think time, platform V1: one-shot against affinity (same turns)",
+        shape.turns,
+        shape.think_time.as_secs()
+    );
+    print!("{}", conversations_table(&conversations));
+    println!("planner (warmpool plan) on the first day of the week trace, every candidate:");
+    let planner = planner_figures(threads)?;
+    println!(
+        "  {} candidates, {} requests in {:.1} s ({:.0} requests/s); a week ({} requests) would take about {:.0} s (target 60 s)",
+        planner["candidates"],
+        planner["requests_simulated"],
+        planner["wall_secs"].as_f64().unwrap_or(0.0),
+        planner["requests_per_sec"].as_f64().unwrap_or(0.0),
+        planner["week_requests"],
+        planner["week_estimate_secs"].as_f64().unwrap_or(0.0)
+    );
+    Ok((conversations, planner))
+}
+
 fn failed(what: impl Display) -> ExitCode {
     eprintln!("simulate: {what}");
     ExitCode::FAILURE
@@ -261,12 +426,18 @@ fn main() -> ExitCode {
         "{}",
         platforms_table(&runs, &runs_v2, warmpool_core::clock::millis(settings.lead_in))
     );
+    let (conversations, planner) = match conversations_and_planner(&profiles, &settings, threads) {
+        Ok(found) => found,
+        Err(error) => return failed(error),
+    };
     println!("simulated in {:.1} s of wall time", started.elapsed().as_secs_f64());
     let both: Vec<Run> = runs.iter().chain(&runs_v2).cloned().collect();
-    match summary_figures(&both, &pools)
-        .map_err(std::io::Error::from)
-        .and_then(merge_into_summary)
-    {
+    let figures = summary_figures(&both, &pools).and_then(|mut figures| {
+        figures.insert("simulation_conversations".into(), serde_json::to_value(&conversations)?);
+        figures.insert("planner".into(), planner);
+        Ok(figures)
+    });
+    match figures.map_err(std::io::Error::from).and_then(merge_into_summary) {
         Ok(path) => {
             println!("written to {}", path.display());
             ExitCode::SUCCESS

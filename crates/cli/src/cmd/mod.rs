@@ -16,6 +16,7 @@ pub mod batch;
 pub mod demo;
 pub mod invoke;
 pub mod local;
+pub mod plan;
 pub mod pool;
 pub mod pools;
 pub mod session;
@@ -57,6 +58,8 @@ pub enum Command {
     /// The pools of this account and region; the check of their shares of the creation quota.
     #[command(subcommand)]
     Pools(pools::Command),
+    /// Size a pool for a traffic trace: every candidate simulated, the recommendation and its deploy line.
+    Plan(plan::Args),
     /// Sessions that belong to someone (pools with leases): the audit trail.
     #[command(subcommand)]
     Session(session::Command),
@@ -73,6 +76,7 @@ impl Cli {
             Command::Demo(command) => command.run(ui).await,
             Command::Batch(command) => command.run(ui).await,
             Command::Pools(command) => command.run(ui).await,
+            Command::Plan(args) => args.run(ui).await,
             Command::Session(command) => command.run().await,
         }
     }

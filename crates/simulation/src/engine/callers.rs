@@ -12,8 +12,19 @@ use warmpool_core::session::SessionId;
 
 impl Engine<'_> {
     pub(super) fn arrive(&mut self, now: u64, request: usize) -> Result<(), SimError> {
+        let counted = now >= self.window.0 && now < self.window.1;
+        if let Some(session) = self.reusable(request, now) {
+            // get-session answers `"source": "reused"`: one lease read, no pool message.
+            self.details.reused += u64::from(counted);
+            self.requests[request].session = Some(session);
+            self.at(now + millis(self.settings.claim_overhead), Event::CallerInvoke(request));
+            return Ok(());
+        }
+        self.details.claims += u64::from(counted);
         let Some(claimer) = &self.claimer else {
-            self.requests[request].session = Some(SessionId::generate());
+            let session = SessionId::generate();
+            self.bind(request, &session, now, now);
+            self.requests[request].session = Some(session);
             self.caller_invoke(now, request);
             return Ok(());
         };
@@ -21,11 +32,15 @@ impl Engine<'_> {
             ClaimError::Queue(q) => SimError::Queue(q),
             ClaimError::PoolEmpty => SimError::Blocked("an empty pool with fallback on"),
         })?;
-        let counted = now >= self.window.0 && now < self.window.1;
         if counted {
             self.details.stale_discarded_at_claim += u64::from(claim.stale_discarded);
             self.details.fresh_fallbacks += u64::from(claim.session.source == Source::Fresh);
         }
+        let created_at = match claim.session.source {
+            Source::Pool => claim.session.created_at,
+            _ => now,
+        };
+        self.bind(request, &claim.session.session_id, created_at, now);
         let entry = &mut self.requests[request];
         entry.from_pool = claim.session.source == Source::Pool;
         entry.session = Some(claim.session.session_id);
@@ -56,6 +71,9 @@ impl Engine<'_> {
         match world.invoke(&session, now) {
             Ok(admission) => {
                 drop(world);
+                self.used(request, &session, now);
+                // Answered: its ID is not needed any more (a week holds millions of them).
+                self.requests[request].session = None;
                 if counted {
                     let arrived = self.requests[request].arrived;
                     self.details.requests += 1;

@@ -2,6 +2,7 @@
 //! completion at its instant. The callers' side (claims, invokes, retries) is in `callers`,
 //! replenish's side (execution environments, runs, paced warmups) in `warmups`.
 
+mod affinity;
 mod callers;
 mod warmups;
 
@@ -15,6 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warmpool_core::clock::{ManualClock, millis};
@@ -23,7 +25,7 @@ use warmpool_core::metrics::nearest_rank;
 use warmpool_core::pool::claim::Claimer;
 use warmpool_core::pool::quota::Pacer;
 use warmpool_core::pool::target::WarmupTimes;
-use warmpool_core::ports::ReplenishTrigger;
+use warmpool_core::ports::{PoolQueue, ReplenishTrigger};
 use warmpool_core::session::SessionId;
 
 /// Claims ask for replacements through this; the engine turns each request into an event.
@@ -45,13 +47,14 @@ impl ReplenishTrigger for Requests {
 
 type SimClaimer = Claimer<Arc<MemoryPool>, Arc<Requests>, ManualClock>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Job {
     Refill(u32),
     Maintain,
 }
 
-#[derive(Debug, Clone, Copy)]
+// Ordered only so that it can ride in the heap: (time, sequence) already decide the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     Arrival(usize),
     CallerInvoke(usize),
@@ -66,6 +69,15 @@ struct Request {
     session: Option<SessionId>,
     from_pool: bool,
     attempts: u32,
+    /// The conversation this request is a turn of, with conversations on.
+    conversation: Option<u32>,
+}
+
+/// The session a conversation holds under affinity, and its lease's clock.
+struct Binding {
+    session: SessionId,
+    created_at: u64,
+    last_use: u64,
 }
 
 /// One session being warmed, inside run `run`.
@@ -100,8 +112,9 @@ pub(crate) struct Engine<'a> {
     replacements: Arc<Requests>,
     deployment: Deployment,
     rng: StdRng,
-    events: BinaryHeap<Reverse<(u64, u64)>>,
-    payloads: Vec<Option<Event>>,
+    /// (time, sequence, event): in time order, and in order of scheduling at one instant.
+    events: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    scheduled: u64,
     requests: Vec<Request>,
     warms: Vec<Warm>,
     runs: Vec<RunState>,
@@ -113,11 +126,17 @@ pub(crate) struct Engine<'a> {
     warm_hits: u64,
     dead_ids: u64,
     throttles_before: Option<u64>,
+    creations_before: Option<u64>,
+    creations_after: Option<u64>,
+    /// Per conversation, the session its turns reuse while it is alive (affinity on).
+    bindings: Vec<Option<Binding>>,
     details: Details,
 }
 
 /// Most events one run may process: far above what the longest profile needs.
 const MAX_EVENTS: u64 = 200_000_000;
+/// Arrivals between two additions to the progress counter.
+const PROGRESS_STEP: usize = 4_096;
 /// Work still in flight this long after the traffic ends is abandoned.
 const DRAIN: Duration = Duration::from_secs(30 * 60);
 
@@ -127,9 +146,9 @@ fn ready<F: std::future::Future>(future: F, what: &'static str) -> Result<F::Out
 
 impl<'a> Engine<'a> {
     pub(crate) fn new(profile: &'a Profile, policy: Policy, settings: &'a Settings) -> Result<Self, SimError> {
-        let clock = ManualClock::at(0);
+        let clock = ManualClock::at(settings.clock_origin_ms);
         let queue = Arc::new(MemoryPool::with_clock(Arc::new(clock.clone())));
-        let lead_in = millis(settings.lead_in);
+        let lead_in = settings.clock_origin_ms + millis(settings.lead_in);
         let window = (lead_in, lead_in + millis(profile.duration));
         let world = World::new(
             Model::new(LifecycleConfig {
@@ -168,7 +187,7 @@ impl<'a> Engine<'a> {
             replacements,
             rng: StdRng::seed_from_u64(settings.seed ^ 0x5eed_0002),
             events: BinaryHeap::new(),
-            payloads: Vec::new(),
+            scheduled: 0,
             requests: Vec::new(),
             warms: Vec::new(),
             runs: Vec::new(),
@@ -180,29 +199,46 @@ impl<'a> Engine<'a> {
             warm_hits: 0,
             dead_ids: 0,
             throttles_before: None,
+            creations_before: None,
+            creations_after: None,
+            bindings: Vec::new(),
             details: Details::default(),
             deployment,
         })
     }
 
     fn at(&mut self, time: u64, event: Event) {
-        let seq = self.payloads.len() as u64;
-        self.payloads.push(Some(event));
-        self.events.push(Reverse((time, seq)));
+        self.scheduled += 1;
+        self.events.push(Reverse((time, self.scheduled, event)));
     }
 
-    pub(crate) fn run(mut self) -> Result<Run, SimError> {
-        for (i, arrived) in self
-            .profile
-            .arrivals(self.settings.lead_in, self.settings.seed)
-            .into_iter()
-            .enumerate()
-        {
+    /// Runs to the end; every few thousand arrivals handled are added to `progress`.
+    pub(crate) fn run(mut self, progress: Option<&AtomicU64>) -> Result<Run, SimError> {
+        let (lead_in, seed) = (self.settings.lead_in, self.settings.seed);
+        let arrivals: Vec<(u64, Option<u32>)> = match &self.settings.conversation {
+            None => self
+                .profile
+                .arrivals(lead_in, seed)
+                .into_iter()
+                .map(|at| (at, None))
+                .collect(),
+            Some(shape) => shape
+                .turns(self.profile, lead_in, seed)
+                .into_iter()
+                .map(|t| (t.at, Some(t.conversation)))
+                .collect(),
+        };
+        let conversations = arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
+        self.bindings = (0..conversations).map(|_| None).collect();
+        let origin = self.settings.clock_origin_ms;
+        for (i, (arrived, conversation)) in arrivals.into_iter().enumerate() {
+            let arrived = arrived + origin;
             self.requests.push(Request {
                 arrived,
                 session: None,
                 from_pool: false,
                 attempts: 0,
+                conversation,
             });
             self.at(arrived, Event::Arrival(i));
         }
@@ -210,12 +246,19 @@ impl<'a> Engine<'a> {
             Policy::None => {}
             Policy::Reference => {
                 let fill = self.settings.reference_pool;
-                self.start_run(None, fill, 0)?;
+                self.start_run(None, fill, origin)?;
             }
-            Policy::Project => self.at(0, Event::Schedule),
+            Policy::Project => {
+                if self.settings.rounds {
+                    self.at(origin, Event::Schedule);
+                }
+                if self.settings.initial_fill > 0 {
+                    self.at(origin, Event::JobArrives(Job::Refill(self.settings.initial_fill)));
+                }
+            }
         }
         let stop_at = self.window.1 + millis(DRAIN);
-        while let Some(Reverse((time, seq))) = self.events.pop() {
+        while let Some(Reverse((time, _, event))) = self.events.pop() {
             if time > stop_at {
                 break;
             }
@@ -224,17 +267,24 @@ impl<'a> Engine<'a> {
                 return Err(SimError::Runaway(MAX_EVENTS));
             }
             if time >= self.window.0 && self.throttles_before.is_none() {
-                self.throttles_before = Some(self.agent.world().model.stats().throttled);
+                let world = self.agent.world();
+                let stats = world.model.stats();
+                self.throttles_before = Some(stats.throttled);
+                self.creations_before = Some(stats.creations);
+            }
+            if time >= self.window.1 && self.creations_after.is_none() {
+                self.creations_after = Some(self.agent.world().model.stats().creations);
             }
             self.clock.set(time);
-            let Some(event) = self
-                .payloads
-                .get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
-                .and_then(Option::take)
-            else {
-                continue;
-            };
+            if let (Event::Arrival(i), Some(progress)) = (&event, progress)
+                && (i + 1) % PROGRESS_STEP == 0
+            {
+                progress.fetch_add(PROGRESS_STEP as u64, Ordering::Relaxed);
+            }
             self.handle(time, event)?;
+        }
+        if let Some(progress) = progress {
+            progress.fetch_add((self.requests.len() % PROGRESS_STEP) as u64, Ordering::Relaxed);
         }
         Ok(self.finish())
     }
@@ -270,10 +320,18 @@ impl<'a> Engine<'a> {
     }
 
     fn finish(mut self) -> Run {
+        self.release_bindings();
         let world = self.agent.world();
         let throttles = world.model.stats().throttled - self.throttles_before.unwrap_or(0);
+        let creations_after = self.creations_after.unwrap_or(world.model.stats().creations);
+        self.details.creations = creations_after - self.creations_before.unwrap_or(0);
         let idle_session_hours = world.idle_session_hours();
         self.details.heartbeats_cold = world.heartbeats_cold;
+        self.details.window = self.window;
+        self.details.final_depth = ready(PoolQueue::depth(&*self.queue), "the pool's depth")
+            .ok()
+            .and_then(Result::ok)
+            .map_or(0, |d| d.visible);
         self.details.stops = world.stops;
         drop(world);
         let requests = self.details.requests.max(1);

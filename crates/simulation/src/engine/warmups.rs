@@ -82,6 +82,7 @@ impl Engine<'_> {
             "a maintenance round",
         )??;
         self.details.targets.push((now, round.sizing.target.value));
+        self.details.depths.push((now, round.sizing.depth.visible));
         if now >= self.window.0 && now < self.window.1 {
             self.details.heartbeats += u64::from(round.sweep.heartbeats);
             self.details.retired += u64::from(round.sweep.retired);
