@@ -127,8 +127,9 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
             if let Some(earlier) = found.correlation.filter(|c| now < c.until) {
                 return Ok(done(earlier.answer, HandoutKind::Replayed, None));
             }
-            if let Some(lease) = found.user.clone().filter(|l| self.settings.is_live(l, now)) {
-                match self.reuse(lease, request, now).await? {
+            let live = found.user.clone().filter(|l| self.settings.is_live(l, now));
+            if let (Some(user), Some(lease)) = (&request.user, live) {
+                match self.reuse(user, lease, request, now).await? {
                     Some(answer) => return Ok(done(answer, HandoutKind::Reused, None)),
                     None => {
                         conflicts += 1;
@@ -155,7 +156,13 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
     }
 
     /// The user's live lease, used once more: `None` if it changed since it was read.
-    async fn reuse(&self, lease: Lease, request: &Request, now: u64) -> Result<Option<ClaimedSession>, LeaseError> {
+    async fn reuse(
+        &self,
+        user: &UserId,
+        lease: Lease,
+        request: &Request,
+        now: u64,
+    ) -> Result<Option<ClaimedSession>, LeaseError> {
         let expect = Expect::LiveFor(lease.session_id.clone());
         let next = self.settings.rewritten(Lease {
             last_use_at: now,
@@ -164,7 +171,6 @@ impl<L: LeaseTable, A: AgentRuntime> Leases<L, A> {
         let answer = next.answer(Source::Reused);
         let mut ops = vec![self.audit(AuditEvent::Reuse, &next, request.correlation.as_ref(), now)];
         ops.extend(self.correlate(request, &answer, now, &next.write_id));
-        let user = request.user.as_ref().ok_or(LeaseError::Contention)?;
         let write_id = next.write_id.clone();
         ops.push(LeaseOp::User { lease: next, expect });
         let landed = self.commit(&ops, Mine::User(user, &write_id)).await?;
