@@ -272,3 +272,33 @@ async fn leases_off_keeps_one_receive_and_one_delete_and_refuses_lease_requests(
     let claimed = function.handle(event(json!({"correlationId": "c-1"}))).await.unwrap();
     assert_eq!((claimed.source, claimed.user_id), (Source::Pool, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_is_bound_once_so_it_can_never_be_given_a_second_user() {
+    use warmpool_core::lease::{Expect, LeaseOp};
+    let stack = stack(1, &[]).await;
+    let held = stack.claim(json!({"userId": "frank"})).await.session_id;
+    let lookup = stack.table.lookup(None, None, Some(&held)).await.unwrap();
+    let mut other = lookup.session.expect("the session item");
+    other.user_id = Some(UserId::parse("grace").unwrap());
+    other.write_id = "grace's binding".into();
+
+    let refused = stack
+        .table
+        .commit(&[LeaseOp::Session {
+            lease: other,
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap_err();
+
+    assert!(refused.is_condition_failed(), "{refused}");
+    let after = stack
+        .table
+        .lookup(None, None, Some(&held))
+        .await
+        .unwrap()
+        .session
+        .unwrap();
+    assert_eq!(after.user_id.as_ref().map(UserId::as_str), Some("frank"));
+}
