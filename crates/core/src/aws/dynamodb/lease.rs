@@ -272,8 +272,9 @@ fn audit_from(item: &Item) -> Result<AuditRecord, TableError> {
     })
 }
 
-/// A cancelled transaction whose reasons include a failed condition lost a race; any other
-/// cancellation (a conflicting transaction in flight, throttling) may succeed when retried.
+/// A cancelled transaction whose reasons include a failed condition, or another transaction
+/// on one of its items (`TransactionConflict`), lost a race: the writer reads again and decides
+/// on what it finds. Any other cancellation (throttling, capacity) may succeed when retried.
 fn commit_error(
     error: aws_smithy_runtime_api::client::result::SdkError<
         TransactWriteItemsError,
@@ -287,7 +288,10 @@ fn commit_error(
             .filter_map(|r| r.code())
             .filter(|c| *c != "None")
             .collect();
-        let kind = if codes.contains(&"ConditionalCheckFailed") {
+        let lost_race = codes
+            .iter()
+            .any(|c| matches!(*c, "ConditionalCheckFailed" | "TransactionConflict"));
+        let kind = if lost_race {
             TableErrorKind::ConditionFailed
         } else {
             TableErrorKind::Throttled
