@@ -7,6 +7,7 @@ use crate::error::{CliError, bounded};
 use crate::output::OutputArgs;
 use crate::table::Table;
 use warmpool_core::aws::{self, DynamoLeaseTable};
+use warmpool_core::clock::format_utc;
 use warmpool_core::config::Env;
 use warmpool_core::lease::ports::{AuditQuery, LeaseTable};
 use warmpool_core::lease::{AuditRecord, UserId};
@@ -94,7 +95,7 @@ pub fn render(records: &[AuditRecord]) -> String {
         Table::with_header(["time (UTC)", "event", "source", "user", "session", "correlation"]).values_left();
     for r in records {
         table.row([
-            utc(r.at),
+            format_utc(r.at),
             r.event.label().to_string(),
             r.source.label().to_string(),
             r.user_id.as_ref().map_or("-", |u| u.as_str()).to_string(),
@@ -105,22 +106,6 @@ pub fn render(records: &[AuditRecord]) -> String {
     table.render()
 }
 
-/// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, days to civil).
-pub fn utc(ms: u64) -> String {
-    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,9 +114,9 @@ mod tests {
 
     #[test]
     fn times_read_as_utc_calendar_dates() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(1_796_136_462_637), "2026-12-01T14:47:42.637Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_utc(1_796_136_462_637), "2026-12-01T14:47:42.637Z");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

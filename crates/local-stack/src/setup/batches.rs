@@ -5,10 +5,8 @@
 
 use crate::error::{Error, sdk_message};
 use crate::setup::pool::{RETENTION_SECS, create_queue};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-};
+use crate::setup::table::{attribute, index, key, protect_if_created};
+use aws_sdk_dynamodb::types::{BillingMode, KeyType, ScalarAttributeType};
 use aws_sdk_s3::types::{
     Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
     S3KeyFilter,
@@ -244,36 +242,6 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -
 /// and the sparse index (`runningShard`, `deadline`) projecting every attribute so the detector
 /// needs no second read.
 pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(|e| Error::Setup {
-                operation: "CreateTable",
-                message: e.to_string(),
-            })
-    };
-    let attribute = |name: &str, kind: ScalarAttributeType| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(kind)
-            .build()
-            .map_err(|e| Error::Setup {
-                operation: "CreateTable",
-                message: e.to_string(),
-            })
-    };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(RUNNING_INDEX)
-        .key_schema(key("runningShard", KeyType::Hash)?)
-        .key_schema(key("deadline", KeyType::Range)?)
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
-        .build()
-        .map_err(|e| Error::Setup {
-            operation: "CreateTable",
-            message: e.to_string(),
-        })?;
     let created = dynamodb
         .create_table()
         .table_name(table)
@@ -282,56 +250,10 @@ pub async fn create_tracking_table(dynamodb: &aws_sdk_dynamodb::Client, table: &
         .attribute_definitions(attribute("batchId", ScalarAttributeType::S)?)
         .attribute_definitions(attribute("runningShard", ScalarAttributeType::N)?)
         .attribute_definitions(attribute("deadline", ScalarAttributeType::N)?)
-        .global_secondary_indexes(index)
+        .global_secondary_indexes(index(RUNNING_INDEX, "runningShard", "deadline")?)
         .send()
         .await;
-    match created {
-        Ok(_) => protect_table(dynamodb, table).await,
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_in_use_exception()) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(setup_error("CreateTable")(error)),
-    }
-}
-
-/// TTL on `expiresAt` and point-in-time recovery, as the template sets them.
-pub(super) async fn protect_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), Error> {
-    dynamodb
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expiresAt")
-                .enabled(true)
-                .build()
-                .map_err(|e| Error::Setup {
-                    operation: "UpdateTimeToLive",
-                    message: e.to_string(),
-                })?,
-        )
-        .send()
-        .await
-        .map_err(setup_error("UpdateTimeToLive"))?;
-    dynamodb
-        .update_continuous_backups()
-        .table_name(table)
-        .point_in_time_recovery_specification(
-            PointInTimeRecoverySpecification::builder()
-                .point_in_time_recovery_enabled(true)
-                .build()
-                .map_err(|e| Error::Setup {
-                    operation: "UpdateContinuousBackups",
-                    message: e.to_string(),
-                })?,
-        )
-        .send()
-        .await
-        .map_err(setup_error("UpdateContinuousBackups"))?;
-    Ok(())
+    protect_if_created(dynamodb, table, created).await
 }
 
 #[cfg(test)]

@@ -4,3 +4,4 @@
 pub mod batches;
 pub mod leases;
 pub mod pool;
+mod table;

@@ -90,24 +90,9 @@ fn parse_rfc3339(raw: &str) -> Result<u64, String> {
 
 /// `2026-01-05T09:00:00Z` for a chart's or a report's reader.
 pub fn format_instant(ms: u64) -> String {
-    let (days, in_day) = (ms / 86_400_000, ms % 86_400_000);
-    // Inverse of days_from_civil.
-    let z = i64::try_from(days).unwrap_or(i64::MAX) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = in_day / 1_000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // To the second: `.mmmZ` dropped.
+    let full = warmpool_core::clock::format_utc(ms);
+    format!("{}Z", &full[..full.len() - 5])
 }
 
 #[cfg(test)]
