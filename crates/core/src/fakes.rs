@@ -60,20 +60,46 @@ const DEDUPLICATION_WINDOW_MS: u64 = 5 * 60 * 1_000;
 struct PoolState {
     /// By send order.
     messages: BTreeMap<u64, Message>,
-    receipts: HashMap<String, u64>,
-    /// Every receipt ever issued, for [`MemoryPool::accept_stale_receipts`].
-    issued: HashMap<String, u64>,
     next_id: u64,
-    /// (group, deduplication ID) -> when a send with it was first accepted.
+    /// (group, deduplication ID) -> when a send with it was first accepted; and the same in
+    /// the order accepted, to forget them once the window has passed.
     deduplication: HashMap<(String, String), u64>,
+    deduplication_order: VecDeque<(u64, (String, String))>,
 }
 
 impl PoolState {
     /// The message a receipt still holds, if any.
     fn held(&self, receipt: &str, now: u64) -> Option<u64> {
-        let seq = *self.receipts.get(receipt)?;
+        let (seq, _) = self.issued(receipt)?;
         let message = self.messages.get(&seq)?;
         (message.receipt.as_deref() == Some(receipt) && message.hidden_until > now).then_some(seq)
+    }
+
+    /// A receipt reads `r-<message>-<issue>`: the message it was issued for, if this pool
+    /// issued it.
+    fn issued(&self, receipt: &str) -> Option<(u64, u64)> {
+        let (seq, issue) = receipt.strip_prefix("r-")?.split_once('-')?;
+        let (seq, issue) = (seq.parse().ok()?, issue.parse().ok()?);
+        (issue <= self.next_id).then_some((seq, issue))
+    }
+
+    /// Whether a send with `key` is a duplicate at `now`; if not, it is remembered from now.
+    fn duplicate(&mut self, key: (String, String), now: u64) -> bool {
+        while let Some((at, _)) = self.deduplication_order.front()
+            && now.saturating_sub(*at) >= DEDUPLICATION_WINDOW_MS
+        {
+            if let Some((at, old)) = self.deduplication_order.pop_front()
+                && self.deduplication.get(&old) == Some(&at)
+            {
+                self.deduplication.remove(&old);
+            }
+        }
+        if self.deduplication.contains_key(&key) {
+            return true;
+        }
+        self.deduplication.insert(key.clone(), now);
+        self.deduplication_order.push_back((now, key));
+        false
     }
 }
 
@@ -174,14 +200,8 @@ impl MemoryPool {
     fn accept(&self, session: &PooledSession) {
         let now = self.clock.now_ms();
         let key = (session.message_group_id().to_string(), session.deduplication_id());
-        {
-            let mut state = self.state.lock().unwrap();
-            match state.deduplication.get(&key) {
-                Some(first) if now.saturating_sub(*first) < DEDUPLICATION_WINDOW_MS => return,
-                _ => {
-                    state.deduplication.insert(key, now);
-                }
-            }
+        if self.state.lock().unwrap().duplicate(key, now) {
+            return;
         }
         self.push(session);
     }
@@ -208,15 +228,11 @@ impl PoolQueue for MemoryPool {
         let mut out = Vec::with_capacity(visible.len());
         for seq in visible {
             state.next_id += 1;
-            let receipt = format!("r-{}", state.next_id);
-            state.receipts.insert(receipt.clone(), seq);
-            state.issued.insert(receipt.clone(), seq);
+            let receipt = format!("r-{seq}-{}", state.next_id);
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
-            if let Some(old) = message.receipt.replace(receipt.clone()) {
-                state.receipts.remove(&old);
-            }
+            message.receipt = Some(receipt.clone());
             message.hidden_until = now.saturating_add(millis(visibility));
             out.push(Received {
                 message_id: message.id.clone(),
@@ -247,11 +263,10 @@ impl PoolQueue for MemoryPool {
         let stale_accepted = self.stale_receipts_accepted.load(Ordering::SeqCst);
         let held = state
             .held(receipt, now)
-            .or_else(|| stale_accepted.then(|| state.issued.get(receipt).copied()).flatten());
+            .or_else(|| stale_accepted.then(|| state.issued(receipt).map(|(seq, _)| seq)).flatten());
         match held {
             Some(seq) => {
                 state.messages.remove(&seq);
-                state.receipts.remove(receipt);
                 Ok(())
             }
             None => Err(QueueError::new(

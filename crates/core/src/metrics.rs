@@ -84,21 +84,22 @@ impl Unit {
 /// observed, which matters with small samples. `None` for an empty sample or a `pct` outside
 /// (0, 100].
 pub fn nearest_rank(values: &[u64], pct: f64) -> Option<u64> {
-    if values.is_empty() || !(pct > 0.0 && pct <= 100.0) {
-        return None;
-    }
+    let rank = usize::try_from(rank_of(values.len() as u64, pct)?).ok()?;
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
-    Some(sorted[rank(sorted.len(), pct) - 1])
+    sorted.get(rank - 1).copied()
 }
 
-/// 1-based nearest rank of `pct` in a sample of `n` (n >= 1).
-fn rank(n: usize, pct: f64) -> usize {
+/// The 1-based nearest rank of `pct` in a sample of `n`: `None` for an empty sample or a `pct`
+/// outside (0, 100].
+pub fn rank_of(n: u64, pct: f64) -> Option<u64> {
+    if n == 0 || !(pct > 0.0 && pct <= 100.0) {
+        return None;
+    }
     // pct / 100 * n in integer-friendly form; the tiny epsilon keeps 95% of 20 at rank 19
     // rather than 20 when floating point lands a hair above the integer.
     let exact = pct / 100.0 * n as f64;
-    let rank = usize::try_from(crate::num::ceil_u64(exact - 1e-9)).unwrap_or(n);
-    rank.clamp(1, n)
+    Some(crate::num::ceil_u64(exact - 1e-9).clamp(1, n))
 }
 
 /// Metrics of one event, under the one dimension set (`Pool`, `Function`): per pool and per

@@ -22,7 +22,8 @@ pub(crate) fn agent_error(rejection: &Rejection) -> AgentError {
     AgentError::new("invoke", kind, rejection.to_string())
 }
 
-/// One pooled microVM from its warmup until it is handed out, stopped or gone.
+/// One pooled microVM from its warmup until it is handed out or stopped (then its idle time
+/// is final and added up), or the run ends.
 #[derive(Debug, Clone, Copy)]
 struct Life {
     /// Start of the current microVM (a heartbeat that lands cold starts a new one).
@@ -30,7 +31,6 @@ struct Life {
     last_ping: u64,
     /// Idle time of earlier microVMs of this ID, already clipped to the window.
     banked_ms: u64,
-    end: Option<u64>,
 }
 
 pub(crate) struct World {
@@ -41,6 +41,8 @@ pub(crate) struct World {
     /// Only idle time inside this window counts.
     window: (u64, u64),
     lives: HashMap<SessionId, Life>,
+    /// Idle time of the lives that ended, inside the window.
+    ended_idle_ms: u64,
     pub heartbeats_cold: u64,
     pub stops: u64,
 }
@@ -60,6 +62,7 @@ impl World {
             lifetime_ms,
             window,
             lives: HashMap::new(),
+            ended_idle_ms: 0,
             heartbeats_cold: 0,
             stops: 0,
         }
@@ -81,7 +84,6 @@ impl World {
                 vm_start: created,
                 last_ping: created,
                 banked_ms: 0,
-                end: None,
             },
         );
     }
@@ -89,11 +91,23 @@ impl World {
     /// A caller invoked a pooled ID at `now`: its idle time ends then, or when it expired.
     pub fn handed_out(&mut self, id: &SessionId, now: u64) {
         if let Some(life) = self.lives.get(id).copied() {
-            let end = now.min(self.expiry(&life));
-            if let Some(life) = self.lives.get_mut(id) {
-                life.end.get_or_insert(end);
-            }
+            self.end(id, &life, now.min(self.expiry(&life)));
         }
+    }
+
+    /// The idle time of `life` ending at `end`, counted once; the ID leaves the pool's books.
+    fn end(&mut self, id: &SessionId, life: &Life, end: u64) {
+        self.ended_idle_ms += self.idle_ms_of(life, end);
+        self.lives.remove(id);
+    }
+
+    fn idle_ms_of(&self, life: &Life, end: u64) -> u64 {
+        life.banked_ms + overlap((life.vm_start, end.max(life.vm_start)), self.window)
+    }
+
+    /// Forgets what can no longer matter: the service's ended sessions.
+    pub fn forget_ended(&mut self, now: u64) {
+        self.model.forget_ended(now);
     }
 
     fn pinged(&mut self, id: &SessionId, now: u64, cold: bool) {
@@ -112,23 +126,20 @@ impl World {
 
     fn stopped(&mut self, id: &SessionId, now: u64) {
         self.stops += 1;
-        if let Some(life) = self.lives.get_mut(id) {
-            life.end.get_or_insert(now);
+        if let Some(life) = self.lives.get(id).copied() {
+            self.end(id, &life, now);
         }
     }
 
     /// Idle session-hours of every pooled microVM inside the window; one still pooled at the
     /// end counts until the end or its expiry.
     pub fn idle_session_hours(&self) -> f64 {
-        let total_ms: u64 = self
+        let pooled: u64 = self
             .lives
             .values()
-            .map(|life| {
-                let end = life.end.unwrap_or_else(|| self.expiry(life).min(self.window.1));
-                life.banked_ms + overlap((life.vm_start, end.max(life.vm_start)), self.window)
-            })
+            .map(|life| self.idle_ms_of(life, self.expiry(life).min(self.window.1)))
             .sum();
-        total_ms as f64 / 3_600_000.0
+        (self.ended_idle_ms + pooled) as f64 / 3_600_000.0
     }
 }
 

@@ -287,6 +287,17 @@ impl Model {
             .collect()
     }
 
+    /// Forgets every ID whose microVM is no longer alive: its history, its view. Invoking such
+    /// an ID later cold-starts it as before, only as generation 1 again. For a long simulation,
+    /// whose memory would otherwise grow with every session it ever created; counters stay.
+    pub fn forget_ended(&mut self, now_ms: u64) {
+        let (idle_ms, lifetime_ms) = self.limits_ms();
+        self.sessions
+            .retain(|_, s| s.state(now_ms, idle_ms, lifetime_ms) == SessionState::Active);
+        // Every ID left is alive, and every one alive is left.
+        self.live = self.sessions.keys().cloned().collect();
+    }
+
     pub fn active_sessions(&self, now_ms: u64) -> usize {
         self.live.iter().filter(|id| self.is_active(id, now_ms)).count()
     }

@@ -597,3 +597,19 @@ fn when_the_platform_is_v1_then_the_cold_start_keeps_its_published_figures() {
     assert!((median / 2.9 - 1.0).abs() < 0.03, "V1 cold start median {median:.3} s");
     assert_eq!(LifecycleConfig::default().platform, Platform::V1);
 }
+
+#[test]
+fn forgetting_ended_sessions_keeps_the_live_ones_and_the_counters() {
+    let mut model = Model::new(cfg());
+    model.invoke(ID, 0, &mut rng()).unwrap();
+    model.invoke(OTHER, 1_500, &mut rng()).unwrap();
+    // ID idled out at 2 s; OTHER lives until 3.5 s.
+    model.forget_ended(2_500);
+    let known: Vec<String> = model.sessions(2_500).into_iter().map(|v| v.session_id).collect();
+    assert_eq!(known, [OTHER]);
+    assert_eq!(model.active_sessions(2_500), 1);
+    assert_eq!(model.stats().creations, 2);
+    assert!(!model.invoke(OTHER, 2_600, &mut rng()).unwrap().cold);
+    // The forgotten ID cold-starts, as an ended one does.
+    assert!(model.invoke(ID, 2_600, &mut rng()).unwrap().cold);
+}

@@ -134,14 +134,34 @@ pub struct Claim {
     pub trigger_failed: bool,
 }
 
-impl Claim {
+/// What a claim worked through, before it knows which session it hands out.
+#[derive(Debug, Default)]
+struct Tally {
+    stale: u32,
+    short_lived: u32,
+    malformed: u32,
+    outdated: u32,
+    lost_deletes: u32,
+    consumed: u32,
+}
+
+impl Tally {
     /// Unusable messages this claim worked through.
-    pub fn discarded(&self) -> u32 {
-        self.stale_discarded
-            + self.short_lived_discarded
-            + self.malformed_discarded
-            + self.outdated_discarded
-            + self.lost_deletes
+    fn discarded(&self) -> u32 {
+        self.stale + self.short_lived + self.malformed + self.outdated + self.lost_deletes
+    }
+
+    fn into_claim(self, session: ClaimedSession) -> Claim {
+        Claim {
+            session,
+            stale_discarded: self.stale,
+            short_lived_discarded: self.short_lived,
+            malformed_discarded: self.malformed,
+            outdated_discarded: self.outdated,
+            lost_deletes: self.lost_deletes,
+            consumed: self.consumed,
+            trigger_failed: false,
+        }
     }
 }
 
@@ -211,66 +231,57 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
     /// replacements are still requested.
     async fn take_from_pool(&self, versions: &VersionWatch) -> Result<Claim, (ClaimError, u32)> {
         let policy = &self.policy;
-        let mut claim = Claim {
-            session: self.fresh_session(),
-            stale_discarded: 0,
-            short_lived_discarded: 0,
-            malformed_discarded: 0,
-            outdated_discarded: 0,
-            lost_deletes: 0,
-            consumed: 0,
-            trigger_failed: false,
-        };
-        while claim.discarded() < policy.max_discards.get() {
+        let mut tally = Tally::default();
+        while tally.discarded() < policy.max_discards.get() {
             let received_at = self.clock.now_ms();
             let received = self
                 .queue
                 .receive(1, policy.wait, policy.visibility)
                 .await
-                .map_err(|e| (e.into(), claim.consumed))?;
+                .map_err(|e| (e.into(), tally.consumed))?;
             let Some(message) = received.into_iter().next() else {
                 break;
             };
-            let usable = self.judge(&message.body, &message.message_id, &mut claim, versions);
+            let usable = self.judge(&message.body, &message.message_id, &mut tally, versions);
             // Invariant 1: the delete is the claim. Only a successful delete proves that
             // no other caller holds (or will receive) this message.
             if let Err(error) = self.queue.delete(&message.receipt).await {
                 warn!(message_id = %message.message_id, error = %error, "pool message delete failed; not handing it out");
-                claim.lost_deletes += 1;
+                tally.lost_deletes += 1;
                 continue;
             }
-            claim.consumed += 1;
+            tally.consumed += 1;
             if usable.is_some() && !self.deleted_while_hidden(received_at) {
                 warn!(message_id = %message.message_id, "pool message deleted after its visibility may have ended; not handing it out");
-                claim.lost_deletes += 1;
+                tally.lost_deletes += 1;
                 continue;
             }
             if let Some(session) = usable {
-                claim.session = ClaimedSession {
+                return Ok(tally.into_claim(ClaimedSession {
                     session_id: session.session_id,
                     source: Source::Pool,
                     created_at: session.created_at,
                     last_ping_at: Some(session.last_ping_at),
                     user_id: None,
-                };
-                return Ok(claim);
+                }));
             }
         }
         match policy.on_empty {
-            OnEmpty::Fresh => Ok(claim),
-            OnEmpty::Fail => Err((ClaimError::PoolEmpty, claim.consumed)),
+            // Drawn only now: most claims find a pooled session and need no new ID.
+            OnEmpty::Fresh => Ok(tally.into_claim(self.fresh_session())),
+            OnEmpty::Fail => Err((ClaimError::PoolEmpty, tally.consumed)),
         }
     }
 
-    /// The session in `body` if it may be handed out; otherwise why not, counted in `claim`.
-    fn judge(&self, body: &str, message_id: &str, claim: &mut Claim, versions: &VersionWatch) -> Option<PooledSession> {
+    /// The session in `body` if it may be handed out; otherwise why not, counted in `tally`.
+    fn judge(&self, body: &str, message_id: &str, tally: &mut Tally, versions: &VersionWatch) -> Option<PooledSession> {
         let policy = &self.policy;
         let now = self.clock.now_ms();
         let session = match PooledSession::parse_at(body, now) {
             Ok(session) => session,
             Err(reason) => {
                 warn!(message_id, %reason, "discarding malformed pool message");
-                claim.malformed_discarded += 1;
+                tally.malformed += 1;
                 return None;
             }
         };
@@ -281,7 +292,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
             Freshness::Fresh => {}
             stale => {
                 info!(session = %session_log(), freshness = ?stale, "discarding stale pool session");
-                claim.stale_discarded += 1;
+                tally.stale += 1;
                 return None;
             }
         }
@@ -293,7 +304,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
                 needed_ms = millis(policy.min_lifetime),
                 "discarding a pool session too close to its max lifetime for this claimer"
             );
-            claim.short_lived_discarded += 1;
+            tally.short_lived += 1;
             return None;
         }
         if versions.outdated(&session, now) {
@@ -303,7 +314,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
                 newest = versions.newest().map(|v| v.version).unwrap_or_default(),
                 "discarding a pool session of an outdated agent version"
             );
-            claim.outdated_discarded += 1;
+            tally.outdated += 1;
             return None;
         }
         Some(session)

@@ -1,17 +1,23 @@
 //! The callers' side: a request claims from the pool (or starts a new session), then invokes
 //! its session after the claim's overhead, retrying a throttled cold start as the SDK does.
 
-use super::{Engine, Event, Job, ready};
+use super::{Engine, Event, Job, Request, ready};
 use crate::world::agent_error;
 use crate::{Policy, SimError};
 use rand::RngExt;
 use std::time::Duration;
 use warmpool_core::clock::millis;
 use warmpool_core::pool::claim::{ClaimError, Source};
-use warmpool_core::session::SessionId;
 
 impl Engine<'_> {
-    pub(super) fn arrive(&mut self, now: u64, request: usize) -> Result<(), SimError> {
+    pub(super) fn arrive(&mut self, now: u64, arrival: usize) -> Result<(), SimError> {
+        let request = self.requests.insert(Request {
+            arrived: now,
+            session: None,
+            from_pool: false,
+            attempts: 0,
+            conversation: self.arrivals[arrival].1,
+        });
         let counted = now >= self.window.0 && now < self.window.1;
         if let Some(session) = self.reusable(request, now) {
             // get-session answers `"source": "reused"`: one lease read, no pool message.
@@ -22,7 +28,7 @@ impl Engine<'_> {
         }
         self.details.claims += u64::from(counted);
         let Some(claimer) = &self.claimer else {
-            let session = SessionId::generate();
+            let session = self.next_session_id();
             self.bind(request, &session, now, now);
             self.requests[request].session = Some(session);
             self.caller_invoke(now, request);
@@ -72,12 +78,12 @@ impl Engine<'_> {
             Ok(admission) => {
                 drop(world);
                 self.used(request, &session, now);
-                // Answered: its ID is not needed any more (a week holds millions of them).
-                self.requests[request].session = None;
+                let Some(answered) = self.requests.remove(request) else {
+                    return;
+                };
                 if counted {
-                    let arrived = self.requests[request].arrived;
                     self.details.requests += 1;
-                    self.ttfb_ms.push(now + millis(admission.latency) - arrived);
+                    self.ttfb_ms.record(now + millis(admission.latency) - answered.arrived);
                     if admission.cold {
                         self.dead_ids += u64::from(from_pool);
                     } else {
@@ -91,6 +97,7 @@ impl Engine<'_> {
                 let entry = &mut self.requests[request];
                 entry.attempts += 1;
                 if !error.is_retryable() || entry.attempts >= self.settings.caller_max_attempts {
+                    self.requests.remove(request);
                     if counted {
                         self.details.requests += 1;
                         self.details.gave_up += 1;

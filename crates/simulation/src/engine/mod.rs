@@ -4,11 +4,13 @@
 
 mod affinity;
 mod callers;
+mod tally;
 mod warmups;
 
 use crate::cost::Pricing;
 use crate::policy::Deployment;
 use crate::world::{SimAgent, World};
+use tally::{Histogram, Slots};
 use crate::{Details, Policy, Profile, Row, Run, Settings, SimError};
 use agentcore_emulator::lifecycle::{LifecycleConfig, Model};
 use futures::FutureExt;
@@ -21,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warmpool_core::clock::{ManualClock, millis};
 use warmpool_core::fakes::MemoryPool;
-use warmpool_core::metrics::nearest_rank;
 use warmpool_core::pool::claim::Claimer;
 use warmpool_core::pool::quota::Pacer;
 use warmpool_core::pool::target::WarmupTimes;
@@ -64,6 +65,7 @@ enum Event {
     Schedule,
 }
 
+/// A request between its arrival and its answer.
 struct Request {
     arrived: u64,
     session: Option<SessionId>,
@@ -115,14 +117,21 @@ pub(crate) struct Engine<'a> {
     /// (time, sequence, event): in time order, and in order of scheduling at one instant.
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     scheduled: u64,
-    requests: Vec<Request>,
-    warms: Vec<Warm>,
-    runs: Vec<RunState>,
+    /// Every arrival (time, conversation) in time order, and the next one due: kept out of
+    /// the heap, which then holds only the work in flight.
+    arrivals: Vec<(u64, Option<u32>)>,
+    next_arrival: usize,
+    /// Requests in flight, in reused slots: a week has millions, a moment a few hundred.
+    requests: Slots<Request>,
+    warms: Slots<Warm>,
+    runs: Slots<RunState>,
+    /// Session IDs drawn so far: each warmup and each fresh session gets the next one.
+    ids_drawn: u64,
     environments: Vec<Environment>,
     idle_environments: VecDeque<usize>,
     waiting_jobs: VecDeque<Job>,
     window: (u64, u64),
-    ttfb_ms: Vec<u64>,
+    ttfb_ms: Histogram,
     warm_hits: u64,
     dead_ids: u64,
     throttles_before: Option<u64>,
@@ -135,10 +144,19 @@ pub(crate) struct Engine<'a> {
 
 /// Most events one run may process: far above what the longest profile needs.
 const MAX_EVENTS: u64 = 200_000_000;
+/// Events between two sweeps of the ended sessions out of the service's books.
+const FORGET_EVERY: u64 = 1 << 16;
 /// Arrivals between two additions to the progress counter.
 const PROGRESS_STEP: usize = 4_096;
 /// Work still in flight this long after the traffic ends is abandoned.
 const DRAIN: Duration = Duration::from_secs(30 * 60);
+
+/// A bijection of `u64` that spreads consecutive numbers (the splitmix64 finaliser).
+fn scramble(n: u64) -> u64 {
+    let n = (n ^ (n >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let n = (n ^ (n >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    n ^ (n >> 31)
+}
 
 fn ready<F: std::future::Future>(future: F, what: &'static str) -> Result<F::Output, SimError> {
     future.now_or_never().ok_or(SimError::Blocked(what))
@@ -188,14 +206,17 @@ impl<'a> Engine<'a> {
             rng: StdRng::seed_from_u64(settings.seed ^ 0x5eed_0002),
             events: BinaryHeap::new(),
             scheduled: 0,
-            requests: Vec::new(),
-            warms: Vec::new(),
-            runs: Vec::new(),
+            arrivals: Vec::new(),
+            next_arrival: 0,
+            requests: Slots::default(),
+            warms: Slots::default(),
+            runs: Slots::default(),
+            ids_drawn: 0,
             environments,
             idle_environments: (0..deployment.environments).collect(),
             waiting_jobs: VecDeque::new(),
             window,
-            ttfb_ms: Vec::new(),
+            ttfb_ms: Histogram::default(),
             warm_hits: 0,
             dead_ids: 0,
             throttles_before: None,
@@ -207,41 +228,28 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// A new session ID, unique in the run and the same in every run of the same events
+    /// (the service only needs them distinct; drawing UUIDs would cost a system call each).
+    /// It opens with a scrambled form of its number, so that IDs differ in their first bytes
+    /// and the service's lookups compare little.
+    fn next_session_id(&mut self) -> SessionId {
+        let n = self.ids_drawn;
+        self.ids_drawn += 1;
+        SessionId::parse(format!("{:016x}-sim-{}-{n:012}", scramble(n), self.policy.name()))
+            .unwrap_or_else(|_| SessionId::generate())
+    }
+
     fn at(&mut self, time: u64, event: Event) {
         self.scheduled += 1;
         self.events.push(Reverse((time, self.scheduled, event)));
     }
 
-    /// Runs to the end; every few thousand arrivals handled are added to `progress`.
+    /// Runs to the end; every few thousand measured arrivals handled are added to `progress`.
     pub(crate) fn run(mut self, progress: Option<&AtomicU64>) -> Result<Run, SimError> {
-        let (lead_in, seed) = (self.settings.lead_in, self.settings.seed);
-        let arrivals: Vec<(u64, Option<u32>)> = match &self.settings.conversation {
-            None => self
-                .profile
-                .arrivals(lead_in, seed)
-                .into_iter()
-                .map(|at| (at, None))
-                .collect(),
-            Some(shape) => shape
-                .turns(self.profile, lead_in, seed)
-                .into_iter()
-                .map(|t| (t.at, Some(t.conversation)))
-                .collect(),
-        };
-        let conversations = arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
+        self.arrivals = self.arrivals();
+        let conversations = self.arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
         self.bindings = (0..conversations).map(|_| None).collect();
         let origin = self.settings.clock_origin_ms;
-        for (i, (arrived, conversation)) in arrivals.into_iter().enumerate() {
-            let arrived = arrived + origin;
-            self.requests.push(Request {
-                arrived,
-                session: None,
-                from_pool: false,
-                attempts: 0,
-                conversation,
-            });
-            self.at(arrived, Event::Arrival(i));
-        }
         match self.policy {
             Policy::None => {}
             Policy::Reference => {
@@ -258,13 +266,19 @@ impl<'a> Engine<'a> {
             }
         }
         let stop_at = self.window.1 + millis(DRAIN);
-        while let Some(Reverse((time, _, event))) = self.events.pop() {
+        // Progress counts the measured requests, as the trace does; not the lead-in's.
+        let measured = self.arrivals.partition_point(|a| a.0 < self.window.0)
+            ..self.arrivals.partition_point(|a| a.0 < self.window.1);
+        while let Some((time, event)) = self.next_event() {
             if time > stop_at {
                 break;
             }
             self.details.events += 1;
             if self.details.events > MAX_EVENTS {
                 return Err(SimError::Runaway(MAX_EVENTS));
+            }
+            if self.details.events % FORGET_EVERY == 0 {
+                self.agent.world().forget_ended(time);
             }
             if time >= self.window.0 && self.throttles_before.is_none() {
                 let world = self.agent.world();
@@ -277,16 +291,53 @@ impl<'a> Engine<'a> {
             }
             self.clock.set(time);
             if let (Event::Arrival(i), Some(progress)) = (&event, progress)
-                && (i + 1) % PROGRESS_STEP == 0
+                && measured.contains(i)
+                && (i + 1 - measured.start) % PROGRESS_STEP == 0
             {
                 progress.fetch_add(PROGRESS_STEP as u64, Ordering::Relaxed);
             }
             self.handle(time, event)?;
         }
         if let Some(progress) = progress {
-            progress.fetch_add((self.requests.len() % PROGRESS_STEP) as u64, Ordering::Relaxed);
+            progress.fetch_add((measured.len() % PROGRESS_STEP) as u64, Ordering::Relaxed);
         }
         Ok(self.finish())
+    }
+
+    /// Every arrival on the virtual clock, sorted by time (stably: at one instant, in the
+    /// order drawn, as they were scheduled before).
+    fn arrivals(&self) -> Vec<(u64, Option<u32>)> {
+        let (lead_in, seed) = (self.settings.lead_in, self.settings.seed);
+        let origin = self.settings.clock_origin_ms;
+        let mut arrivals: Vec<(u64, Option<u32>)> = match &self.settings.conversation {
+            None => self
+                .profile
+                .arrivals(lead_in, seed)
+                .into_iter()
+                .map(|at| (at + origin, None))
+                .collect(),
+            Some(shape) => shape
+                .turns(self.profile, lead_in, seed)
+                .into_iter()
+                .map(|t| (t.at + origin, Some(t.conversation)))
+                .collect(),
+        };
+        arrivals.sort_by_key(|a| a.0);
+        arrivals
+    }
+
+    /// The next arrival or the next scheduled event, whichever comes first; an arrival first
+    /// at one instant, as when every arrival was scheduled before anything else.
+    fn next_event(&mut self) -> Option<(u64, Event)> {
+        let arrival = self.arrivals.get(self.next_arrival).map(|a| a.0);
+        let scheduled = self.events.peek().map(|Reverse((time, _, _))| *time);
+        match (arrival, scheduled) {
+            (Some(at), next) if next.is_none_or(|time| at <= time) => {
+                self.next_arrival += 1;
+                Some((at, Event::Arrival(self.next_arrival - 1)))
+            }
+            _ => self.events.pop().map(|Reverse((time, _, event))| (time, event)),
+        }
     }
 
     fn handle(&mut self, now: u64, event: Event) -> Result<(), SimError> {
@@ -342,8 +393,8 @@ impl<'a> Engine<'a> {
             platform,
             warm_hit_rate: self.warm_hits as f64 / requests as f64,
             dead_ids_handed_out: self.dead_ids,
-            p50_ms: nearest_rank(&self.ttfb_ms, 50.0).unwrap_or(0),
-            p99_ms: nearest_rank(&self.ttfb_ms, 99.0).unwrap_or(0),
+            p50_ms: self.ttfb_ms.nearest_rank(50.0).unwrap_or(0),
+            p99_ms: self.ttfb_ms.nearest_rank(99.0).unwrap_or(0),
             idle_session_hours,
             idle_cost_usd: Pricing::of(platform).idle_cost_usd(idle_session_hours),
             target_median: self.details.target_median(self.window.0),

@@ -9,7 +9,7 @@ use warmpool_core::clock::{Clock, millis};
 use warmpool_core::pool::maintenance;
 use warmpool_core::pool::quota::spread;
 use warmpool_core::ports::PoolQueue;
-use warmpool_core::session::{PooledSession, SessionId};
+use warmpool_core::session::PooledSession;
 
 impl Engine<'_> {
     pub(super) fn job_arrives(&mut self, now: u64, job: Job) -> Result<(), SimError> {
@@ -101,8 +101,7 @@ impl Engine<'_> {
     }
 
     pub(super) fn start_run(&mut self, env: Option<usize>, count: u32, now: u64) -> Result<(), SimError> {
-        let run = self.runs.len();
-        self.runs.push(RunState {
+        let run = self.runs.insert(RunState {
             env,
             pending: count,
             deadline: now + millis(self.settings.run_timeout),
@@ -111,10 +110,8 @@ impl Engine<'_> {
             return self.run_done(run);
         }
         for _ in 0..count {
-            let warm = self.warms.len();
-            let session = SessionId::parse(format!("sim-{}-{warm:032}", self.policy.name()))
-                .unwrap_or_else(|_| SessionId::generate());
-            self.warms.push(Warm {
+            let session = self.next_session_id();
+            let warm = self.warms.insert(Warm {
                 run,
                 session,
                 attempt: 0,
@@ -191,7 +188,9 @@ impl Engine<'_> {
     }
 
     fn warm_done(&mut self, warm: usize) -> Result<(), SimError> {
-        let run = self.warms[warm].run;
+        let Some(Warm { run, .. }) = self.warms.remove(warm) else {
+            return Ok(());
+        };
         self.runs[run].pending = self.runs[run].pending.saturating_sub(1);
         if self.runs[run].pending == 0 {
             return self.run_done(run);
@@ -202,7 +201,7 @@ impl Engine<'_> {
     /// The environment takes the next waiting event now, or waits for one. A loop, not a
     /// recursion: a long queue of events that need no warmup finishes here at once.
     fn run_done(&mut self, run: usize) -> Result<(), SimError> {
-        let Some(env) = self.runs[run].env else {
+        let Some(env) = self.runs.remove(run).and_then(|r| r.env) else {
             return Ok(());
         };
         while let Some(job) = self.waiting_jobs.pop_front() {

@@ -2,7 +2,7 @@
 //! environment's warmup time, raised by pre-warm windows.
 
 use super::Schedule;
-use crate::metrics::nearest_rank;
+use crate::metrics::rank_of;
 use crate::num::ceil_u32;
 use crate::ports::PoolDepth;
 use std::collections::VecDeque;
@@ -78,7 +78,10 @@ impl Adaptive {
 /// The latest warmup latencies of this execution environment, for the adaptive target.
 #[derive(Debug, Clone, Default)]
 pub struct WarmupTimes {
+    /// In arrival order, and the same values sorted: the p95 is read at every run, so it is
+    /// kept ready rather than sorted each time.
     samples: VecDeque<u64>,
+    sorted: Vec<u64>,
 }
 
 impl WarmupTimes {
@@ -88,10 +91,15 @@ impl WarmupTimes {
 
     pub fn record(&mut self, latencies_ms: impl IntoIterator<Item = u64>) {
         for latency in latencies_ms {
-            if self.samples.len() == Self::CAPACITY {
-                self.samples.pop_front();
+            if self.samples.len() == Self::CAPACITY
+                && let Some(oldest) = self.samples.pop_front()
+                && let Ok(at) = self.sorted.binary_search(&oldest)
+            {
+                self.sorted.remove(at);
             }
             self.samples.push_back(latency);
+            let at = self.sorted.partition_point(|v| *v <= latency);
+            self.sorted.insert(at, latency);
         }
     }
 
@@ -100,7 +108,7 @@ impl WarmupTimes {
         if self.samples.len() < Self::MIN_SAMPLES {
             return None;
         }
-        let samples: Vec<u64> = self.samples.iter().copied().collect();
-        nearest_rank(&samples, 95.0).map(Duration::from_millis)
+        let rank = usize::try_from(rank_of(self.sorted.len() as u64, 95.0)?).ok()?;
+        self.sorted.get(rank - 1).copied().map(Duration::from_millis)
     }
 }

@@ -211,6 +211,18 @@ fn warmup_p95_needs_enough_samples_and_follows_recent_ones() {
 }
 
 #[test]
+fn warmup_p95_is_the_nearest_rank_of_the_latest_samples_as_they_roll() {
+    let mut times = WarmupTimes::default();
+    let latencies: Vec<u64> = (0..1_000u64).map(|i| 800 + (i * 7_919) % 4_001).collect();
+    for (i, latency) in latencies.iter().enumerate() {
+        times.record([*latency]);
+        let latest = &latencies[(i + 1).saturating_sub(200)..=i];
+        let expected = (latest.len() >= 20).then(|| crate::metrics::nearest_rank(latest, 95.0)).flatten();
+        assert_eq!(times.p95(), expected.map(Duration::from_millis), "after {} samples", i + 1);
+    }
+}
+
+#[test]
 fn target_mode_and_schedule_come_from_the_environment() {
     let env = Env::from_pairs([
         (MODE, "scheduled"),
