@@ -5,7 +5,7 @@ use crate::clock::{Clock, ManualClock, millis};
 use crate::error::{AgentError, AgentErrorKind, QueueError, QueueErrorKind, TriggerError};
 use crate::ports::{AgentRuntime, PoolDepth, PoolMaintenance, PoolQueue, Received, ReplenishTrigger};
 use crate::session::{PooledSession, SessionId};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,14 +60,65 @@ const DEDUPLICATION_WINDOW_MS: u64 = 5 * 60 * 1_000;
 struct PoolState {
     /// By send order.
     messages: BTreeMap<u64, Message>,
+    /// The same messages split by visibility: visible by send order, hidden by the time
+    /// they show again. A receive and a count then cost little even in a pool of thousands.
+    visible: BTreeSet<u64>,
+    hidden: BTreeSet<(u64, u64)>,
     next_id: u64,
     /// (group, deduplication ID) -> when a send with it was first accepted; and the same in
     /// the order accepted, to forget them once the window has passed.
-    deduplication: HashMap<(String, String), u64>,
+    deduplication: HashMap<(String, String), u64, foldhash::fast::FixedState>,
     deduplication_order: VecDeque<(u64, (String, String))>,
 }
 
 impl PoolState {
+    fn insert(&mut self, seq: u64, message: Message) {
+        self.messages.insert(seq, message);
+        self.visible.insert(seq);
+    }
+
+    /// Messages whose visibility timeout has passed by `now` are visible again.
+    fn restore(&mut self, now: u64) {
+        while let Some(&(until, seq)) = self.hidden.first()
+            && until <= now
+        {
+            self.hidden.pop_first();
+            self.visible.insert(seq);
+        }
+    }
+
+    /// The oldest `max` visible messages, now hidden until `until`.
+    fn hide_oldest(&mut self, max: usize, now: u64, until: u64) -> Vec<u64> {
+        self.restore(now);
+        let taken: Vec<u64> = self.visible.iter().take(max).copied().collect();
+        for seq in &taken {
+            self.set_hidden_until(*seq, until);
+        }
+        taken
+    }
+
+    fn set_hidden_until(&mut self, seq: u64, until: u64) {
+        let Some(message) = self.messages.get_mut(&seq) else {
+            return;
+        };
+        self.hidden.remove(&(message.hidden_until, seq));
+        self.visible.remove(&seq);
+        message.hidden_until = until;
+        self.hidden.insert((until, seq));
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Some(message) = self.messages.remove(&seq) {
+            self.hidden.remove(&(message.hidden_until, seq));
+        }
+        self.visible.remove(&seq);
+    }
+
+    fn in_flight(&mut self, now: u64) -> usize {
+        self.restore(now);
+        self.hidden.len()
+    }
+
     /// The message a receipt still holds, if any.
     fn held(&self, receipt: &str, now: u64) -> Option<u64> {
         let (seq, _) = self.issued(receipt)?;
@@ -126,7 +177,7 @@ impl MemoryPool {
         let mut state = self.state.lock().unwrap();
         state.next_id += 1;
         let seq = state.next_id;
-        state.messages.insert(
+        state.insert(
             seq,
             Message {
                 id: format!("m-{seq}"),
@@ -159,8 +210,7 @@ impl MemoryPool {
     /// Messages hidden right now.
     pub fn hidden(&self) -> usize {
         let now = self.clock.now_ms();
-        let state = self.state.lock().unwrap();
-        state.messages.values().filter(|m| m.hidden_until > now).count()
+        self.state.lock().unwrap().in_flight(now)
     }
 
     pub fn fail_next_deletes(&self, n: u32) {
@@ -218,22 +268,15 @@ impl PoolQueue for MemoryPool {
         let now = self.clock.now_ms();
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
-        let visible: Vec<u64> = state
-            .messages
-            .iter()
-            .filter(|(_, m)| m.hidden_until <= now)
-            .map(|(seq, _)| *seq)
-            .take(usize::from(max))
-            .collect();
-        let mut out = Vec::with_capacity(visible.len());
-        for seq in visible {
+        let taken = state.hide_oldest(usize::from(max), now, now.saturating_add(millis(visibility)));
+        let mut out = Vec::with_capacity(taken.len());
+        for seq in taken {
             state.next_id += 1;
             let receipt = format!("r-{seq}-{}", state.next_id);
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
             message.receipt = Some(receipt.clone());
-            message.hidden_until = now.saturating_add(millis(visibility));
             out.push(Received {
                 message_id: message.id.clone(),
                 receipt,
@@ -266,7 +309,7 @@ impl PoolQueue for MemoryPool {
             .or_else(|| stale_accepted.then(|| state.issued(receipt).map(|(seq, _)| seq)).flatten());
         match held {
             Some(seq) => {
-                state.messages.remove(&seq);
+                state.remove(seq);
                 Ok(())
             }
             None => Err(QueueError::new(
@@ -306,8 +349,8 @@ impl PoolQueue for MemoryPool {
 
     async fn depth(&self) -> Result<PoolDepth, QueueError> {
         let now = self.clock.now_ms();
-        let state = self.state.lock().unwrap();
-        let in_flight = state.messages.values().filter(|m| m.hidden_until > now).count() as u64;
+        let mut state = self.state.lock().unwrap();
+        let in_flight = state.in_flight(now) as u64;
         Ok(PoolDepth {
             visible: state.messages.len() as u64 - in_flight,
             in_flight,
@@ -321,8 +364,8 @@ impl PoolMaintenance for MemoryPool {
         let mut state = self.state.lock().unwrap();
         let mut not_ours = 0;
         for receipt in receipts {
-            match state.held(receipt, now).and_then(|seq| state.messages.get_mut(&seq)) {
-                Some(message) => message.hidden_until = now,
+            match state.held(receipt, now) {
+                Some(seq) => state.set_hidden_until(seq, now),
                 None => not_ours += 1,
             }
         }
@@ -331,13 +374,13 @@ impl PoolMaintenance for MemoryPool {
 
     async fn oldest_sent_at(&self, max: u8) -> Result<Option<u64>, QueueError> {
         let now = self.clock.now_ms();
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        state.restore(now);
         Ok(state
-            .messages
-            .values()
-            .filter(|m| m.hidden_until <= now)
+            .visible
+            .iter()
             .take(usize::from(max))
-            .map(|m| m.sent_at)
+            .filter_map(|seq| state.messages.get(seq).map(|m| m.sent_at))
             .min())
     }
 }

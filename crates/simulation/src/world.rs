@@ -40,7 +40,7 @@ pub(crate) struct World {
     lifetime_ms: u64,
     /// Only idle time inside this window counts.
     window: (u64, u64),
-    lives: HashMap<SessionId, Life>,
+    lives: HashMap<SessionId, Life, foldhash::fast::FixedState>,
     /// Idle time of the lives that ended, inside the window.
     ended_idle_ms: u64,
     pub heartbeats_cold: u64,
@@ -61,7 +61,7 @@ impl World {
             idle_ms,
             lifetime_ms,
             window,
-            lives: HashMap::new(),
+            lives: HashMap::default(),
             ended_idle_ms: 0,
             heartbeats_cold: 0,
             stops: 0,

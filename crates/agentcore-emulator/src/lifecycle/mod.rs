@@ -17,9 +17,10 @@ mod session;
 mod tests;
 mod work;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use foldhash::fast::FixedState;
 use rand::{Rng, RngExt};
 use serde::Serialize;
 
@@ -113,11 +114,11 @@ pub struct Stats {
 pub struct Model {
     cfg: LifecycleConfig,
     faults: Faults,
-    // Ordered so that `sessions()` is deterministic.
-    sessions: BTreeMap<String, Session>,
+    // A fixed-seed hash: a run's order of work does not depend on the process.
+    sessions: HashMap<String, Session, FixedState>,
     // IDs whose microVM may still be alive, so counting active sessions costs O(active)
     // rather than O(every ID ever seen).
-    live: HashSet<String>,
+    live: HashSet<String, FixedState>,
     bucket: CreationBucket,
     stats: Stats,
     creation_times_ms: Vec<u64>,
@@ -130,8 +131,8 @@ impl Model {
         Self {
             faults: cfg.faults(),
             bucket: CreationBucket::full(cfg.creation_rate_per_sec),
-            sessions: BTreeMap::new(),
-            live: HashSet::new(),
+            sessions: HashMap::default(),
+            live: HashSet::default(),
             stats: Stats::default(),
             creation_times_ms: Vec::new(),
             cfg,
@@ -178,10 +179,12 @@ impl Model {
         let profile = if cold { self.cfg.cold_start() } else { self.cfg.warm };
         let latency = profile.sample(rng).mul_f64(self.cfg.latency_scale);
 
-        let session = self
-            .sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| Session::new(now_ms));
+        if !self.sessions.contains_key(session_id) {
+            self.sessions.insert(session_id.to_owned(), Session::new(now_ms));
+        }
+        let Some(session) = self.sessions.get_mut(session_id) else {
+            return Err(Rejection::SessionNotFound);
+        };
         if cold {
             session.restart(now_ms);
             self.live.insert(session_id.to_owned());
@@ -279,12 +282,16 @@ impl Model {
         self.live.remove(session_id);
     }
 
+    /// Every known ID, ordered by ID.
     pub fn sessions(&self, now_ms: u64) -> Vec<SessionView> {
         let (idle_ms, lifetime_ms) = self.limits_ms();
-        self.sessions
+        let mut views: Vec<SessionView> = self
+            .sessions
             .iter()
             .map(|(id, s)| s.view(id, s.state(now_ms, idle_ms, lifetime_ms)))
-            .collect()
+            .collect();
+        views.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        views
     }
 
     /// Forgets every ID whose microVM is no longer alive: its history, its view. Invoking such
@@ -294,8 +301,8 @@ impl Model {
         let (idle_ms, lifetime_ms) = self.limits_ms();
         self.sessions
             .retain(|_, s| s.state(now_ms, idle_ms, lifetime_ms) == SessionState::Active);
-        // Every ID left is alive, and every one alive is left.
-        self.live = self.sessions.keys().cloned().collect();
+        let sessions = &self.sessions;
+        self.live.retain(|id| sessions.contains_key(id));
     }
 
     pub fn active_sessions(&self, now_ms: u64) -> usize {

@@ -395,9 +395,11 @@ where
         warn!(message_id = %message.message_id, "removed a malformed pool message");
         return Outcome::MalformedRemoved;
     };
-    let shown = session.session_id.log_id(care.log_key);
+    if action == Action::Heartbeat {
+        return heartbeat(queue, agent, clock, session, care).await;
+    }
+    let shown = session.session_id.shown(care.log_key);
     match action {
-        Action::Heartbeat => heartbeat(queue, agent, clock, session, care).await,
         Action::Retire | Action::Trim | Action::Drain => {
             let stopped = stop_before(agent, &session.session_id, care.finish_by, care.log_key)
                 .await
@@ -418,7 +420,7 @@ where
     A: AgentRuntime,
     C: Clock,
 {
-    let shown = session.session_id.log_id(care.log_key);
+    let shown = session.session_id.shown(care.log_key);
     // Taken before the ping: AgentCore's idle timer restarts no earlier than this. Strictly
     // later than the last ping, so the deduplication ID is new even on a coarse clock.
     let ping_at = clock.now_ms().max(session.last_ping_at.saturating_add(1));
