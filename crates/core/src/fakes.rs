@@ -65,10 +65,11 @@ struct PoolState {
     visible: BTreeSet<u64>,
     hidden: BTreeSet<(u64, u64)>,
     next_id: u64,
-    /// (group, deduplication ID) -> when a send with it was first accepted; and the same in
-    /// the order accepted, to forget them once the window has passed.
-    deduplication: HashMap<(String, String), u64, foldhash::fast::FixedState>,
-    deduplication_order: VecDeque<(u64, (String, String))>,
+    /// Deduplication ID -> when a send with it was first accepted; entries past the window
+    /// are swept out whenever the map has doubled since the last sweep. SQS scopes the ID to
+    /// its message group; a pool message's ID names its session, which is its group.
+    deduplication: HashMap<String, u64, foldhash::fast::FixedState>,
+    deduplication_swept_at_len: usize,
 }
 
 impl PoolState {
@@ -135,21 +136,16 @@ impl PoolState {
     }
 
     /// Whether a send with `key` is a duplicate at `now`; if not, it is remembered from now.
-    fn duplicate(&mut self, key: (String, String), now: u64) -> bool {
-        while let Some((at, _)) = self.deduplication_order.front()
-            && now.saturating_sub(*at) >= DEDUPLICATION_WINDOW_MS
-        {
-            if let Some((at, old)) = self.deduplication_order.pop_front()
-                && self.deduplication.get(&old) == Some(&at)
-            {
-                self.deduplication.remove(&old);
-            }
-        }
-        if self.deduplication.contains_key(&key) {
+    fn duplicate(&mut self, key: String, now: u64) -> bool {
+        let live = |first: &u64| now.saturating_sub(*first) < DEDUPLICATION_WINDOW_MS;
+        if self.deduplication.get(&key).is_some_and(live) {
             return true;
         }
-        self.deduplication.insert(key.clone(), now);
-        self.deduplication_order.push_back((now, key));
+        self.deduplication.insert(key, now);
+        if self.deduplication.len() > 2 * self.deduplication_swept_at_len.max(512) {
+            self.deduplication.retain(|_, first| live(first));
+            self.deduplication_swept_at_len = self.deduplication.len();
+        }
         false
     }
 }
@@ -169,10 +165,14 @@ impl MemoryPool {
     }
 
     pub fn push(&self, session: &PooledSession) {
-        self.push_raw(&session.to_body());
+        self.push_owned(session.to_body());
     }
 
     pub fn push_raw(&self, body: &str) {
+        self.push_owned(body.to_string());
+    }
+
+    fn push_owned(&self, body: String) {
         let now = self.clock.now_ms();
         let mut state = self.state.lock().unwrap();
         state.next_id += 1;
@@ -181,7 +181,7 @@ impl MemoryPool {
             seq,
             Message {
                 id: format!("m-{seq}"),
-                body: body.to_string(),
+                body,
                 sent_at: now,
                 hidden_until: 0,
                 receipt: None,
@@ -249,7 +249,7 @@ impl MemoryPool {
     /// same group is acknowledged without delivering a second message.
     fn accept(&self, session: &PooledSession) {
         let now = self.clock.now_ms();
-        let key = (session.message_group_id().to_string(), session.deduplication_id());
+        let key = session.deduplication_id();
         if self.state.lock().unwrap().duplicate(key, now) {
             return;
         }
@@ -561,5 +561,61 @@ impl CapturedLogs {
 impl Drop for CaptureGuard {
     fn drop(&mut self) {
         CAPTURE.with(|capture| *capture.borrow_mut() = None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    const VISIBILITY: Duration = Duration::from_secs(30);
+
+    fn pool_at(clock: &ManualClock) -> MemoryPool {
+        MemoryPool::with_clock(Arc::new(clock.clone()))
+    }
+
+    fn depth(pool: &MemoryPool) -> (u64, u64) {
+        let depth = pool.depth().now_or_never().unwrap().unwrap();
+        (depth.visible, depth.in_flight)
+    }
+
+    #[test]
+    fn a_repeated_deduplication_id_is_dropped_for_five_minutes_even_among_thousands() {
+        let clock = ManualClock::at(0);
+        let pool = pool_at(&clock);
+        let repeated = PooledSession::new(SessionId::generate(), 0, 0);
+        pool.enqueue(&repeated).now_or_never().unwrap().unwrap();
+        for i in 0..2_000 {
+            clock.set(i * 100);
+            let other = PooledSession::new(SessionId::generate(), 0, 0);
+            pool.enqueue(&other).now_or_never().unwrap().unwrap();
+            pool.enqueue(&repeated).now_or_never().unwrap().unwrap();
+        }
+        assert_eq!(pool.len(), 2_001, "within the window the repeat lands once");
+        clock.set(DEDUPLICATION_WINDOW_MS);
+        pool.enqueue(&repeated).now_or_never().unwrap().unwrap();
+        assert_eq!(pool.len(), 2_002, "after the window it lands again");
+    }
+
+    #[test]
+    fn received_messages_are_hidden_until_deleted_released_or_their_visibility_ends() {
+        let clock = ManualClock::at(1_000);
+        let pool = pool_at(&clock);
+        for _ in 0..3 {
+            pool.push(&PooledSession::new(SessionId::generate(), 0, 0));
+        }
+        let received = pool.receive(2, Duration::ZERO, VISIBILITY).now_or_never().unwrap().unwrap();
+        assert_eq!(depth(&pool), (1, 2));
+        pool.delete(&received[0].receipt).now_or_never().unwrap().unwrap();
+        assert_eq!(depth(&pool), (1, 1));
+        pool.release(&[received[1].receipt.clone()]).now_or_never().unwrap().unwrap();
+        assert_eq!(depth(&pool), (2, 0));
+        let again = pool.receive(10, Duration::ZERO, VISIBILITY).now_or_never().unwrap().unwrap();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0].message_id, received[1].message_id, "oldest first");
+        clock.set(1_000 + 30_000);
+        assert_eq!(depth(&pool), (2, 0));
+        assert!(pool.delete(&again[0].receipt).now_or_never().unwrap().is_err(), "an expired receipt");
     }
 }

@@ -122,6 +122,8 @@ pub struct Model {
     bucket: CreationBucket,
     stats: Stats,
     creation_times_ms: Vec<u64>,
+    /// Whether each session's invocations are recorded (for its view).
+    keep_history: bool,
 }
 
 impl Model {
@@ -135,7 +137,17 @@ impl Model {
             live: HashSet::default(),
             stats: Stats::default(),
             creation_times_ms: Vec::new(),
+            keep_history: true,
             cfg,
+        }
+    }
+
+    /// The same model, recording no session's invocations: its views show an empty
+    /// history. For a simulation of millions of sessions, which reads none of them.
+    pub fn without_history(self) -> Self {
+        Self {
+            keep_history: false,
+            ..self
         }
     }
 
@@ -145,7 +157,10 @@ impl Model {
 
     /// Forgets every session, counter and fault change; the creation bucket is full again.
     pub fn reset(&mut self, now_ms: u64) {
-        *self = Self::new(self.cfg.clone());
+        *self = Self {
+            keep_history: self.keep_history,
+            ..Self::new(self.cfg.clone())
+        };
         self.bucket.refilled_at_ms = now_ms;
     }
 
@@ -196,11 +211,13 @@ impl Model {
         session.last_invoked_at_ms = now_ms;
         session.idle_since_ms = session.idle_since_ms.max(now_ms);
         session.invocation_count += 1;
-        session.history.push(InvocationRecord {
-            at_ms: now_ms,
-            cold,
-            generation: session.generation,
-        });
+        if self.keep_history {
+            session.history.push(InvocationRecord {
+                at_ms: now_ms,
+                cold,
+                generation: session.generation,
+            });
+        }
         let generation = session.generation;
 
         if chance(rng, self.faults.crash_rate) {

@@ -613,3 +613,14 @@ fn forgetting_ended_sessions_keeps_the_live_ones_and_the_counters() {
     // The forgotten ID cold-starts, as an ended one does.
     assert!(model.invoke(ID, 2_600, &mut rng()).unwrap().cold);
 }
+
+#[test]
+fn a_model_without_history_admits_the_same_and_records_nothing() {
+    let (mut with, mut without) = (Model::new(cfg()), Model::new(cfg()).without_history());
+    for at in [0, 500, 2_600] {
+        assert_eq!(with.invoke(ID, at, &mut rng()), without.invoke(ID, at, &mut rng()));
+    }
+    assert_eq!(view(&with, ID, 2_600).history.len(), 3);
+    assert!(view(&without, ID, 2_600).history.is_empty());
+    assert_eq!(with.stats(), without.stats());
+}

@@ -145,7 +145,7 @@ pub(crate) struct Engine<'a> {
 /// Most events one run may process: far above what the longest profile needs.
 const MAX_EVENTS: u64 = 200_000_000;
 /// Events between two sweeps of the ended sessions out of the service's books.
-const FORGET_EVERY: u64 = 1 << 16;
+const FORGET_EVERY: u64 = 1 << 18;
 /// Arrivals between two additions to the progress counter.
 const PROGRESS_STEP: usize = 4_096;
 /// Work still in flight this long after the traffic ends is abandoned.
@@ -156,6 +156,15 @@ fn scramble(n: u64) -> u64 {
     let n = (n ^ (n >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let n = (n ^ (n >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     n ^ (n >> 31)
+}
+
+/// `n` as 16 lowercase hex digits (what `format!("{n:016x}")` writes, without its machinery).
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        out.push(char::from(DIGITS[usize::from(u8::try_from(nibble).unwrap_or(0))]));
+    }
 }
 
 fn ready<F: std::future::Future>(future: F, what: &'static str) -> Result<F::Output, SimError> {
@@ -172,7 +181,8 @@ impl<'a> Engine<'a> {
             Model::new(LifecycleConfig {
                 creation_rate_per_sec: f64::from(profile.creation_quota),
                 ..settings.service.clone()
-            }),
+            })
+            .without_history(),
             StdRng::seed_from_u64(settings.seed ^ 0x5eed_0001),
             window,
         );
@@ -235,8 +245,13 @@ impl<'a> Engine<'a> {
     fn next_session_id(&mut self) -> SessionId {
         let n = self.ids_drawn;
         self.ids_drawn += 1;
-        SessionId::parse(format!("{:016x}-sim-{}-{n:012}", scramble(n), self.policy.name()))
-            .unwrap_or_else(|_| SessionId::generate())
+        let mut id = String::with_capacity(48);
+        push_hex(&mut id, scramble(n));
+        id.push_str("-sim-");
+        id.push_str(self.policy.name());
+        id.push('-');
+        push_hex(&mut id, n);
+        SessionId::parse(id).unwrap_or_else(|_| SessionId::generate())
     }
 
     fn at(&mut self, time: u64, event: Event) {
@@ -403,6 +418,18 @@ impl<'a> Engine<'a> {
         Run {
             row,
             details: self.details,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids_write_their_numbers_as_sixteen_hex_digits() {
+        for n in [0, 1, 0xabc, u64::MAX, super::scramble(7)] {
+            let mut written = String::new();
+            super::push_hex(&mut written, n);
+            assert_eq!(written, format!("{n:016x}"));
         }
     }
 }
