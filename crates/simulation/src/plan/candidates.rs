@@ -191,12 +191,17 @@ pub fn candidates(trace: &Trace, params: &Params) -> Vec<Candidate> {
         .map(|target| (format!("static {target}"), Sizing::Static { target }))
         .collect();
     for (name, fitted) in [("scheduled p90", &typical), ("scheduled max", &busiest)] {
-        if !fitted.windows.is_empty() {
-            let sizing = Sizing::Scheduled {
-                default: fitted.default,
-                schedule: fitted.schedule(),
-            };
-            sizings.push((name.to_string(), sizing));
+        if fitted.windows.is_empty() {
+            continue;
+        }
+        let sizing = Sizing::Scheduled {
+            default: fitted.default,
+            schedule: fitted.schedule(),
+        };
+        // The same schedule twice would be simulated twice for the same row.
+        match sizings.iter_mut().find(|(_, s)| *s == sizing) {
+            Some((first, _)) => first.push_str(" = max"),
+            None => sizings.push((name.to_string(), sizing)),
         }
     }
     let max = adaptive_max(trace, params);
