@@ -7,7 +7,7 @@
 //! budget drains during the hour (the deepest deficit of a running balance, as
 //! [`warmpool_core::pool::target::Burst::prewarm`] reasons for one burst). A rise has to be
 //! built before it starts, at what the budget leaves over the hour before: the window opens
-//! that lead earlier, in whole minutes, at most an hour. Hours of equal target merge, days
+//! that lead earlier, in whole minutes, at most six hours. Hours of equal target merge, days
 //! with equal windows share one; windows are listed highest target first, since the first
 //! window that contains an instant wins and a lead overlaps the hour before it.
 
@@ -152,15 +152,19 @@ pub fn fit(start_ms: u64, per_minute: &[u32], rules: &FitRules) -> Fit {
     }
 }
 
+/// The longest lead a window opens with: sessions warmed that early still have hours of their
+/// 8-hour lifetime left when the rise comes.
+const MAX_LEAD_MINUTES: u32 = 360;
+
 /// Minutes of lead a rise of `rise` sessions needs when `spare` creations a second are free.
 fn lead_minutes(rise: u32, spare: f64) -> u32 {
     if rise == 0 {
         return 0;
     }
     if spare <= 0.0 {
-        return 60;
+        return MAX_LEAD_MINUTES;
     }
-    ceil_u32(f64::from(rise) / spare / 60.0).clamp(1, 60)
+    ceil_u32(f64::from(rise) / spare / 60.0).clamp(1, MAX_LEAD_MINUTES)
 }
 
 /// Slot targets into windows above the default (the least slot target, or `default`), with
