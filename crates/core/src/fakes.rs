@@ -304,9 +304,11 @@ impl PoolQueue for MemoryPool {
             ));
         }
         let stale_accepted = self.stale_receipts_accepted.load(Ordering::SeqCst);
-        let held = state
-            .held(receipt, now)
-            .or_else(|| stale_accepted.then(|| state.issued(receipt).map(|(seq, _)| seq)).flatten());
+        let held = state.held(receipt, now).or_else(|| {
+            stale_accepted
+                .then(|| state.issued(receipt).map(|(seq, _)| seq))
+                .flatten()
+        });
         match held {
             Some(seq) => {
                 state.remove(seq);
@@ -605,17 +607,31 @@ mod tests {
         for _ in 0..3 {
             pool.push(&PooledSession::new(SessionId::generate(), 0, 0));
         }
-        let received = pool.receive(2, Duration::ZERO, VISIBILITY).now_or_never().unwrap().unwrap();
+        let received = pool
+            .receive(2, Duration::ZERO, VISIBILITY)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         assert_eq!(depth(&pool), (1, 2));
         pool.delete(&received[0].receipt).now_or_never().unwrap().unwrap();
         assert_eq!(depth(&pool), (1, 1));
-        pool.release(&[received[1].receipt.clone()]).now_or_never().unwrap().unwrap();
+        pool.release(&[received[1].receipt.clone()])
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         assert_eq!(depth(&pool), (2, 0));
-        let again = pool.receive(10, Duration::ZERO, VISIBILITY).now_or_never().unwrap().unwrap();
+        let again = pool
+            .receive(10, Duration::ZERO, VISIBILITY)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         assert_eq!(again.len(), 2);
         assert_eq!(again[0].message_id, received[1].message_id, "oldest first");
         clock.set(1_000 + 30_000);
         assert_eq!(depth(&pool), (2, 0));
-        assert!(pool.delete(&again[0].receipt).now_or_never().unwrap().is_err(), "an expired receipt");
+        assert!(
+            pool.delete(&again[0].receipt).now_or_never().unwrap().is_err(),
+            "an expired receipt"
+        );
     }
 }

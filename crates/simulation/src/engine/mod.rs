@@ -10,7 +10,6 @@ mod warmups;
 use crate::cost::Pricing;
 use crate::policy::Deployment;
 use crate::world::{SimAgent, World};
-use tally::{Histogram, Slots};
 use crate::{Details, Policy, Profile, Row, Run, Settings, SimError};
 use agentcore_emulator::lifecycle::{LifecycleConfig, Model};
 use futures::FutureExt;
@@ -21,6 +20,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tally::{Histogram, Slots};
 use warmpool_core::clock::{ManualClock, millis};
 use warmpool_core::fakes::MemoryPool;
 use warmpool_core::pool::claim::Claimer;
@@ -262,7 +262,12 @@ impl<'a> Engine<'a> {
     /// Runs to the end; every few thousand measured arrivals handled are added to `progress`.
     pub(crate) fn run(mut self, progress: Option<&AtomicU64>) -> Result<Run, SimError> {
         self.arrivals = self.arrivals();
-        let conversations = self.arrivals.iter().filter_map(|a| a.1).max().map_or(0, |c| c as usize + 1);
+        let conversations = self
+            .arrivals
+            .iter()
+            .filter_map(|a| a.1)
+            .max()
+            .map_or(0, |c| c as usize + 1);
         self.bindings = (0..conversations).map(|_| None).collect();
         let origin = self.settings.clock_origin_ms;
         match self.policy {
@@ -292,7 +297,7 @@ impl<'a> Engine<'a> {
             if self.details.events > MAX_EVENTS {
                 return Err(SimError::Runaway(MAX_EVENTS));
             }
-            if self.details.events % FORGET_EVERY == 0 {
+            if self.details.events.is_multiple_of(FORGET_EVERY) {
                 self.agent.world().forget_ended(time);
             }
             if time >= self.window.0 && self.throttles_before.is_none() {

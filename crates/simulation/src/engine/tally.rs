@@ -51,7 +51,10 @@ impl<T> std::ops::Index<usize> for Slots<T> {
 
 impl<T> std::ops::IndexMut<usize> for Slots<T> {
     fn index_mut(&mut self, slot: usize) -> &mut T {
-        self.values.get_mut(slot).and_then(Option::as_mut).expect("a slot the engine holds")
+        self.values
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .expect("a slot the engine holds")
     }
 }
 

@@ -217,8 +217,15 @@ fn warmup_p95_is_the_nearest_rank_of_the_latest_samples_as_they_roll() {
     for (i, latency) in latencies.iter().enumerate() {
         times.record([*latency]);
         let latest = &latencies[(i + 1).saturating_sub(200)..=i];
-        let expected = (latest.len() >= 20).then(|| crate::metrics::nearest_rank(latest, 95.0)).flatten();
-        assert_eq!(times.p95(), expected.map(Duration::from_millis), "after {} samples", i + 1);
+        let expected = (latest.len() >= 20)
+            .then(|| crate::metrics::nearest_rank(latest, 95.0))
+            .flatten();
+        assert_eq!(
+            times.p95(),
+            expected.map(Duration::from_millis),
+            "after {} samples",
+            i + 1
+        );
     }
 }
 

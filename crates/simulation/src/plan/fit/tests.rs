@@ -73,7 +73,12 @@ fn a_rise_the_spare_budget_needs_hours_to_stock_opens_hours_ahead() {
     let at = |hour: u64, minute: u64| MONDAY + (hour * 60 + minute) * 60_000;
     let rush = parsed.target_at(at(12, 5));
     assert!(rush > 12_000, "{}", fit.schedule());
-    assert_eq!(parsed.target_at(at(9, 0)), rush, "three hours ahead: {}", fit.schedule());
+    assert_eq!(
+        parsed.target_at(at(9, 0)),
+        rush,
+        "three hours ahead: {}",
+        fit.schedule()
+    );
     assert!(parsed.target_at(at(13, 30)) < 1_000);
 }
 
