@@ -216,7 +216,7 @@ async fn a_session_crashing_mid_batch_is_failed_by_the_detector_and_attempt_two_
         (SessionState::Crashed, 1),
         "never used again"
     );
-    let runs: Vec<(u32, SessionId, RunOutcome)> = stack.runs_by_batch()[&batch]
+    let runs: Vec<(u32, SessionId, RunOutcome)> = stack.runs_by_batch().await[&batch]
         .iter()
         .map(|r| (r.attempt, r.session_id.clone(), r.outcome.clone()))
         .collect();
@@ -284,7 +284,7 @@ async fn a_batch_that_always_crashes_ends_failed_after_its_last_attempt_and_on_t
         "{row:?}"
     );
     assert_eq!(crashed.len(), 2, "one session per attempt");
-    let runs = &stack.runs_by_batch()[&batch];
+    let runs = &stack.runs_by_batch().await[&batch];
     assert!(runs.iter().all(|r| r.outcome == RunOutcome::Aborted), "{runs:?}");
     assert_eq!(runs.iter().map(|r| &r.session_id).collect::<HashSet<_>>().len(), 2);
     let failures: Vec<FailureNotice> = drain(&stack.sqs, &stack.resources.failure_queue_url)
@@ -356,7 +356,7 @@ async fn the_same_s3_notification_delivered_twice_starts_exactly_one_run() {
         .filter(|o| matches!(o, invoker::Outcome::Duplicate { .. }))
         .count();
     assert_eq!((started, duplicates), (1, 2), "{outcomes:?}");
-    assert_eq!(stack.runs_by_batch()[&batch].len(), 1);
+    assert_eq!(stack.runs_by_batch().await[&batch].len(), 1);
     let invoked: Vec<String> = stack.emulator.sessions().into_iter().map(|s| s.session_id).collect();
     assert_eq!(
         invoked,
@@ -491,7 +491,7 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
     }
     // The agent records a run after its last write returns: wait for every record.
     assert!(stack.agent_idle(Duration::from_secs(10)).await, "runs still going");
-    let all_runs = stack.runs_by_batch();
+    let all_runs = stack.runs_by_batch().await;
     let sessions = stack.emulator.sessions();
     let retried_by_detector = batches
         .iter()
@@ -509,7 +509,7 @@ async fn an_agent_completing_as_the_detector_fires_gives_exactly_one_outcome_per
         "race outcomes: {retried_by_detector} retried by the detector, {} finished by the agent",
         BATCHES - retried_by_detector
     );
-    let attempts_run: usize = stack.runs_by_batch().values().map(Vec::len).sum();
+    let attempts_run: usize = stack.runs_by_batch().await.values().map(Vec::len).sum();
     assert_eq!(stack.emulator.sessions().len(), attempts_run, "one session per attempt");
 }
 
@@ -629,7 +629,7 @@ async fn two_hundred_batches_submitted_at_once_all_succeed_none_lost_none_run_tw
     );
     let emulator_sessions: HashSet<String> = sessions.into_iter().map(|s| s.session_id).collect();
     assert_eq!(emulator_sessions, row_sessions);
-    let runs = stack.runs_by_batch();
+    let runs = stack.runs_by_batch().await;
     assert_eq!(runs.len(), BATCHES);
     assert!(runs.values().all(|r| r.len() == 1), "a batch ran twice");
     let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);

@@ -335,7 +335,7 @@ async fn when_the_invokers_writes_land_but_their_answers_are_lost_then_the_batch
 
         assert_eq!(stack.faults.injected(operation, Fault::LoseAnswer), 1, "{operation}");
         assert_eq!(row.attempt, 1, "{operation}: no attempt burned");
-        let runs = &stack.runs_by_batch()[&batch];
+        let runs = &stack.runs_by_batch().await[&batch];
         assert_eq!(runs.len(), 1, "{operation}: {runs:?}");
         assert_eq!(Some(&runs[0].session_id), row.session_id.as_ref());
     }
@@ -357,7 +357,7 @@ async fn when_the_agent_started_but_its_answer_was_lost_then_the_next_attempt_ru
 
     assert_eq!(stack.faults.injected("InvokeAgentRuntime", Fault::DropAnswer), 1);
     assert_eq!(row.attempt, 2, "{row:?}");
-    let runs = &stack.runs_by_batch()[&batch];
+    let runs = &stack.runs_by_batch().await[&batch];
     let mut sessions_of: HashMap<u32, HashSet<SessionId>> = HashMap::new();
     for run in runs {
         sessions_of
@@ -498,9 +498,9 @@ async fn admission_pins_each_documents_version_and_size_on_a_versioned_bucket() 
 }
 
 /// What the stack's agent ran for `batch`: every attempt on exactly one session, and which.
-fn sessions_by_attempt(stack: &BatchStack, batch: &BatchId) -> HashMap<u32, HashSet<SessionId>> {
+async fn sessions_by_attempt(stack: &BatchStack, batch: &BatchId) -> HashMap<u32, HashSet<SessionId>> {
     let mut sessions_of: HashMap<u32, HashSet<SessionId>> = HashMap::new();
-    for run in &stack.runs_by_batch()[batch] {
+    for run in &stack.runs_by_batch().await[batch] {
         sessions_of
             .entry(run.attempt)
             .or_default()
@@ -533,7 +533,7 @@ async fn when_the_emulator_loses_the_answer_after_admission_then_the_batch_is_ha
 
     assert_eq!(stack.emulator.stats().lost_answers, 1);
     assert_eq!(row.attempt, 2, "{row:?}");
-    let sessions_of = sessions_by_attempt(&stack, &batch);
+    let sessions_of = sessions_by_attempt(&stack, &batch).await;
     assert!(sessions_of.values().all(|s| s.len() == 1), "{sessions_of:?}");
     let published = notices(&drain(&stack.sqs, &stack.resources.results_queue_url).await);
     assert!(published.iter().all(|n| n.attempt == 2), "{published:?}");
@@ -568,7 +568,7 @@ async fn when_the_answer_comes_after_the_invoke_timeout_and_the_stop_is_throttle
     let stats = stack.emulator.stats();
     assert_eq!((stats.late_answers, stats.stop_throttles), (1, 1), "{stats:?}");
     assert_eq!(row.attempt, 2, "{row:?}");
-    let sessions_of = sessions_by_attempt(&stack, &batch);
+    let sessions_of = sessions_by_attempt(&stack, &batch).await;
     assert!(
         sessions_of.values().all(|s| s.len() == 1),
         "an attempt on two sessions: {sessions_of:?}"

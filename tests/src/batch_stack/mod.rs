@@ -328,7 +328,7 @@ impl BatchStack {
     pub async fn runs_of(&self, batch: &BatchId, within: Duration) -> Vec<RunRecord> {
         let until = Instant::now() + within;
         loop {
-            let runs = self.runs_by_batch().remove(batch).unwrap_or_default();
+            let runs = self.recorded_runs().remove(batch).unwrap_or_default();
             if !runs.is_empty() || Instant::now() >= until {
                 return runs;
             }
@@ -349,8 +349,14 @@ impl BatchStack {
         true
     }
 
-    /// Agent runs per batch ID.
-    pub fn runs_by_batch(&self) -> HashMap<BatchId, Vec<RunRecord>> {
+    /// Agent runs per batch ID, once the agent runs nothing (for up to 10 s): a run is on
+    /// record when it ends, after its terminal write, so a row can be terminal first.
+    pub async fn runs_by_batch(&self) -> HashMap<BatchId, Vec<RunRecord>> {
+        self.agent_idle(Duration::from_secs(10)).await;
+        self.recorded_runs()
+    }
+
+    fn recorded_runs(&self) -> HashMap<BatchId, Vec<RunRecord>> {
         let mut runs: HashMap<BatchId, Vec<RunRecord>> = HashMap::new();
         for run in self.agent.runs() {
             runs.entry(run.batch_id.clone()).or_default().push(run);
