@@ -81,14 +81,18 @@ impl SessionId {
 
     /// [`Self::log_id`] as a log field that is hashed only when a line shows it: a round of
     /// thousands of heartbeats logs nothing at the default level and should hash nothing.
-    pub fn shown<'a>(&'a self, key: &'a LogKey) -> impl fmt::Display + 'a {
-        struct Shown<'a>(&'a SessionId, &'a LogKey);
-        impl fmt::Display for Shown<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.log_id(self.1).fmt(f)
-            }
-        }
+    pub fn shown<'a>(&'a self, key: &'a LogKey) -> Shown<'a> {
         Shown(self, key)
+    }
+}
+
+/// See [`SessionId::shown`].
+#[derive(Clone, Copy)]
+pub struct Shown<'a>(&'a SessionId, &'a LogKey);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.log_id(self.1).fmt(f)
     }
 }
 

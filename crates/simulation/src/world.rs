@@ -105,11 +105,6 @@ impl World {
         life.banked_ms + overlap((life.vm_start, end.max(life.vm_start)), self.window)
     }
 
-    /// Forgets what can no longer matter: the service's ended sessions.
-    pub fn forget_ended(&mut self, now: u64) {
-        self.model.forget_ended(now);
-    }
-
     fn pinged(&mut self, id: &SessionId, now: u64, cold: bool) {
         let Some(life) = self.lives.get(id).copied() else {
             return;

@@ -194,11 +194,13 @@ impl Model {
         let profile = if cold { self.cfg.cold_start() } else { self.cfg.warm };
         let latency = profile.sample(rng).mul_f64(self.cfg.latency_scale);
 
-        if !self.sessions.contains_key(session_id) {
-            self.sessions.insert(session_id.to_owned(), Session::new(now_ms));
-        }
-        let Some(session) = self.sessions.get_mut(session_id) else {
-            return Err(Rejection::SessionNotFound);
+        // Looked up before it is keyed by an owned copy: most invocations find their ID.
+        let session = match self.sessions.get_mut(session_id) {
+            Some(session) => session,
+            None => self
+                .sessions
+                .entry(session_id.to_owned())
+                .or_insert_with(|| Session::new(now_ms)),
         };
         if cold {
             session.restart(now_ms);

@@ -287,11 +287,11 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         };
         // Hashed only for a line that is written: a claim that hands the session out logs
         // nothing here, and the HMAC is most of a claim's CPU time in the simulation.
-        let session_log = || session.session_id.log_id(&policy.log_key);
+        let shown = session.session_id.shown(&policy.log_key);
         match policy.lifecycle.freshness(&session, now) {
             Freshness::Fresh => {}
             stale => {
-                info!(session = %session_log(), freshness = ?stale, "discarding stale pool session");
+                info!(session = %shown, freshness = ?stale, "discarding stale pool session");
                 tally.stale += 1;
                 return None;
             }
@@ -299,7 +299,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         let left = policy.lifecycle.lifetime_left(&session, now);
         if left < policy.min_lifetime {
             info!(
-                session = %session_log(),
+                session = %shown,
                 lifetime_left_ms = millis(left),
                 needed_ms = millis(policy.min_lifetime),
                 "discarding a pool session too close to its max lifetime for this claimer"
@@ -309,7 +309,7 @@ impl<Q: PoolQueue, T: ReplenishTrigger, C: Clock> Claimer<Q, T, C> {
         }
         if versions.outdated(&session, now) {
             info!(
-                session = %session_log(),
+                session = %shown,
                 version = session.agent_version().map(|v| v.version).unwrap_or_default(),
                 newest = versions.newest().map(|v| v.version).unwrap_or_default(),
                 "discarding a pool session of an outdated agent version"

@@ -298,7 +298,7 @@ impl<'a> Engine<'a> {
                 return Err(SimError::Runaway(MAX_EVENTS));
             }
             if self.details.events.is_multiple_of(FORGET_EVERY) {
-                self.agent.world().forget_ended(time);
+                self.agent.world().model.forget_ended(time);
             }
             if time >= self.window.0 && self.throttles_before.is_none() {
                 let world = self.agent.world();
