@@ -101,3 +101,21 @@ fn the_demo_prediction_is_a_full_hit_rate_and_a_pool_refilled_to_its_size() {
     assert_eq!(predicted.warm_hit_rate, 1.0, "{predicted:?}");
     assert_eq!(predicted.depth_after, 20, "{predicted:?}");
 }
+
+#[test]
+fn a_schedule_fitted_alike_at_p90_and_at_the_busiest_minute_is_one_candidate() {
+    // Every minute of an hour alike: its 90th percentile is its busiest minute.
+    let trace = Trace {
+        name: "flat hours".into(),
+        start_ms: builtin::MONDAY + 8 * 3_600_000,
+        per_minute: (0..120).map(|m| if m < 60 { 3 * 60 } else { 12 * 60 }).collect(),
+        exact: None,
+        notes: Vec::new(),
+    };
+    let names: Vec<String> = candidates::candidates(&trace, &params())
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| n.starts_with("scheduled"))
+        .collect();
+    assert_eq!(names, ["scheduled p90 = max"]);
+}
