@@ -45,7 +45,6 @@ impl Default for MemoryPool {
 
 #[derive(Debug)]
 struct Message {
-    id: String,
     body: String,
     sent_at: u64,
     /// Visible once the clock reaches this.
@@ -180,7 +179,6 @@ impl MemoryPool {
         state.insert(
             seq,
             Message {
-                id: format!("m-{seq}"),
                 body,
                 sent_at: now,
                 hidden_until: 0,
@@ -257,6 +255,18 @@ impl MemoryPool {
     }
 }
 
+/// `m-<message>` for a message ID, `r-<message>-<issue>` for a receipt.
+fn numbered(prefix: &str, seq: u64, issue: Option<u64>) -> String {
+    let mut text = String::with_capacity(prefix.len() + 41);
+    text.push_str(prefix);
+    crate::num::push_decimal(&mut text, seq);
+    if let Some(issue) = issue {
+        text.push('-');
+        crate::num::push_decimal(&mut text, issue);
+    }
+    text
+}
+
 fn take_failure(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -272,13 +282,13 @@ impl PoolQueue for MemoryPool {
         let mut out = Vec::with_capacity(taken.len());
         for seq in taken {
             state.next_id += 1;
-            let receipt = format!("r-{seq}-{}", state.next_id);
+            let receipt = numbered("r-", seq, Some(state.next_id));
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
             message.receipt = Some(receipt.clone());
             out.push(Received {
-                message_id: message.id.clone(),
+                message_id: numbered("m-", seq, None),
                 receipt,
                 body: message.body.clone(),
             });

@@ -35,9 +35,35 @@ pub fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Appends `n` in decimal, as `write!(out, "{n}")` would, without the formatting machinery
+/// (pool messages' deduplication IDs and the in-memory queue's receipts are written per call).
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|d| char::from(*d)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 10, 99, 1_000_000_007, u64::MAX] {
+            let mut written = String::from("x");
+            push_decimal(&mut written, n);
+            assert_eq!(written, format!("x{n}"));
+        }
+    }
 
     #[test]
     fn floats_round_up_and_clamp_at_both_ends() {

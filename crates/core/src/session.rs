@@ -59,11 +59,13 @@ impl SessionId {
 
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidSessionId> {
         let raw = raw.into();
-        let len = raw.chars().count();
+        let allowed = raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        // Allowed bytes are ASCII, one character each; only a refused ID needs counting.
+        let len = if allowed { raw.len() } else { raw.chars().count() };
         if !(MIN_LEN..=MAX_LEN).contains(&len) {
             return Err(InvalidSessionId::Length(len));
         }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !allowed {
             return Err(InvalidSessionId::Charset);
         }
         Ok(Self(raw))
@@ -326,7 +328,12 @@ impl PooledSession {
     /// Fresh on every (re-)enqueue: SQS silently drops a repeated deduplication ID for five
     /// minutes, even after the first message was deleted.
     pub fn deduplication_id(&self) -> String {
-        format!("{}:{}", self.session_id, self.last_ping_at)
+        let id = self.session_id.as_str();
+        let mut key = String::with_capacity(id.len() + 1 + MAX_TIMESTAMP_DIGITS);
+        key.push_str(id);
+        key.push(':');
+        crate::num::push_decimal(&mut key, self.last_ping_at);
+        key
     }
 }
 
@@ -415,6 +422,17 @@ mod tests {
             SessionId::parse(format!("{} x", "a".repeat(40))),
             Err(InvalidSessionId::Charset)
         );
+    }
+
+    #[test]
+    fn a_non_ascii_id_is_measured_in_characters_before_its_charset_is_refused() {
+        // 33 characters but 34 bytes: in range, so the charset is what is wrong.
+        assert_eq!(
+            SessionId::parse(format!("{}é", "a".repeat(32))),
+            Err(InvalidSessionId::Charset)
+        );
+        // 20 characters but 40 bytes: too short, whatever the bytes.
+        assert_eq!(SessionId::parse("é".repeat(20)), Err(InvalidSessionId::Length(20)));
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub async fn stop_until_gone<A: AgentRuntime>(
     backoff: &Backoff,
     log_key: &LogKey,
 ) -> StopOutcome {
-    let session = session_id.log_id(log_key);
+    // Hashed only if a line below is written: a sweep stops hundreds of sessions quietly.
+    let session = session_id.shown(log_key);
     let token = uuid::Uuid::new_v4().to_string();
     let deadline = Instant::now() + budget;
     let mut tries = 0;
@@ -137,6 +138,18 @@ mod tests {
         let (_, outcome) = stop(&agent, Duration::from_secs(5)).await;
         assert!(matches!(outcome, StopOutcome::Gone { tries: 2 }), "{outcome:?}");
         assert!(outcome.ended());
+    }
+
+    #[tokio::test]
+    async fn a_retried_stop_logs_the_session_by_its_log_id_only() {
+        let (logs, _guard) = crate::fakes::CapturedLogs::start();
+        let agent = ScriptedAgent::default();
+        agent.fail_stops_with([Throttled, Rejected]);
+        let (id, _) = stop(&agent, Duration::from_secs(5)).await;
+        let text = logs.text();
+        let shown = id.log_id(&LogKey::development()).to_string();
+        assert_eq!(text.matches(&shown).count(), 2, "the retry and the refusal: {text}");
+        assert!(!text.contains(id.as_str()), "a full session id in the logs: {text}");
     }
 
     #[tokio::test]

@@ -47,6 +47,13 @@ pub(crate) struct World {
     pub stops: u64,
 }
 
+impl Life {
+    /// When this microVM ends by itself: its idle timeout or its max lifetime.
+    fn expiry(&self, idle_ms: u64, lifetime_ms: u64) -> u64 {
+        (self.last_ping + idle_ms).min(self.vm_start + lifetime_ms)
+    }
+}
+
 fn overlap((a, b): (u64, u64), (w0, w1): (u64, u64)) -> u64 {
     b.min(w1).saturating_sub(a.max(w0))
 }
@@ -73,7 +80,7 @@ impl World {
     }
 
     fn expiry(&self, life: &Life) -> u64 {
-        (life.last_ping + self.idle_ms).min(life.vm_start + self.lifetime_ms)
+        life.expiry(self.idle_ms, self.lifetime_ms)
     }
 
     /// A warmup returned: the microVM (created at `created`) now idles in the pool.
@@ -106,17 +113,17 @@ impl World {
     }
 
     fn pinged(&mut self, id: &SessionId, now: u64, cold: bool) {
-        let Some(life) = self.lives.get(id).copied() else {
+        let (idle_ms, lifetime_ms, window) = (self.idle_ms, self.lifetime_ms, self.window);
+        let Some(life) = self.lives.get_mut(id) else {
             return;
         };
-        let mut updated = Life { last_ping: now, ..life };
         if cold {
             // The old microVM idled until it expired; the ping started a new one.
             self.heartbeats_cold += 1;
-            updated.banked_ms += overlap((life.vm_start, self.expiry(&life)), self.window);
-            updated.vm_start = now;
+            life.banked_ms += overlap((life.vm_start, life.expiry(idle_ms, lifetime_ms)), window);
+            life.vm_start = now;
         }
-        self.lives.insert(id.clone(), updated);
+        life.last_ping = now;
     }
 
     fn stopped(&mut self, id: &SessionId, now: u64) {

@@ -207,7 +207,7 @@ where
         drains_left: plan.drain.per_sweep,
     };
     let mut report = SweepReport::default();
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
     for _ in 0..limits.max_batches.get() {
         if clock.now_ms() >= window.start_by_ms {
             report.ended = SweepEnd::Deadline;
