@@ -43,6 +43,7 @@ pub use settings::Settings;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 /// Runs every policy on every profile, `threads` at a time; rows in profile, then policy order.
 pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Result<Vec<Run>, SimError> {
@@ -55,16 +56,18 @@ pub fn run_all(profiles: &[Profile], settings: &Settings, threads: usize) -> Res
 
 /// Runs each (profile, policy, settings), `threads` at a time; results in the jobs' order.
 pub fn run_jobs(jobs: Vec<(Profile, Policy, Settings)>, threads: usize) -> Result<Vec<Run>, SimError> {
-    run_jobs_counted(jobs, threads, &AtomicU64::new(0))
+    let runs = run_jobs_counted(jobs, threads, &AtomicU64::new(0))?;
+    Ok(runs.into_iter().map(|(run, _)| run).collect())
 }
 
 /// As [`run_jobs`], adding each request the runs have handled to `requests_done` as they go
-/// (in steps of a few thousand), for a progress display.
+/// (in steps of a few thousand), for a progress display; each run comes with the wall time it
+/// took (one thread's, so its CPU time when no more runs than cores go at once).
 pub fn run_jobs_counted(
     jobs: Vec<(Profile, Policy, Settings)>,
     threads: usize,
     requests_done: &AtomicU64,
-) -> Result<Vec<Run>, SimError> {
+) -> Result<Vec<(Run, Duration)>, SimError> {
     let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -75,8 +78,10 @@ pub fn run_jobs_counted(
                     let Some((i, (profile, policy, settings))) = next else {
                         break;
                     };
+                    let started = Instant::now();
                     let run = engine::Engine::new(&profile, policy, &settings)
-                        .and_then(|engine| engine.run(Some(requests_done)));
+                        .and_then(|engine| engine.run(Some(requests_done)))
+                        .map(|run| (run, started.elapsed()));
                     results.lock().unwrap_or_else(|p| p.into_inner()).push((i, run));
                 }
             });

@@ -34,6 +34,26 @@ fn the_same_seed_repeats_a_run_exactly_and_another_seed_does_not() {
 }
 
 #[test]
+fn parallel_runs_come_back_in_job_order_each_with_its_time_and_requests_counted() {
+    let (light, busy) = (
+        profile("light", 10, Shape::Steady { rate: 1.0 }),
+        profile("busy", 10, Shape::Steady { rate: 5.0 }),
+    );
+    let jobs = vec![
+        (busy.clone(), Policy::Project, quick()),
+        (light.clone(), Policy::Project, quick()),
+    ];
+    let counted = AtomicU64::new(0);
+    let runs = run_jobs_counted(jobs, 2, &counted).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].0, simulate(&busy, Policy::Project, &quick()).unwrap());
+    assert_eq!(runs[1].0, simulate(&light, Policy::Project, &quick()).unwrap());
+    assert!(runs.iter().all(|(_, took)| *took > Duration::ZERO));
+    let measured: u64 = runs.iter().map(|(run, _)| run.details.requests).sum();
+    assert_eq!(counted.into_inner(), measured);
+}
+
+#[test]
 fn the_adaptive_target_follows_a_rate_step_up_and_down() {
     let twenty = Duration::from_secs(20 * 60);
     let steps = profile(

@@ -324,6 +324,12 @@ fn planner_figures(threads: usize) -> Result<serde_json::Value, SimError> {
         planned
     })?;
     let secs = started.elapsed().as_secs_f64();
+    let candidate_secs: serde_json::Map<String, serde_json::Value> = planned
+        .candidates
+        .iter()
+        .zip(&planned.run_times)
+        .map(|(figures, took)| (figures.candidate.name.clone(), took.as_secs_f64().into()))
+        .collect();
     Ok(serde_json::json!({
         "trace": "week (built-in)",
         "candidates": count,
@@ -333,6 +339,8 @@ fn planner_figures(threads: usize) -> Result<serde_json::Value, SimError> {
         "requests_per_sec": total as f64 / secs.max(1e-9),
         "target_secs": 60,
         "recommended": planned.recommendation.map(|r| r.name),
+        // Each candidate's run on one thread: two cores need at least half their sum.
+        "candidate_secs": candidate_secs,
     }))
 }
 
@@ -359,6 +367,13 @@ fn conversations_and_planner(
         planner["wall_secs"].as_f64().unwrap_or(0.0),
         planner["requests_per_sec"].as_f64().unwrap_or(0.0),
     );
+    if let Some(each) = planner["candidate_secs"].as_object() {
+        let each: Vec<String> = each
+            .iter()
+            .map(|(name, secs)| format!("{name} {:.1} s", secs.as_f64().unwrap_or(0.0)))
+            .collect();
+        println!("  each candidate, on one thread: {}", each.join(", "));
+    }
     Ok((conversations, planner))
 }
 

@@ -51,6 +51,10 @@ pub struct Plan {
     pub recommendation: Option<Recommendation>,
     #[serde(skip)]
     pub timeline: Timeline,
+    /// How long each candidate's run took, in the candidates' order (not in the JSON: it is
+    /// the machine's, not the plan's).
+    #[serde(skip)]
+    pub run_times: Vec<Duration>,
 }
 
 /// The simulation settings of `candidate` on `trace`.
@@ -112,7 +116,8 @@ pub fn plan(trace: &Trace, params: &Params, threads: usize, requests_done: &Atom
         .iter()
         .map(|c| (profile.clone(), Policy::Project, settings(trace, params, c)))
         .collect();
-    let runs = run_jobs_counted(jobs, threads, requests_done)?;
+    let (runs, run_times): (Vec<Run>, Vec<Duration>) =
+        run_jobs_counted(jobs, threads, requests_done)?.into_iter().unzip();
     let hours = trace.duration().as_secs_f64() / 3_600.0;
     let per_session_hour = params.gb_per_session * params.usd_per_gb_hour;
     let mut figures: Vec<Figures> = candidates
@@ -148,5 +153,6 @@ pub fn plan(trace: &Trace, params: &Params, threads: usize, requests_done: &Atom
         candidates: figures,
         recommendation,
         timeline,
+        run_times,
     })
 }
