@@ -49,7 +49,8 @@ struct Message {
     sent_at: u64,
     /// Visible once the clock reaches this.
     hidden_until: u64,
-    receipt: Option<String>,
+    /// The issue number of the receipt it is hidden under (`r-<message>-<issue>`).
+    issue: Option<u64>,
 }
 
 /// How long SQS remembers a deduplication ID.
@@ -121,9 +122,9 @@ impl PoolState {
 
     /// The message a receipt still holds, if any.
     fn held(&self, receipt: &str, now: u64) -> Option<u64> {
-        let (seq, _) = self.issued(receipt)?;
+        let (seq, issue) = self.issued(receipt)?;
         let message = self.messages.get(&seq)?;
-        (message.receipt.as_deref() == Some(receipt) && message.hidden_until > now).then_some(seq)
+        (message.issue == Some(issue) && message.hidden_until > now).then_some(seq)
     }
 
     /// A receipt reads `r-<message>-<issue>`: the message it was issued for, if this pool
@@ -182,7 +183,7 @@ impl MemoryPool {
                 body,
                 sent_at: now,
                 hidden_until: 0,
-                receipt: None,
+                issue: None,
             },
         );
     }
@@ -282,14 +283,14 @@ impl PoolQueue for MemoryPool {
         let mut out = Vec::with_capacity(taken.len());
         for seq in taken {
             state.next_id += 1;
-            let receipt = numbered("r-", seq, Some(state.next_id));
+            let issue = state.next_id;
             let Some(message) = state.messages.get_mut(&seq) else {
                 continue;
             };
-            message.receipt = Some(receipt.clone());
+            message.issue = Some(issue);
             out.push(Received {
                 message_id: numbered("m-", seq, None),
-                receipt,
+                receipt: numbered("r-", seq, Some(issue)),
                 body: message.body.clone(),
             });
         }
@@ -302,10 +303,12 @@ impl PoolQueue for MemoryPool {
         if take_failure(&self.failing_deletes) {
             // Our visibility ran out and another consumer received the message: it is in
             // flight under a receipt that is not ours.
-            if let Some(seq) = state.held(receipt, now)
-                && let Some(message) = state.messages.get_mut(&seq)
-            {
-                message.receipt = Some(format!("{receipt}-other-consumer"));
+            if let Some(seq) = state.held(receipt, now) {
+                state.next_id += 1;
+                let other = state.next_id;
+                if let Some(message) = state.messages.get_mut(&seq) {
+                    message.issue = Some(other);
+                }
             }
             return Err(QueueError::new(
                 "delete",

@@ -84,9 +84,14 @@ impl Unit {
 /// observed, which matters with small samples. `None` for an empty sample or a `pct` outside
 /// (0, 100].
 pub fn nearest_rank(values: &[u64], pct: f64) -> Option<u64> {
-    let rank = usize::try_from(rank_of(values.len() as u64, pct)?).ok()?;
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
+    nearest_rank_of_sorted(&sorted, pct)
+}
+
+/// [`nearest_rank`] of a sample already sorted ascending.
+pub fn nearest_rank_of_sorted(sorted: &[u64], pct: f64) -> Option<u64> {
+    let rank = usize::try_from(rank_of(sorted.len() as u64, pct)?).ok()?;
     sorted.get(rank - 1).copied()
 }
 

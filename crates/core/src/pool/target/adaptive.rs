@@ -2,7 +2,7 @@
 //! environment's warmup time, raised by pre-warm windows.
 
 use super::Schedule;
-use crate::metrics::rank_of;
+use crate::metrics::nearest_rank_of_sorted;
 use crate::num::ceil_u32;
 use crate::ports::PoolDepth;
 use std::collections::VecDeque;
@@ -108,7 +108,6 @@ impl WarmupTimes {
         if self.samples.len() < Self::MIN_SAMPLES {
             return None;
         }
-        let rank = usize::try_from(rank_of(self.sorted.len() as u64, 95.0)?).ok()?;
-        self.sorted.get(rank - 1).copied().map(Duration::from_millis)
+        nearest_rank_of_sorted(&self.sorted, 95.0).map(Duration::from_millis)
     }
 }
